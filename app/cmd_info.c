@@ -1,0 +1,33 @@
+/* spinifel info: what was built and what this machine offers. */
+#include <fftw3.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+
+int cmd_info(int argc, char **argv)
+{
+  if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    printf("usage: spinifel info\n  Print the build configuration and machine figures.\n");
+    return 0;
+  }
+  if (argc > 1) {
+    fprintf(stderr, "spinifel info: unexpected argument '%s'\n", argv[1]);
+    return 2;
+  }
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  printf("spinifel %s\n", SPINIFEL_VERSION);
+  printf("fftw: %s\n", fftw_version);
+  printf("openmp threads: %d\n", omp_get_max_threads());
+  printf("memory: %.1f GiB\n", (double)pages * (double)page / (1024.0 * 1024.0 * 1024.0));
+#if defined(__AVX512F__)
+  printf("simd: avx512f\n");
+#elif defined(__AVX2__)
+  printf("simd: avx2\n");
+#else
+  printf("simd: portable (compiler default)\n");
+#endif
+  return 0;
+}

@@ -1,0 +1,11 @@
+/* One function per subcommand; each returns the process exit code
+ * (0 success, 1 failure of the computation or input, 2 bad usage). */
+#ifndef SPINIFEL_APP_COMMANDS_H
+#define SPINIFEL_APP_COMMANDS_H
+
+#include "spinifel/spinifel.h"
+
+int cmd_info(int argc, char **argv);
+int cmd_selfcheck(int argc, char **argv);
+
+#endif

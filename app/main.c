@@ -1,0 +1,39 @@
+/* spinifel: the command-line program. It parses arguments and reports; libspinifel computes. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static void usage(FILE *out)
+{
+  fprintf(out,
+          "usage: spinifel <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  info        print the build configuration and machine figures\n"
+          "  selfcheck   check the NUFFT against direct sums (float and double, types 1 and 2)\n"
+          "  help        this message\n"
+          "\n"
+          "Run 'spinifel <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+  if (!strcmp(cmd, "selfcheck")) return cmd_selfcheck(argc - 1, argv + 1);
+  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("spinifel %s\n", SPINIFEL_VERSION);
+    return 0;
+  }
+  fprintf(stderr, "spinifel: unknown command '%s' (try 'spinifel help')\n", cmd);
+  return 2;
+}

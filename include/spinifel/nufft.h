@@ -1,0 +1,123 @@
+/* Non-uniform fast Fourier transforms in 1, 2 and 3 dimensions (types 1 and 2).
+ *
+ *   type 1 (non-uniform to uniform): f[k] = sum_j c[j] exp(i sign k.x_j)
+ *   type 2 (uniform to non-uniform): c[j] = sum_k f[k] exp(i sign k.x_j)
+ *
+ * Modes k run over N1 x N2 x N3 integers, in each dimension either centred,
+ * k = -floor(N/2) .. ceil(N/2)-1, or FFT-style, 0 .. ceil(N/2)-1 then
+ * -floor(N/2) .. -1 (opts.modeord). Mode arrays are stored with k1 fastest:
+ * f[(i3 * N2 + i2) * N1 + i1]. Points x_j are radians, anywhere in
+ * [-3pi, 3pi) (the transform is 2pi-periodic in each coordinate).
+ *
+ * The plan follows FINUFFT's guru interface: make a plan once (sizes, sign,
+ * tolerance, threads: this plans the FFT), set points (sorts them; may be
+ * called again with new points without re-planning), execute as often as
+ * needed (ntransf vectors per call), destroy. The method is the
+ * exponential-of-semicircle kernel of Barnett, Magland and af Klinteberg,
+ * SIAM J. Sci. Comput. 41 (2019) C479: spread onto an upsampled grid, FFT,
+ * divide by the kernel's Fourier transform.
+ *
+ * Precision is a prefix: spf_nufft_* is double, spf_nufftf_* is float.
+ * A plan must not be used from two threads at once; different plans can.
+ * Making and destroying plans calls the FFTW planner, which is not
+ * thread-safe: do it from one thread. */
+#ifndef SPINIFEL_NUFFT_H
+#define SPINIFEL_NUFFT_H
+
+#include <complex.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  int modeord;          /* 0: centred modes (default); 1: FFT-style order */
+  double upsampfac;     /* fine-grid upsampling: 2.0 (default) or 1.25 (less memory, wider kernel) */
+  int nthreads;         /* OpenMP threads; 0: omp_get_max_threads() (default) */
+  int fftw_measure;     /* 1: plan the FFT with FFTW_MEASURE (default, fastest execute);
+                           0: FFTW_ESTIMATE (instant planning, slower FFTs) */
+  int kernel_eval;      /* 1: piecewise-polynomial kernel (default); 0: direct exp(beta sqrt(1-z^2)) */
+  int sort;             /* 1: sort points into cache-sized bins (default); 0: input order */
+  int max_subproblem;   /* points per spreading subproblem; 0: default (16384) */
+  int pow2_fine_grid;   /* 0: fine-grid sizes are 2,3,5-smooth but not powers of two, which
+                           avoids cache-set conflicts in spreading (default); 1: allow 2^k */
+} spf_nufft_opts;
+
+/* Fill opts with the defaults documented above. */
+void spf_nufft_default_opts(spf_nufft_opts *opts);
+
+/* What a plan chose, for reports and benchmarks. */
+typedef struct {
+  int type, dim, width;       /* transform type, dimension, kernel width in fine-grid points */
+  int poly_degree;            /* degree of the piecewise polynomial (0 when direct) */
+  double beta;                /* kernel shape parameter */
+  double upsampfac;
+  int64_t n_modes[3];         /* N1, N2, N3 (1 for unused dimensions) */
+  int64_t n_fine[3];          /* fine-grid sizes */
+  int64_t n_points;           /* points set by the last set_points */
+  int nthreads;
+} spf_nufft_info;
+
+/* Seconds spent in each stage, summed since the plan was made (or reset). */
+typedef struct {
+  double sort;                /* set_points: checking and binning the points */
+  double spread;              /* type 1 spreading or type 2 interpolation */
+  double fft;
+  double deconvolve;          /* kernel correction and copy between grids */
+} spf_nufft_timing;
+
+typedef struct spf_nufft_plan_s *spf_nufft_plan;
+typedef struct spf_nufftf_plan_s *spf_nufftf_plan;
+
+/* Make a plan.
+ *   type      1 or 2
+ *   dim       1, 2 or 3; n_modes[d] for d >= dim must be 1 (or n_modes may hold only dim entries)
+ *   n_modes   mode counts, each >= 1 (a dimension with one mode ignores its coordinate)
+ *   sign      +1 or -1: the sign of the exponent
+ *   ntransf   vectors per execute (>= 1), stored one after another
+ *   tol       requested relative l2 accuracy: 1e-14 .. 1e-1 in double,
+ *             1e-6 .. 1e-1 in float (upsampfac 1.25 reaches about 1e-9 at best)
+ *   opts      NULL for the defaults
+ * On success *plan is a new plan; on failure it is NULL and a code is returned. */
+int spf_nufft_make_plan(int type, int dim, const int64_t *n_modes, int sign, int ntransf,
+                        double tol, const spf_nufft_opts *opts, spf_nufft_plan *plan);
+int spf_nufftf_make_plan(int type, int dim, const int64_t *n_modes, int sign, int ntransf,
+                         double tol, const spf_nufft_opts *opts, spf_nufftf_plan *plan);
+
+/* Set n_points >= 0 points. x (and y, z for dim >= 2, 3) hold the coordinates; the
+ * plan keeps these pointers (no copy): they must stay valid and unchanged until the
+ * next set_points or destroy. Coordinates of dimensions with one mode may be NULL.
+ * Returns SPF_ERR_POINT if any coordinate is NaN, infinite or outside [-3pi, 3pi). */
+int spf_nufft_set_points(spf_nufft_plan plan, int64_t n_points,
+                         const double *x, const double *y, const double *z);
+int spf_nufftf_set_points(spf_nufftf_plan plan, int64_t n_points,
+                          const float *x, const float *y, const float *z);
+
+/* Execute on ntransf vectors. c: ntransf * n_points strengths (type 1 input, type 2
+ * output); f: ntransf * N1*N2*N3 modes (type 1 output, type 2 input). */
+int spf_nufft_execute(spf_nufft_plan plan, double complex *c, double complex *f);
+int spf_nufftf_execute(spf_nufftf_plan plan, float complex *c, float complex *f);
+
+void spf_nufft_destroy(spf_nufft_plan plan);
+void spf_nufftf_destroy(spf_nufftf_plan plan);
+
+void spf_nufft_get_info(const struct spf_nufft_plan_s *plan, spf_nufft_info *info);
+void spf_nufftf_get_info(const struct spf_nufftf_plan_s *plan, spf_nufft_info *info);
+void spf_nufft_get_timing(const struct spf_nufft_plan_s *plan, spf_nufft_timing *timing);
+void spf_nufftf_get_timing(const struct spf_nufftf_plan_s *plan, spf_nufft_timing *timing);
+void spf_nufft_reset_timing(spf_nufft_plan plan);
+void spf_nufftf_reset_timing(spf_nufftf_plan plan);
+
+/* The slow, obvious reference: the same sums evaluated directly in double precision,
+ * O(n_points x modes) work, OpenMP-parallel. Arguments mean what they mean for a plan
+ * (modeord as in the options; coordinates of one-mode dimensions may be NULL). For type 1
+ * c is read and f written; for type 2 the reverse. One vector. */
+int spf_nufft_direct(int type, int dim, const int64_t *n_modes, int sign, int modeord,
+                     int64_t n_points, const double *x, const double *y, const double *z,
+                     double complex *c, double complex *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

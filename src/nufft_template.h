@@ -1,0 +1,670 @@
+/* Precision-generic NUFFT, included once per precision by nufft_double.c and
+ * nufft_float.c, which define:
+ *   FLT          float or double
+ *   CPX          FLT complex
+ *   PUB(name)    public name, e.g. spf_nufft_##name
+ *   FFTW(name)   fftw_##name or fftwf_##name
+ *   PLAN_S       the plan struct tag
+ *   FLT_MIN_TOL  smallest tolerance this precision accepts
+ *   CREAL, CIMAG real and imaginary parts of a CPX
+ * Layout of the algorithm (see nufft.h for the contract):
+ *   set_points: check, fold into [0, nf), counting-sort into bins, cut into subproblems
+ *   type 1: spread each subproblem into a private box, add boxes to the fine grid,
+ *           FFT, multiply the kept modes by 1/phihat
+ *   type 2: place modes times 1/phihat on the zeroed fine grid, FFT, interpolate */
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fftw3.h>
+
+#include "nufft_kernel.h"
+#include "spinifel/error.h"
+#include "spinifel/nufft.h"
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define BIN_X 16 /* bin sizes in fine-grid points: a bin's box fits in L1/L2 */
+#define BIN_Y 4
+#define BIN_Z 4
+#define DEFAULT_MAX_SUB 16384
+#define INTERP_CHUNK 4096
+
+typedef void (*spread_fn)(struct PLAN_S *p, int64_t j0, int64_t j1, const CPX *c, int thread);
+typedef void (*interp_fn)(const struct PLAN_S *p, int64_t j0, int64_t j1, CPX *c);
+
+/* Per-thread scratch for spreading: per-point grid offsets and the private box. */
+typedef struct {
+  int32_t *l0;        /* 3 * max_sub first grid index touched, per dimension */
+  FLT *u;             /* 3 * max_sub offsets in [-1, 1) for the polynomial */
+  FLT *box;           /* interleaved complex box */
+  size_t box_cap;     /* in FLT */
+} scratch_t;
+
+struct PLAN_S {
+  int type, dim, sign, ntransf, nthreads, modeord, kernel_eval, sort;
+  int64_t max_sub;
+  int64_t n_modes[3], nf[3], n_modes_total, nf_total;
+  int collapsed[3];              /* a dimension with one mode: coordinate ignored */
+  spf_es_kernel ker;
+  int width, kpad, degree;
+  FLT *coef;                     /* (degree + 1) * kpad, Horner order */
+  FLT *deconv[3];                /* 1/phihat per centred mode */
+  CPX *fine;                     /* nf_total + kpad (the tail lets rows be read whole) */
+  FFTW(plan) fft;
+  spread_fn spread;
+  interp_fn interp;
+  int64_t n_points;
+  const FLT *coords[3];
+  int64_t *perm;                 /* sorted order, or NULL when not sorting */
+  int64_t perm_cap;
+  int32_t *bin_of;               /* scratch for the sort */
+  scratch_t *scratch;            /* one per thread */
+  spf_nufft_timing timing;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void *alloc_aligned(size_t bytes)
+{
+  void *ptr = NULL;
+  if (bytes == 0) bytes = 64;
+  if (posix_memalign(&ptr, 64, bytes) != 0) return NULL;
+  return ptr;
+}
+
+/* Position of coordinate x (radians, [-3pi, 3pi]) on a periodic grid of nf points, in [0, nf).
+ * Double even for float plans: float would lose 1e-5 of a grid point at nf ~ 300. */
+static ALWAYS_INLINE double fold(double x, int64_t nf)
+{
+  double t = x * ((double)nf / (2.0 * M_PI));
+  t -= (double)nf * floor(t / (double)nf);
+  return t;
+}
+
+static ALWAYS_INLINE int64_t wrap(int64_t i, int64_t n)
+{
+  i %= n;
+  return i < 0 ? i + n : i;
+}
+
+/* Kernel values at the kpad grid points starting at l0, for offset u in [-1, 1). */
+static ALWAYS_INLINE void eval_kernel(const struct PLAN_S *p, FLT u, FLT *ker, const int KP)
+{
+  if (p->kernel_eval) {
+    const FLT *c = p->coef;
+    for (int i = 0; i < KP; i++) ker[i] = c[i];
+    for (int d = 1; d <= p->degree; d++) {
+      const FLT *cd = c + (size_t)d * KP;
+      for (int i = 0; i < KP; i++) ker[i] = ker[i] * u + cd[i];
+    }
+  } else {
+    const int w = p->width;
+    for (int i = 0; i < KP; i++) {
+      double z = 2.0 * (((double)u + 1.0) * 0.5 - 0.5 * w + i) / w;
+      ker[i] = (FLT)(i < w ? spf_es_kernel_eval(&p->ker, z) : 0.0);
+    }
+  }
+}
+
+/* First grid index touched and polynomial offset, for one coordinate. */
+static ALWAYS_INLINE void point_offset(double t, int w, int32_t *l0, FLT *u)
+{
+  double a = ceil(t - 0.5 * w);
+  *l0 = (int32_t)a;
+  *u = (FLT)(2.0 * (a - t + 0.5 * w) - 1.0);
+}
+
+/* ---------------------------------------------------------------- spreading */
+
+static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j1, const CPX *c,
+                                         int thread, const int W)
+{
+  enum { KPMAX = SPF_NUFFT_KPAD(SPF_NUFFT_MAX_WIDTH) };
+  const int KP = SPF_NUFFT_KPAD(W);
+  scratch_t *s = &p->scratch[thread];
+  const int64_t n = j1 - j0;
+  int wd[3];
+  int32_t lo[3] = {INT32_MAX, INT32_MAX, INT32_MAX}, hi[3] = {INT32_MIN, INT32_MIN, INT32_MIN};
+  for (int d = 0; d < 3; d++) wd[d] = p->collapsed[d] ? 1 : W;
+
+  for (int64_t jj = 0; jj < n; jj++) {
+    int64_t idx = p->perm ? p->perm[j0 + jj] : j0 + jj;
+    for (int d = 0; d < 3; d++) {
+      int32_t l0 = 0;
+      FLT u = 0;
+      if (!p->collapsed[d]) point_offset(fold((double)p->coords[d][idx], p->nf[d]), W, &l0, &u);
+      s->l0[3 * jj + d] = l0;
+      s->u[3 * jj + d] = u;
+      if (l0 < lo[d]) lo[d] = l0;
+      if (l0 > hi[d]) hi[d] = l0;
+    }
+  }
+  int64_t bn[3];
+  for (int d = 0; d < 3; d++) bn[d] = (int64_t)hi[d] - lo[d] + wd[d];
+  /* Rows padded by KP for whole-vector writes, and never a multiple of 64 complex
+   * numbers, whose power-of-two strides make the w rows fight over cache sets. */
+  int64_t row = bn[0] + KP;
+  if (row % 64 == 0) row += 4;
+  const size_t need = (size_t)(2 * row * bn[1] * bn[2]);
+  if (need > s->box_cap) {
+    free(s->box);
+    s->box = alloc_aligned(need * sizeof(FLT));
+    s->box_cap = s->box ? need : 0;
+    if (!s->box) return; /* reported by the caller through box_cap == 0 */
+  }
+  FLT *box = s->box;
+  memset(box, 0, need * sizeof(FLT));
+
+  FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], kc[2 * KPMAX];
+  for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
+  kx[0] = ky[0] = kz[0] = 1;
+  for (int64_t jj = 0; jj < n; jj++) {
+    int64_t idx = p->perm ? p->perm[j0 + jj] : j0 + jj;
+    const FLT cre = CREAL(c[idx]), cim = CIMAG(c[idx]);
+    if (!p->collapsed[0]) eval_kernel(p, s->u[3 * jj], kx, KP);
+    if (!p->collapsed[1]) eval_kernel(p, s->u[3 * jj + 1], ky, KP);
+    if (!p->collapsed[2]) eval_kernel(p, s->u[3 * jj + 2], kz, KP);
+    for (int i = 0; i < KP; i++) {
+      kc[2 * i] = cre * kx[i];
+      kc[2 * i + 1] = cim * kx[i];
+    }
+    const int64_t ix = s->l0[3 * jj] - lo[0], iy = s->l0[3 * jj + 1] - lo[1],
+                  iz = s->l0[3 * jj + 2] - lo[2];
+    for (int dz = 0; dz < wd[2]; dz++) {
+      for (int dy = 0; dy < wd[1]; dy++) {
+        const FLT k = ky[dy] * kz[dz];
+        FLT *r = box + 2 * (((iz + dz) * bn[1] + iy + dy) * row + ix);
+        for (int m = 0; m < 2 * KP; m++) r[m] += k * kc[m];
+      }
+    }
+  }
+
+  /* Add the box to the periodic fine grid. Boxes of different threads overlap at their
+   * edges, so additions are serialised; they cost a small fraction of the spreading. */
+  const int64_t nf1 = p->nf[0], nf2 = p->nf[1], nf3 = p->nf[2];
+  FLT *fine = (FLT *)p->fine;
+  const int contiguous_x = lo[0] >= 0 && lo[0] + bn[0] <= nf1;
+#pragma omp critical(spf_nufft_add_box)
+  for (int64_t z = 0; z < bn[2]; z++) {
+    const int64_t gz = wrap(lo[2] + z, nf3);
+    for (int64_t y = 0; y < bn[1]; y++) {
+      const int64_t gy = wrap(lo[1] + y, nf2);
+      FLT *g = fine + 2 * ((gz * nf2 + gy) * nf1);
+      const FLT *b = box + 2 * ((z * bn[1] + y) * row);
+      if (contiguous_x) {
+        FLT *gx = g + 2 * lo[0];
+        for (int64_t m = 0; m < 2 * bn[0]; m++) gx[m] += b[m];
+      } else {
+        for (int64_t x = 0; x < bn[0]; x++) {
+          const int64_t gx = wrap(lo[0] + x, nf1);
+          g[2 * gx] += b[2 * x];
+          g[2 * gx + 1] += b[2 * x + 1];
+        }
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- interpolation */
+
+static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int64_t j1, CPX *c,
+                                         const int W)
+{
+  enum { KPMAX = SPF_NUFFT_KPAD(SPF_NUFFT_MAX_WIDTH) };
+  const int KP = SPF_NUFFT_KPAD(W);
+  const int64_t nf1 = p->nf[0], nf2 = p->nf[1], nf3 = p->nf[2];
+  const FLT *fine = (const FLT *)p->fine;
+  int wd[3];
+  for (int d = 0; d < 3; d++) wd[d] = p->collapsed[d] ? 1 : W;
+  FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], acc[2 * KPMAX], tmp[2 * KPMAX];
+  int64_t iy[KPMAX], iz[KPMAX];
+  for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
+  kx[0] = ky[0] = kz[0] = 1;
+  for (int64_t j = j0; j < j1; j++) {
+    const int64_t idx = p->perm ? p->perm[j] : j;
+    int32_t l0[3] = {0, 0, 0};
+    FLT u;
+    FLT *kers[3] = {kx, ky, kz};
+    for (int d = 0; d < 3; d++) {
+      if (p->collapsed[d]) continue;
+      point_offset(fold((double)p->coords[d][idx], p->nf[d]), W, &l0[d], &u);
+      eval_kernel(p, u, kers[d], KP);
+    }
+    for (int i = 0; i < wd[1]; i++) iy[i] = wrap(l0[1] + i, nf2);
+    for (int i = 0; i < wd[2]; i++) iz[i] = wrap(l0[2] + i, nf3);
+    for (int m = 0; m < 2 * KP; m++) acc[m] = 0;
+    const int contiguous_x = l0[0] >= 0 && l0[0] + wd[0] <= nf1;
+    for (int dz = 0; dz < wd[2]; dz++) {
+      for (int dy = 0; dy < wd[1]; dy++) {
+        const FLT k = ky[dy] * kz[dz];
+        const FLT *r = fine + 2 * ((iz[dz] * nf2 + iy[dy]) * nf1);
+        if (contiguous_x) {
+          /* Reads past the kernel's end (into the next row, or the grid's zeroed tail)
+           * meet zero kernel values below. */
+          r += 2 * l0[0];
+        } else {
+          for (int i = 0; i < KP; i++) {
+            const int64_t gx = wrap(l0[0] + i, nf1);
+            tmp[2 * i] = r[2 * gx];
+            tmp[2 * i + 1] = r[2 * gx + 1];
+          }
+          r = tmp;
+        }
+        for (int m = 0; m < 2 * KP; m++) acc[m] += k * r[m];
+      }
+    }
+    FLT re = 0, im = 0;
+    for (int i = 0; i < KP; i++) {
+      re += kx[i] * acc[2 * i];
+      im += kx[i] * acc[2 * i + 1];
+    }
+    c[idx] = re + im * I;
+  }
+}
+
+/* One specialisation per width, so every inner loop has a compile-time length. */
+#define SPF_WIDTH_INSTANCES(X) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
+#define DEFINE_KERNELS(W)                                                                    \
+  static void spread_w##W(struct PLAN_S *p, int64_t j0, int64_t j1, const CPX *c, int t) \
+  {                                                                                          \
+    spread_generic(p, j0, j1, c, t, W);                                                      \
+  }                                                                                          \
+  static void interp_w##W(const struct PLAN_S *p, int64_t j0, int64_t j1, CPX *c)           \
+  {                                                                                          \
+    interp_generic(p, j0, j1, c, W);                                                         \
+  }
+SPF_WIDTH_INSTANCES(DEFINE_KERNELS)
+#define SPREAD_ENTRY(W) [W] = spread_w##W,
+#define INTERP_ENTRY(W) [W] = interp_w##W,
+static const spread_fn spread_table[SPF_NUFFT_MAX_WIDTH + 1] = {SPF_WIDTH_INSTANCES(SPREAD_ENTRY)};
+static const interp_fn interp_table[SPF_NUFFT_MAX_WIDTH + 1] = {SPF_WIDTH_INSTANCES(INTERP_ENTRY)};
+
+/* ---------------------------------------------------------------- plan */
+
+static pthread_once_t fftw_threads_once = PTHREAD_ONCE_INIT;
+static void fftw_threads_init(void) { FFTW(init_threads)(); }
+
+static int64_t phys_mem_bytes(void)
+{
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return INT64_MAX;
+  return (int64_t)pages * page;
+}
+
+static void free_scratch(struct PLAN_S *p)
+{
+  if (!p->scratch) return;
+  for (int t = 0; t < p->nthreads; t++) {
+    free(p->scratch[t].l0);
+    free(p->scratch[t].u);
+    free(p->scratch[t].box);
+  }
+  free(p->scratch);
+  p->scratch = NULL;
+}
+
+void PUB(destroy)(struct PLAN_S *p)
+{
+  if (!p) return;
+  if (p->fft) FFTW(destroy_plan)(p->fft);
+  if (p->fine) FFTW(free)(p->fine);
+  free(p->coef);
+  for (int d = 0; d < 3; d++) free(p->deconv[d]);
+  free(p->perm);
+  free(p->bin_of);
+  free_scratch(p);
+  free(p);
+}
+
+int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntransf, double tol,
+                   const spf_nufft_opts *opts_in, struct PLAN_S **plan_out)
+{
+  if (!plan_out) return SPF_ERR_NULL;
+  *plan_out = NULL;
+  if (!n_modes) return SPF_ERR_NULL;
+  if (type != 1 && type != 2) return SPF_ERR_TYPE;
+  if (dim < 1 || dim > 3 || ntransf < 1) return SPF_ERR_SIZE;
+  if (sign != 1 && sign != -1) return SPF_ERR_ARG;
+  if (!(tol >= FLT_MIN_TOL && tol <= 0.1)) return SPF_ERR_TOLERANCE;
+  spf_nufft_opts o;
+  if (opts_in) o = *opts_in;
+  else spf_nufft_default_opts(&o);
+  if ((o.modeord != 0 && o.modeord != 1) || (o.upsampfac != 2.0 && o.upsampfac != 1.25) ||
+      o.nthreads < 0 || o.max_subproblem < 0 || (o.kernel_eval != 0 && o.kernel_eval != 1))
+    return SPF_ERR_OPTION;
+
+  struct PLAN_S *p = calloc(1, sizeof *p);
+  if (!p) return SPF_ERR_ALLOC;
+  p->type = type;
+  p->dim = dim;
+  p->sign = sign;
+  p->ntransf = ntransf;
+  p->modeord = o.modeord;
+  p->kernel_eval = o.kernel_eval;
+  p->sort = o.sort != 0;
+  p->max_sub = o.max_subproblem > 0 ? o.max_subproblem : DEFAULT_MAX_SUB;
+  p->nthreads = o.nthreads > 0 ? o.nthreads : omp_get_max_threads();
+  int rc = SPF_OK;
+
+  p->n_modes_total = 1;
+  for (int d = 0; d < 3; d++) {
+    p->n_modes[d] = d < dim ? n_modes[d] : 1;
+    if (p->n_modes[d] < 1 || p->n_modes[d] > ((int64_t)1 << 30)) { rc = SPF_ERR_SIZE; goto fail; }
+    p->collapsed[d] = p->n_modes[d] == 1;
+    if (p->n_modes_total > INT64_MAX / p->n_modes[d]) { rc = SPF_ERR_TOO_BIG; goto fail; }
+    p->n_modes_total *= p->n_modes[d];
+  }
+  if ((rc = spf_es_kernel_choose(tol, o.upsampfac, &p->ker)) != SPF_OK) goto fail;
+  p->width = p->ker.width;
+  p->kpad = SPF_NUFFT_KPAD(p->width);
+
+  p->nf_total = 1;
+  for (int d = 0; d < 3; d++) {
+    p->nf[d] = spf_nufft_fine_size(p->n_modes[d], o.upsampfac, p->width, o.pow2_fine_grid);
+    if (p->nf_total > INT64_MAX / 64 / p->nf[d]) { rc = SPF_ERR_TOO_BIG; goto fail; }
+    p->nf_total *= p->nf[d];
+  }
+  if (p->nf_total > INT_MAX / 2 || (double)p->nf_total * sizeof(CPX) > 0.8 * (double)phys_mem_bytes()) {
+    /* FFTW's sizes are int; and a grid that does not fit in memory would swap or die. */
+    rc = SPF_ERR_TOO_BIG;
+    goto fail;
+  }
+
+  /* Kernel: polynomial fit to well below the tolerance, and its Fourier transform. */
+  {
+    double coef[(SPF_NUFFT_MAX_DEGREE + 1) * SPF_NUFFT_KPAD(SPF_NUFFT_MAX_WIDTH)], fit_err;
+    /* The fit stalls near the kernel's own truncation error (~exp(-beta)); tol/10 is
+     * reachable for every width and keeps the fit's share of the error small. */
+    double target = tol * 0.1 > 1e-14 ? tol * 0.1 : 1e-14;
+    p->degree = spf_es_kernel_fit(&p->ker, target, coef, &fit_err);
+    if (p->degree < 0) { /* every width 2..16 fits (tested); never fall back silently */
+      rc = SPF_ERR_TOLERANCE;
+      goto fail;
+    }
+    p->coef = malloc(sizeof(FLT) * (size_t)(p->degree + 1) * p->kpad);
+    if (!p->coef) { rc = SPF_ERR_ALLOC; goto fail; }
+    for (int i = 0; i < (p->degree + 1) * p->kpad; i++) p->coef[i] = (FLT)coef[i];
+  }
+  for (int d = 0; d < 3; d++) {
+    int64_t n = p->n_modes[d];
+    double *ph = malloc(sizeof(double) * (size_t)n);
+    p->deconv[d] = malloc(sizeof(FLT) * (size_t)n);
+    if (!ph || !p->deconv[d]) { free(ph); rc = SPF_ERR_ALLOC; goto fail; }
+    if (p->collapsed[d]) ph[0] = 1.0;
+    else spf_es_kernel_fourier(&p->ker, n, p->nf[d], ph);
+    for (int64_t k = 0; k < n; k++) p->deconv[d][k] = (FLT)(1.0 / ph[k]);
+    free(ph);
+  }
+
+  p->fine = FFTW(malloc)(sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
+  if (!p->fine) { rc = SPF_ERR_ALLOC; goto fail; }
+  memset(p->fine, 0, sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
+  pthread_once(&fftw_threads_once, fftw_threads_init);
+  FFTW(plan_with_nthreads)(p->nthreads);
+  {
+    int n[3] = {(int)p->nf[2], (int)p->nf[1], (int)p->nf[0]};
+    unsigned flags = o.fftw_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
+    /* MEASURE overwrites the array it plans on; the grid is zeroed before every use. */
+    p->fft = FFTW(plan_dft)(3, n, (FFTW(complex) *)p->fine, (FFTW(complex) *)p->fine,
+                            sign > 0 ? FFTW_BACKWARD : FFTW_FORWARD, flags);
+    if (!p->fft) { rc = SPF_ERR_FFTW; goto fail; }
+  }
+  p->spread = spread_table[p->width];
+  p->interp = interp_table[p->width];
+  p->scratch = calloc((size_t)p->nthreads, sizeof(scratch_t));
+  if (!p->scratch) { rc = SPF_ERR_ALLOC; goto fail; }
+  p->n_points = -1;
+  *plan_out = p;
+  return SPF_OK;
+fail:
+  PUB(destroy)(p);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- points */
+
+/* Counting sort of the points by bin; stable, so the order does not depend on threads. */
+static int sort_points(struct PLAN_S *p)
+{
+  const int64_t m = p->n_points;
+  int64_t nb[3], bs[3] = {BIN_X, BIN_Y, BIN_Z};
+  for (int d = 0; d < 3; d++) {
+    if (p->collapsed[d]) bs[d] = 1;
+    nb[d] = (p->nf[d] + bs[d] - 1) / bs[d];
+  }
+  const int64_t nbins = nb[0] * nb[1] * nb[2];
+  const int nt = p->nthreads;
+  int64_t *counts = calloc((size_t)(nbins * nt), sizeof(int64_t));
+  if (!counts) return SPF_ERR_ALLOC;
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+    const int64_t a = m * t / team, b = m * (t + 1) / team;
+    int64_t *cnt = counts + (size_t)t * nbins;
+    for (int64_t j = a; j < b; j++) {
+      int64_t bin[3] = {0, 0, 0};
+      for (int d = 0; d < 3; d++) {
+        if (p->collapsed[d]) continue;
+        int64_t q = (int64_t)(fold((double)p->coords[d][j], p->nf[d]) / (double)bs[d]);
+        bin[d] = q < nb[d] ? q : nb[d] - 1;
+      }
+      int32_t k = (int32_t)((bin[2] * nb[1] + bin[1]) * nb[0] + bin[0]);
+      p->bin_of[j] = k;
+      cnt[k]++;
+    }
+#pragma omp barrier
+#pragma omp single
+    {
+      int64_t run = 0;
+      for (int64_t k = 0; k < nbins; k++)
+        for (int tt = 0; tt < team; tt++) {
+          int64_t cnum = counts[(size_t)tt * nbins + k];
+          counts[(size_t)tt * nbins + k] = run;
+          run += cnum;
+        }
+    }
+    for (int64_t j = a; j < b; j++) p->perm[cnt[p->bin_of[j]]++] = j;
+  }
+  free(counts);
+  return SPF_OK;
+}
+
+int PUB(set_points)(struct PLAN_S *p, int64_t n_points, const FLT *x, const FLT *y, const FLT *z)
+{
+  if (!p) return SPF_ERR_NULL;
+  if (n_points < 0) return SPF_ERR_SIZE;
+  const FLT *xyz[3] = {x, y, z};
+  for (int d = 0; d < 3; d++) {
+    if (n_points > 0 && !p->collapsed[d] && !xyz[d]) return SPF_ERR_NULL;
+    if (d >= p->dim) xyz[d] = NULL;
+  }
+  double t0 = omp_get_wtime();
+  /* Every coordinate that is given is checked: NaN fails both comparisons. */
+  int bad = 0;
+  const double lim = (double)(FLT)(3.0 * M_PI); /* float's 3pi rounds up: accept it */
+  for (int d = 0; d < p->dim; d++) {
+    const FLT *v = xyz[d];
+    if (!v) continue;
+#pragma omp parallel for num_threads(p->nthreads) reduction(|| : bad) schedule(static)
+    for (int64_t j = 0; j < n_points; j++) {
+      double q = (double)v[j];
+      bad = bad || !(q >= -lim && q <= lim);
+    }
+  }
+  p->n_points = -1;
+  if (bad) return SPF_ERR_POINT;
+  for (int d = 0; d < 3; d++) p->coords[d] = xyz[d];
+
+  /* Scratch for spreading: per-point offsets of one subproblem per thread. */
+  if (p->type == 1)
+    for (int t = 0; t < p->nthreads; t++) {
+      scratch_t *s = &p->scratch[t];
+      if (!s->l0) {
+        s->l0 = malloc(sizeof(int32_t) * 3 * (size_t)p->max_sub);
+        s->u = malloc(sizeof(FLT) * 3 * (size_t)p->max_sub);
+        if (!s->l0 || !s->u) return SPF_ERR_ALLOC;
+      }
+    }
+  if (p->sort && n_points > 0) {
+    if (n_points > p->perm_cap) {
+      free(p->perm);
+      free(p->bin_of);
+      p->perm = malloc(sizeof(int64_t) * (size_t)n_points);
+      p->bin_of = malloc(sizeof(int32_t) * (size_t)n_points);
+      p->perm_cap = (p->perm && p->bin_of) ? n_points : 0;
+      if (!p->perm_cap) return SPF_ERR_ALLOC;
+    }
+    p->n_points = n_points;
+    int rc = sort_points(p);
+    if (rc) {
+      p->n_points = -1;
+      return rc;
+    }
+  } else {
+    free(p->perm);
+    free(p->bin_of);
+    p->perm = NULL;
+    p->bin_of = NULL;
+    p->perm_cap = 0;
+  }
+  p->n_points = n_points;
+  p->timing.sort += omp_get_wtime() - t0;
+  return SPF_OK;
+}
+
+/* ---------------------------------------------------------------- execute */
+
+/* Index into the centred deconvolution table, and fine-grid index, of output slot a. */
+static ALWAYS_INLINE void mode_index(int64_t a, int64_t n, int64_t nf, int modeord, int64_t *centred,
+                                     int64_t *fine_idx)
+{
+  int64_t k = modeord == 0 ? a - n / 2 : (a < (n + 1) / 2 ? a : a - n);
+  *centred = k + n / 2;
+  *fine_idx = k < 0 ? k + nf : k;
+}
+
+/* Type 1: fine grid -> modes (divide by phihat). Type 2: modes -> fine grid. */
+static void deconvolve(struct PLAN_S *p, CPX *f, int to_modes)
+{
+  const int64_t n1 = p->n_modes[0], n2 = p->n_modes[1], n3 = p->n_modes[2];
+  const int64_t nf1 = p->nf[0], nf2 = p->nf[1];
+#pragma omp parallel for num_threads(p->nthreads) schedule(static) collapse(2)
+  for (int64_t a3 = 0; a3 < n3; a3++) {
+    for (int64_t a2 = 0; a2 < n2; a2++) {
+      int64_t c3, g3, c2, g2;
+      mode_index(a3, n3, p->nf[2], p->modeord, &c3, &g3);
+      mode_index(a2, n2, nf2, p->modeord, &c2, &g2);
+      const FLT d23 = p->deconv[2][c3] * p->deconv[1][c2];
+      CPX *fr = f + (a3 * n2 + a2) * n1;
+      CPX *gr = p->fine + (g3 * nf2 + g2) * nf1;
+      for (int64_t a1 = 0; a1 < n1; a1++) {
+        int64_t c1, g1;
+        mode_index(a1, n1, nf1, p->modeord, &c1, &g1);
+        const FLT s = d23 * p->deconv[0][c1];
+        if (to_modes) fr[a1] = s * gr[g1];
+        else gr[g1] = s * fr[a1];
+      }
+    }
+  }
+}
+
+static void zero_fine(struct PLAN_S *p)
+{
+  const int64_t n = p->nf_total;
+#pragma omp parallel for num_threads(p->nthreads) schedule(static)
+  for (int64_t i = 0; i < n; i++) p->fine[i] = 0;
+}
+
+static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
+{
+  double t0 = omp_get_wtime();
+  zero_fine(p);
+  const int64_t m = p->n_points, nsub = (m + p->max_sub - 1) / p->max_sub;
+  int failed = 0;
+#pragma omp parallel num_threads(p->nthreads) reduction(|| : failed)
+  {
+    const int t = omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t s = 0; s < nsub; s++) {
+      const int64_t j0 = s * p->max_sub, j1 = j0 + p->max_sub < m ? j0 + p->max_sub : m;
+      p->spread(p, j0, j1, c, t);
+      failed = failed || p->scratch[t].box_cap == 0;
+    }
+  }
+  if (failed) return SPF_ERR_ALLOC;
+  double t1 = omp_get_wtime();
+  FFTW(execute)(p->fft);
+  double t2 = omp_get_wtime();
+  deconvolve(p, f, 1);
+  double t3 = omp_get_wtime();
+  p->timing.spread += t1 - t0;
+  p->timing.fft += t2 - t1;
+  p->timing.deconvolve += t3 - t2;
+  return SPF_OK;
+}
+
+static int execute_type2(struct PLAN_S *p, CPX *c, const CPX *f)
+{
+  double t0 = omp_get_wtime();
+  zero_fine(p);
+  deconvolve(p, (CPX *)f, 0);
+  double t1 = omp_get_wtime();
+  FFTW(execute)(p->fft);
+  double t2 = omp_get_wtime();
+  const int64_t m = p->n_points, nchunk = (m + INTERP_CHUNK - 1) / INTERP_CHUNK;
+#pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1)
+  for (int64_t s = 0; s < nchunk; s++) {
+    const int64_t j0 = s * INTERP_CHUNK, j1 = j0 + INTERP_CHUNK < m ? j0 + INTERP_CHUNK : m;
+    p->interp(p, j0, j1, c);
+  }
+  double t3 = omp_get_wtime();
+  p->timing.deconvolve += t1 - t0;
+  p->timing.fft += t2 - t1;
+  p->timing.spread += t3 - t2;
+  return SPF_OK;
+}
+
+int PUB(execute)(struct PLAN_S *p, CPX *c, CPX *f)
+{
+  if (!p) return SPF_ERR_NULL;
+  if (p->n_points < 0) return SPF_ERR_NO_POINTS;
+  if (!f || (!c && p->n_points > 0)) return SPF_ERR_NULL;
+  for (int v = 0; v < p->ntransf; v++) {
+    CPX *cv = c ? c + (size_t)v * p->n_points : NULL;
+    CPX *fv = f + (size_t)v * p->n_modes_total;
+    int rc = p->type == 1 ? execute_type1(p, cv, fv) : execute_type2(p, cv, fv);
+    if (rc) return rc;
+  }
+  return SPF_OK;
+}
+
+void PUB(get_info)(const struct PLAN_S *p, spf_nufft_info *info)
+{
+  if (!p || !info) return;
+  info->type = p->type;
+  info->dim = p->dim;
+  info->width = p->width;
+  info->poly_degree = p->kernel_eval ? p->degree : 0;
+  info->beta = p->ker.beta;
+  info->upsampfac = p->ker.upsampfac;
+  for (int d = 0; d < 3; d++) {
+    info->n_modes[d] = p->n_modes[d];
+    info->n_fine[d] = p->nf[d];
+  }
+  info->n_points = p->n_points;
+  info->nthreads = p->nthreads;
+}
+
+void PUB(get_timing)(const struct PLAN_S *p, spf_nufft_timing *timing)
+{
+  if (p && timing) *timing = p->timing;
+}
+
+void PUB(reset_timing)(struct PLAN_S *p)
+{
+  if (p) memset(&p->timing, 0, sizeof p->timing);
+}

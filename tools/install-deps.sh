@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages spinifel needs. Idempotent: installs only what is missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libfftw3-dev libopenblas-dev libhdf5-dev
+      libopenmpi-dev openmpi-bin libpng-dev libinih-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run the whole test suite: tools/test.sh            (optimised build, in build/)
+#                           tools/test.sh --sanitize (ASan + UBSan build, in build-sanitize/)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ "${1:-}" = "--sanitize" ]; then
+  dir="$root/build-sanitize"
+  bash "$root/tools/build.sh" "$dir" -DSPINIFEL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  export SPINIFEL_TEST_SCALE=small   # the sanitizer build is slower: tests shrink their big cases
+else
+  dir="$root/build"
+  bash "$root/tools/build.sh" "$dir"
+fi
+cd "$dir"
+ctest --output-on-failure -j 2
