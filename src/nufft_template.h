@@ -30,7 +30,7 @@
 #define BIN_X 16 /* bin sizes in fine-grid points: a bin's box fits in L1/L2 */
 #define BIN_Y 4
 #define BIN_Z 4
-#define DEFAULT_MAX_SUB 16384
+#define DEFAULT_MAX_SUB 8192
 #define INTERP_CHUNK 4096
 
 typedef void (*spread_fn)(struct PLAN_S *p, int64_t j0, int64_t j1, const CPX *c, int thread);
@@ -48,6 +48,7 @@ struct PLAN_S {
   int type, dim, sign, ntransf, nthreads, modeord, kernel_eval, sort;
   int64_t max_sub;
   int64_t n_modes[3], nf[3], n_modes_total, nf_total;
+  double inv_nf[3];
   int collapsed[3];              /* a dimension with one mode: coordinate ignored */
   spf_es_kernel ker;
   int width, kpad, degree;
@@ -62,6 +63,8 @@ struct PLAN_S {
   int64_t *perm;                 /* sorted order, or NULL when not sorting */
   int64_t perm_cap;
   int32_t *bin_of;               /* scratch for the sort */
+  double *t_sorted;              /* 3 * perm_cap folded grid coordinates, in sorted order */
+  CPX *c_sorted;                 /* perm_cap strengths in sorted order (execute's buffer) */
   scratch_t *scratch;            /* one per thread */
   spf_nufft_timing timing;
 };
@@ -76,19 +79,18 @@ static void *alloc_aligned(size_t bytes)
   return ptr;
 }
 
-/* Position of coordinate x (radians, [-3pi, 3pi]) on a periodic grid of nf points, in [0, nf).
+/* Position of coordinate x (radians, [-3pi, 3pi]) on a periodic grid of nf points, in [0, nf].
  * Double even for float plans: float would lose 1e-5 of a grid point at nf ~ 300. */
-static ALWAYS_INLINE double fold(double x, int64_t nf)
+static ALWAYS_INLINE double fold(double x, double nf, double inv_nf)
 {
-  double t = x * ((double)nf / (2.0 * M_PI));
-  t -= (double)nf * floor(t / (double)nf);
-  return t;
+  double t = x * (nf * (0.5 / M_PI));
+  return t - nf * floor(t * inv_nf);
 }
 
+/* i mod n for i in [-n, 2n): grid indices never stray further than a kernel width. */
 static ALWAYS_INLINE int64_t wrap(int64_t i, int64_t n)
 {
-  i %= n;
-  return i < 0 ? i + n : i;
+  return i < 0 ? i + n : (i >= n ? i - n : i);
 }
 
 /* Kernel values at the kpad grid points starting at l0, for offset u in [-1, 1). */
@@ -96,9 +98,11 @@ static ALWAYS_INLINE void eval_kernel(const struct PLAN_S *p, FLT u, FLT *ker, c
 {
   if (p->kernel_eval) {
     const FLT *c = p->coef;
+#pragma omp simd
     for (int i = 0; i < KP; i++) ker[i] = c[i];
     for (int d = 1; d <= p->degree; d++) {
       const FLT *cd = c + (size_t)d * KP;
+#pragma omp simd
       for (int i = 0; i < KP; i++) ker[i] = ker[i] * u + cd[i];
     }
   } else {
@@ -131,12 +135,12 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
   int32_t lo[3] = {INT32_MAX, INT32_MAX, INT32_MAX}, hi[3] = {INT32_MIN, INT32_MIN, INT32_MIN};
   for (int d = 0; d < 3; d++) wd[d] = p->collapsed[d] ? 1 : W;
 
+  const int64_t m = p->n_points;
   for (int64_t jj = 0; jj < n; jj++) {
-    int64_t idx = p->perm ? p->perm[j0 + jj] : j0 + jj;
     for (int d = 0; d < 3; d++) {
       int32_t l0 = 0;
       FLT u = 0;
-      if (!p->collapsed[d]) point_offset(fold((double)p->coords[d][idx], p->nf[d]), W, &l0, &u);
+      if (!p->collapsed[d]) point_offset(p->t_sorted[d * m + j0 + jj], W, &l0, &u);
       s->l0[3 * jj + d] = l0;
       s->u[3 * jj + d] = u;
       if (l0 < lo[d]) lo[d] = l0;
@@ -163,11 +167,11 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
   for (int64_t jj = 0; jj < n; jj++) {
-    int64_t idx = p->perm ? p->perm[j0 + jj] : j0 + jj;
-    const FLT cre = CREAL(c[idx]), cim = CIMAG(c[idx]);
+    const FLT cre = CREAL(c[j0 + jj]), cim = CIMAG(c[j0 + jj]);
     if (!p->collapsed[0]) eval_kernel(p, s->u[3 * jj], kx, KP);
     if (!p->collapsed[1]) eval_kernel(p, s->u[3 * jj + 1], ky, KP);
     if (!p->collapsed[2]) eval_kernel(p, s->u[3 * jj + 2], kz, KP);
+#pragma omp simd
     for (int i = 0; i < KP; i++) {
       kc[2 * i] = cre * kx[i];
       kc[2 * i + 1] = cim * kx[i];
@@ -177,7 +181,8 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
     for (int dz = 0; dz < wd[2]; dz++) {
       for (int dy = 0; dy < wd[1]; dy++) {
         const FLT k = ky[dy] * kz[dz];
-        FLT *r = box + 2 * (((iz + dz) * bn[1] + iy + dy) * row + ix);
+        FLT *restrict r = box + 2 * (((iz + dz) * bn[1] + iy + dy) * row + ix);
+#pragma omp simd
         for (int m = 0; m < 2 * KP; m++) r[m] += k * kc[m];
       }
     }
@@ -187,7 +192,6 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
    * edges, so additions are serialised; they cost a small fraction of the spreading. */
   const int64_t nf1 = p->nf[0], nf2 = p->nf[1], nf3 = p->nf[2];
   FLT *fine = (FLT *)p->fine;
-  const int contiguous_x = lo[0] >= 0 && lo[0] + bn[0] <= nf1;
 #pragma omp critical(spf_nufft_add_box)
   for (int64_t z = 0; z < bn[2]; z++) {
     const int64_t gz = wrap(lo[2] + z, nf3);
@@ -195,15 +199,15 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
       const int64_t gy = wrap(lo[1] + y, nf2);
       FLT *g = fine + 2 * ((gz * nf2 + gy) * nf1);
       const FLT *b = box + 2 * ((z * bn[1] + y) * row);
-      if (contiguous_x) {
-        FLT *gx = g + 2 * lo[0];
-        for (int64_t m = 0; m < 2 * bn[0]; m++) gx[m] += b[m];
-      } else {
-        for (int64_t x = 0; x < bn[0]; x++) {
-          const int64_t gx = wrap(lo[0] + x, nf1);
-          g[2 * gx] += b[2 * x];
-          g[2 * gx + 1] += b[2 * x + 1];
-        }
+      /* A box row may wrap around the periodic grid: add it in contiguous pieces. */
+      for (int64_t x = 0; x < bn[0];) {
+        const int64_t gx = wrap(lo[0] + x, nf1);
+        const int64_t len = bn[0] - x < nf1 - gx ? bn[0] - x : nf1 - gx;
+        FLT *restrict gp = g + 2 * gx;
+        const FLT *restrict bp = b + 2 * x;
+#pragma omp simd
+        for (int64_t q = 0; q < 2 * len; q++) gp[q] += bp[q];
+        x += len;
       }
     }
   }
@@ -224,14 +228,14 @@ static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int
   int64_t iy[KPMAX], iz[KPMAX];
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
+  const int64_t m = p->n_points;
   for (int64_t j = j0; j < j1; j++) {
-    const int64_t idx = p->perm ? p->perm[j] : j;
     int32_t l0[3] = {0, 0, 0};
     FLT u;
     FLT *kers[3] = {kx, ky, kz};
     for (int d = 0; d < 3; d++) {
       if (p->collapsed[d]) continue;
-      point_offset(fold((double)p->coords[d][idx], p->nf[d]), W, &l0[d], &u);
+      point_offset(p->t_sorted[d * m + j], W, &l0[d], &u);
       eval_kernel(p, u, kers[d], KP);
     }
     for (int i = 0; i < wd[1]; i++) iy[i] = wrap(l0[1] + i, nf2);
@@ -254,6 +258,7 @@ static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int
           }
           r = tmp;
         }
+#pragma omp simd
         for (int m = 0; m < 2 * KP; m++) acc[m] += k * r[m];
       }
     }
@@ -262,7 +267,7 @@ static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int
       re += kx[i] * acc[2 * i];
       im += kx[i] * acc[2 * i + 1];
     }
-    c[idx] = re + im * I;
+    c[j] = re + im * I;
   }
 }
 
@@ -316,6 +321,8 @@ void PUB(destroy)(struct PLAN_S *p)
   for (int d = 0; d < 3; d++) free(p->deconv[d]);
   free(p->perm);
   free(p->bin_of);
+  free(p->t_sorted);
+  free(p->c_sorted);
   free_scratch(p);
   free(p);
 }
@@ -365,6 +372,7 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   p->nf_total = 1;
   for (int d = 0; d < 3; d++) {
     p->nf[d] = spf_nufft_fine_size(p->n_modes[d], o.upsampfac, p->width, o.pow2_fine_grid);
+    p->inv_nf[d] = 1.0 / (double)p->nf[d];
     if (p->nf_total > INT64_MAX / 64 / p->nf[d]) { rc = SPF_ERR_TOO_BIG; goto fail; }
     p->nf_total *= p->nf[d];
   }
@@ -449,7 +457,7 @@ static int sort_points(struct PLAN_S *p)
       int64_t bin[3] = {0, 0, 0};
       for (int d = 0; d < 3; d++) {
         if (p->collapsed[d]) continue;
-        int64_t q = (int64_t)(fold((double)p->coords[d][j], p->nf[d]) / (double)bs[d]);
+        int64_t q = (int64_t)(fold((double)p->coords[d][j], (double)p->nf[d], p->inv_nf[d]) / (double)bs[d]);
         bin[d] = q < nb[d] ? q : nb[d] - 1;
       }
       int32_t k = (int32_t)((bin[2] * nb[1] + bin[1]) * nb[0] + bin[0]);
@@ -509,27 +517,39 @@ int PUB(set_points)(struct PLAN_S *p, int64_t n_points, const FLT *x, const FLT 
         if (!s->l0 || !s->u) return SPF_ERR_ALLOC;
       }
     }
+  if (n_points > p->perm_cap) {
+    free(p->perm);
+    free(p->bin_of);
+    free(p->t_sorted);
+    free(p->c_sorted);
+    p->perm = p->sort ? malloc(sizeof(int64_t) * (size_t)n_points) : NULL;
+    p->bin_of = p->sort ? malloc(sizeof(int32_t) * (size_t)n_points) : NULL;
+    p->t_sorted = malloc(sizeof(double) * 3 * (size_t)n_points);
+    p->c_sorted = malloc(sizeof(CPX) * (size_t)n_points);
+    p->perm_cap = ((p->perm && p->bin_of) || !p->sort) && p->t_sorted && p->c_sorted ? n_points : 0;
+    if (!p->perm_cap) return SPF_ERR_ALLOC;
+  }
+  p->n_points = n_points;
   if (p->sort && n_points > 0) {
-    if (n_points > p->perm_cap) {
-      free(p->perm);
-      free(p->bin_of);
-      p->perm = malloc(sizeof(int64_t) * (size_t)n_points);
-      p->bin_of = malloc(sizeof(int32_t) * (size_t)n_points);
-      p->perm_cap = (p->perm && p->bin_of) ? n_points : 0;
-      if (!p->perm_cap) return SPF_ERR_ALLOC;
-    }
-    p->n_points = n_points;
     int rc = sort_points(p);
     if (rc) {
       p->n_points = -1;
       return rc;
     }
-  } else {
-    free(p->perm);
-    free(p->bin_of);
-    p->perm = NULL;
-    p->bin_of = NULL;
-    p->perm_cap = 0;
+  }
+  /* Folded coordinates in sorted order: one gather here, and the spreading loops read
+   * memory in order instead of missing the cache on every point. */
+  for (int d = 0; d < 3; d++) {
+    double *t = p->t_sorted + (size_t)d * n_points;
+    if (p->collapsed[d]) {
+      memset(t, 0, sizeof(double) * (size_t)n_points);
+      continue;
+    }
+    const FLT *v = p->coords[d];
+    const double nf = (double)p->nf[d], inv = p->inv_nf[d];
+    const int64_t *perm = p->perm;
+#pragma omp parallel for num_threads(p->nthreads) schedule(static)
+    for (int64_t j = 0; j < n_points; j++) t[j] = fold((double)v[perm ? perm[j] : j], nf, inv);
   }
   p->n_points = n_points;
   p->timing.sort += omp_get_wtime() - t0;
@@ -584,6 +604,10 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
   double t0 = omp_get_wtime();
   zero_fine(p);
   const int64_t m = p->n_points, nsub = (m + p->max_sub - 1) / p->max_sub;
+  const int64_t *perm = p->perm;
+  CPX *cs = p->c_sorted;
+#pragma omp parallel for num_threads(p->nthreads) schedule(static)
+  for (int64_t j = 0; j < m; j++) cs[j] = c[perm ? perm[j] : j];
   int failed = 0;
 #pragma omp parallel num_threads(p->nthreads) reduction(|| : failed)
   {
@@ -591,7 +615,7 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t s = 0; s < nsub; s++) {
       const int64_t j0 = s * p->max_sub, j1 = j0 + p->max_sub < m ? j0 + p->max_sub : m;
-      p->spread(p, j0, j1, c, t);
+      p->spread(p, j0, j1, cs, t);
       failed = failed || p->scratch[t].box_cap == 0;
     }
   }
@@ -619,8 +643,12 @@ static int execute_type2(struct PLAN_S *p, CPX *c, const CPX *f)
 #pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1)
   for (int64_t s = 0; s < nchunk; s++) {
     const int64_t j0 = s * INTERP_CHUNK, j1 = j0 + INTERP_CHUNK < m ? j0 + INTERP_CHUNK : m;
-    p->interp(p, j0, j1, c);
+    p->interp(p, j0, j1, p->c_sorted);
   }
+  const int64_t *perm = p->perm;
+  const CPX *cs = p->c_sorted;
+#pragma omp parallel for num_threads(p->nthreads) schedule(static)
+  for (int64_t j = 0; j < m; j++) c[perm ? perm[j] : j] = cs[j];
   double t3 = omp_get_wtime();
   p->timing.deconvolve += t1 - t0;
   p->timing.fft += t2 - t1;
