@@ -25,6 +25,16 @@ static int64_t slot_mode(int64_t a, int64_t n, int modeord)
   return modeord == 0 ? a - n / 2 : (a < (n + 1) / 2 ? a : a - n);
 }
 
+/* exp(i sign k x) for the n modes of one dimension, each from cos and sin directly
+ * (no recurrence, so no accumulated rounding). */
+static void phase_table(double x, int64_t n, int sign, int modeord, double complex *out)
+{
+  for (int64_t a = 0; a < n; a++) {
+    double ph = (double)slot_mode(a, n, modeord) * x;
+    out[a] = cos(ph) + I * (sign * sin(ph));
+  }
+}
+
 int spf_nufft_direct(int type, int dim, const int64_t *n_modes, int sign, int modeord,
                      int64_t n_points, const double *x, const double *y, const double *z,
                      double complex *c, double complex *f)
@@ -39,35 +49,64 @@ int spf_nufft_direct(int type, int dim, const int64_t *n_modes, int sign, int mo
     if (n[d] < 1) return SPF_ERR_SIZE;
     if (n[d] > 1 && n_points > 0 && !xyz[d]) return SPF_ERR_NULL;
   }
-  const int64_t ntot = n[0] * n[1] * n[2];
-  if (type == 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t a = 0; a < ntot; a++) {
-      int64_t k1 = slot_mode(a % n[0], n[0], modeord);
-      int64_t k2 = slot_mode((a / n[0]) % n[1], n[1], modeord);
-      int64_t k3 = slot_mode(a / (n[0] * n[1]), n[2], modeord);
-      double complex sum = 0;
-      for (int64_t j = 0; j < n_points; j++) {
-        double ph = (double)k1 * (n[0] > 1 ? x[j] : 0.0) + (double)k2 * (n[1] > 1 ? y[j] : 0.0) +
-                    (double)k3 * (n[2] > 1 ? z[j] : 0.0);
-        sum += c[j] * (cos(ph) + I * sign * sin(ph));
+  const int64_t n1 = n[0], n2 = n[1], n3 = n[2], ntot = n1 * n2 * n3;
+  int rc = SPF_OK;
+  /* e^{i k.x} = e^{i k1 x} e^{i k2 y} e^{i k3 z}: per point, three exact tables. */
+  if (type == 2) {
+#pragma omp parallel
+    {
+      double complex *tab = malloc(sizeof(double complex) * (size_t)(n1 + n2 + n3));
+      if (!tab) {
+#pragma omp atomic write
+        rc = SPF_ERR_ALLOC;
       }
-      f[a] = sum;
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < n_points; j++) {
+        if (!tab) continue;
+        double complex *ex = tab, *ey = tab + n1, *ez = tab + n1 + n2;
+        phase_table(n1 > 1 ? x[j] : 0.0, n1, sign, modeord, ex);
+        phase_table(n2 > 1 ? y[j] : 0.0, n2, sign, modeord, ey);
+        phase_table(n3 > 1 ? z[j] : 0.0, n3, sign, modeord, ez);
+        double complex sum = 0;
+        for (int64_t a3 = 0; a3 < n3; a3++)
+          for (int64_t a2 = 0; a2 < n2; a2++) {
+            double complex row = 0;
+            const double complex *fr = f + (a3 * n2 + a2) * n1;
+            for (int64_t a1 = 0; a1 < n1; a1++) row += fr[a1] * ex[a1];
+            sum += row * ey[a2] * ez[a3];
+          }
+        c[j] = sum;
+      }
+      free(tab);
     }
   } else {
-#pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < n_points; j++) {
-      double complex sum = 0;
-      for (int64_t a = 0; a < ntot; a++) {
-        int64_t k1 = slot_mode(a % n[0], n[0], modeord);
-        int64_t k2 = slot_mode((a / n[0]) % n[1], n[1], modeord);
-        int64_t k3 = slot_mode(a / (n[0] * n[1]), n[2], modeord);
-        double ph = (double)k1 * (n[0] > 1 ? x[j] : 0.0) + (double)k2 * (n[1] > 1 ? y[j] : 0.0) +
-                    (double)k3 * (n[2] > 1 ? z[j] : 0.0);
-        sum += f[a] * (cos(ph) + I * sign * sin(ph));
+    /* Threads own slabs of k3, so the sums need no reduction across threads. */
+    for (int64_t a = 0; a < ntot; a++) f[a] = 0;
+#pragma omp parallel
+    {
+      double complex *tab = malloc(sizeof(double complex) * (size_t)(n1 + n2));
+      if (!tab) {
+#pragma omp atomic write
+        rc = SPF_ERR_ALLOC;
       }
-      c[j] = sum;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t a3 = 0; a3 < n3; a3++) {
+        if (!tab) continue;
+        double complex *ex = tab, *ey = tab + n1;
+        for (int64_t j = 0; j < n_points; j++) {
+          double ph3 = (double)slot_mode(a3, n3, modeord) * (n3 > 1 ? z[j] : 0.0);
+          double complex cz = c[j] * (cos(ph3) + I * (sign * sin(ph3)));
+          phase_table(n1 > 1 ? x[j] : 0.0, n1, sign, modeord, ex);
+          phase_table(n2 > 1 ? y[j] : 0.0, n2, sign, modeord, ey);
+          for (int64_t a2 = 0; a2 < n2; a2++) {
+            double complex cyz = cz * ey[a2];
+            double complex *fr = f + (a3 * n2 + a2) * n1;
+            for (int64_t a1 = 0; a1 < n1; a1++) fr[a1] += cyz * ex[a1];
+          }
+        }
+      }
+      free(tab);
     }
   }
-  return SPF_OK;
+  return rc;
 }
