@@ -20,6 +20,7 @@ const char *spf_strerror(int code)
   case SPF_ERR_DATA: return "invalid data values (NaN, infinite or negative)";
   case SPF_ERR_MPI: return "an MPI call failed";
   case SPF_ERR_UNSUPPORTED: return "feature not built into this library";
+  case SPF_ERR_NO_MODES: return "interpolate called before load_modes";
   default: return "unknown error code";
   }
 }

@@ -59,6 +59,7 @@ struct PLAN_S {
   spread_fn spread;
   interp_fn interp;
   int64_t n_points;
+  int modes_loaded;              /* type 2: the fine grid holds transformed modes */
   const FLT *coords[3];
   int64_t *perm;                 /* sorted order, or NULL when not sorting */
   int64_t perm_cap;
@@ -631,13 +632,20 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
   return SPF_OK;
 }
 
-static int execute_type2(struct PLAN_S *p, CPX *c, const CPX *f)
+static void load_modes(struct PLAN_S *p, const CPX *f)
 {
   double t0 = omp_get_wtime();
   zero_fine(p);
   deconvolve(p, (CPX *)f, 0);
   double t1 = omp_get_wtime();
   FFTW(execute)(p->fft);
+  p->modes_loaded = 1;
+  p->timing.deconvolve += t1 - t0;
+  p->timing.fft += omp_get_wtime() - t1;
+}
+
+static void interpolate(struct PLAN_S *p, CPX *c)
+{
   double t2 = omp_get_wtime();
   const int64_t m = p->n_points, nchunk = (m + INTERP_CHUNK - 1) / INTERP_CHUNK;
 #pragma omp parallel for num_threads(p->nthreads) schedule(dynamic, 1)
@@ -649,11 +657,7 @@ static int execute_type2(struct PLAN_S *p, CPX *c, const CPX *f)
   const CPX *cs = p->c_sorted;
 #pragma omp parallel for num_threads(p->nthreads) schedule(static)
   for (int64_t j = 0; j < m; j++) c[perm ? perm[j] : j] = cs[j];
-  double t3 = omp_get_wtime();
-  p->timing.deconvolve += t1 - t0;
-  p->timing.fft += t2 - t1;
-  p->timing.spread += t3 - t2;
-  return SPF_OK;
+  p->timing.spread += omp_get_wtime() - t2;
 }
 
 int PUB(execute)(struct PLAN_S *p, CPX *c, CPX *f)
@@ -664,9 +668,33 @@ int PUB(execute)(struct PLAN_S *p, CPX *c, CPX *f)
   for (int v = 0; v < p->ntransf; v++) {
     CPX *cv = c ? c + (size_t)v * p->n_points : NULL;
     CPX *fv = f + (size_t)v * p->n_modes_total;
-    int rc = p->type == 1 ? execute_type1(p, cv, fv) : execute_type2(p, cv, fv);
-    if (rc) return rc;
+    if (p->type == 1) {
+      int rc = execute_type1(p, cv, fv);
+      if (rc) return rc;
+    } else {
+      load_modes(p, fv);
+      interpolate(p, cv);
+    }
   }
+  return SPF_OK;
+}
+
+int PUB(load_modes)(struct PLAN_S *p, const CPX *f)
+{
+  if (!p || !f) return SPF_ERR_NULL;
+  if (p->type != 2 || p->ntransf != 1) return SPF_ERR_ARG;
+  load_modes(p, f);
+  return SPF_OK;
+}
+
+int PUB(interpolate)(struct PLAN_S *p, CPX *c)
+{
+  if (!p) return SPF_ERR_NULL;
+  if (p->type != 2 || p->ntransf != 1) return SPF_ERR_ARG;
+  if (!p->modes_loaded) return SPF_ERR_NO_MODES;
+  if (p->n_points < 0) return SPF_ERR_NO_POINTS;
+  if (!c && p->n_points > 0) return SPF_ERR_NULL;
+  interpolate(p, c);
   return SPF_OK;
 }
 

@@ -501,6 +501,43 @@ static void kernel_fit_and_fourier_transform_are_accurate(void)
   CHECK(spf_nufft_fine_size(3, 2.0, 7, 0) == 18, "at least 2w: %lld", (long long)spf_nufft_fine_size(3, 2.0, 7, 0));
 }
 
+/* load_modes once, then interpolate at two point sets = two full executes. */
+static void load_modes_then_interpolate_many_point_sets(void)
+{
+  int64_t n[3] = {10, 11, 12}, ntot = 1320, m = 700;
+  double *x = malloc(sizeof(double) * 6 * m);
+  double complex *f = malloc(sizeof(double complex) * ntot), *a = malloc(sizeof(double complex) * m),
+                 *b = malloc(sizeof(double complex) * m);
+  spf_rng r;
+  spf_rng_seed(&r, 12, 0);
+  for (int64_t j = 0; j < 6 * m; j++) x[j] = M_PI * (2 * spf_rng_uniform(&r) - 1);
+  for (int64_t j = 0; j < ntot; j++) f[j] = rnd_c(&r);
+  spf_nufft_plan p;
+  spf_nufft_make_plan(2, 3, n, 1, 1, 1e-9, NULL, &p);
+  CHECK(spf_nufft_set_points(p, m, x, x + m, x + 2 * m) == SPF_OK, "points");
+  CHECK(spf_nufft_interpolate(p, a) == SPF_ERR_NO_MODES, "interpolate before load_modes");
+  CHECK(spf_nufft_load_modes(p, f) == SPF_OK, "load");
+  for (int set = 0; set < 2; set++) {
+    const double *xs = x + 3 * m * set;
+    spf_nufft_set_points(p, m, xs, xs + m, xs + 2 * m);
+    CHECK(spf_nufft_interpolate(p, a) == SPF_OK, "interpolate");
+    spf_nufft_plan q;
+    spf_nufft_make_plan(2, 3, n, 1, 1, 1e-9, NULL, &q);
+    spf_nufft_set_points(q, m, xs, xs + m, xs + 2 * m);
+    spf_nufft_execute(q, b, f);
+    spf_nufft_destroy(q);
+    double d = 0;
+    for (int64_t j = 0; j < m; j++) d = fmax(d, cabs(a[j] - b[j]));
+    CHECK(d == 0.0, "point set %d: split differs from execute by %g", set, d);
+  }
+  spf_nufft_destroy(p);
+  spf_nufft_plan t1;
+  spf_nufft_make_plan(1, 3, n, 1, 1, 1e-6, NULL, &t1);
+  CHECK(spf_nufft_load_modes(t1, f) == SPF_ERR_ARG, "load_modes on a type 1 plan");
+  spf_nufft_destroy(t1);
+  free(x); free(f); free(a); free(b);
+}
+
 int main(void)
 {
   RUN_TEST(kernel_fit_and_fourier_transform_are_accurate);
@@ -514,5 +551,6 @@ int main(void)
   RUN_TEST(thread_count_changes_results_only_by_rounding);
   RUN_TEST(new_points_without_replanning_match_fresh_plan);
   RUN_TEST(bad_arguments_return_distinct_codes);
+  RUN_TEST(load_modes_then_interpolate_many_point_sets);
   return test_summary();
 }

@@ -99,6 +99,17 @@ int spf_nufftf_set_points(spf_nufftf_plan plan, int64_t n_points,
 int spf_nufft_execute(spf_nufft_plan plan, double complex *c, double complex *f);
 int spf_nufftf_execute(spf_nufftf_plan plan, float complex *c, float complex *f);
 
+/* Type 2 in two steps, for evaluating one set of modes at many point sets (slicing
+ * many batches of orientations from one volume): load_modes does the kernel correction
+ * and the FFT once; interpolate evaluates at the points of the last set_points, and can
+ * follow any number of set_points calls. execute = load_modes + interpolate. Only for
+ * type 2 plans with ntransf = 1 (else SPF_ERR_ARG); interpolate before load_modes gives
+ * SPF_ERR_NO_MODES. */
+int spf_nufft_load_modes(spf_nufft_plan plan, const double complex *f);
+int spf_nufftf_load_modes(spf_nufftf_plan plan, const float complex *f);
+int spf_nufft_interpolate(spf_nufft_plan plan, double complex *c);
+int spf_nufftf_interpolate(spf_nufftf_plan plan, float complex *c);
+
 void spf_nufft_destroy(spf_nufft_plan plan);
 void spf_nufftf_destroy(spf_nufftf_plan plan);
 
