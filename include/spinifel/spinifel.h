@@ -8,5 +8,6 @@
 #include "spinifel/error.h"
 #include "spinifel/nufft.h"
 #include "spinifel/random.h"
+#include "spinifel/scattering.h"
 
 #endif
