@@ -178,6 +178,9 @@ int spf_scattering_make(int64_t n_atoms, const double *xyz, const int *type, int
   spf_nufft_opts o;
   spf_nufft_default_opts(&o);
   o.nthreads = sc->nthreads;
+  /* One FFT per molecule: MEASURE would cost more than it saves, and it picks plans by
+   * timing, which could change the last bits of F from run to run. */
+  o.fftw_measure = 0;
   if (sc->use_double) {
     rc = spf_nufft_make_plan(2, 3, sc->n, +1, 1, nufft_tol, &o, &sc->pd);
     if (!rc) rc = spf_nufft_load_modes(sc->pd, grid);
