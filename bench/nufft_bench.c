@@ -1,7 +1,7 @@
 /* NUFFT benchmark: one line per run with throughput and the time split.
  *
  *   nufft_bench [--type 1|2] [--n N] [--m M] [--prec double|float] [--tol T]
- *               [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2] [--maxsub P]
+ *               [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P]
  *
  * Points are uniform random in [-pi, pi)^3, modes N^3. Throughput counts execute only
  * (points per second), as FINUFFT reports it; set_points (the sort) is timed apart.
@@ -44,7 +44,7 @@ static double finufft_reference(const bench_args *a)
 static int usage(void)
 {
   fprintf(stderr, "usage: nufft_bench [--type 1|2] [--n N] [--m M] [--prec double|float] [--tol T]\n"
-                  "                   [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2] [--maxsub P]\n");
+                  "                   [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P]\n");
   return 2;
 }
 
@@ -56,6 +56,7 @@ int main(int argc, char **argv)
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(k, "--estimate")) { a.measure = 0; continue; }
     if (!strcmp(k, "--pow2")) { a.pow2 = 1; continue; }
+    if (!strcmp(k, "--no-pow2")) { a.pow2 = -2; continue; }
     if (!v) return usage();
     if (!strcmp(k, "--type")) a.type = atoi(v);
     else if (!strcmp(k, "--n")) a.n = (int64_t)atof(v);
@@ -99,7 +100,7 @@ int main(int argc, char **argv)
   o.nthreads = a.threads;
   o.upsampfac = a.upsampfac;
   o.fftw_measure = a.measure;
-  o.pow2_fine_grid = a.pow2;
+  o.pow2_fine_grid = a.pow2 == 1 ? 1 : a.pow2 == -2 ? 0 : -1;
   o.max_subproblem = a.maxsub;
   int64_t nm[3] = {n, n, n};
   spf_nufft_plan pd = NULL;

@@ -342,7 +342,8 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   if (opts_in) o = *opts_in;
   else spf_nufft_default_opts(&o);
   if ((o.modeord != 0 && o.modeord != 1) || (o.upsampfac != 2.0 && o.upsampfac != 1.25) ||
-      o.nthreads < 0 || o.max_subproblem < 0 || (o.kernel_eval != 0 && o.kernel_eval != 1))
+      o.nthreads < 0 || o.max_subproblem < 0 || (o.kernel_eval != 0 && o.kernel_eval != 1) ||
+      o.pow2_fine_grid < -1 || o.pow2_fine_grid > 1)
     return SPF_ERR_OPTION;
 
   struct PLAN_S *p = calloc(1, sizeof *p);
@@ -371,8 +372,9 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   p->kpad = SPF_NUFFT_KPAD(p->width);
 
   p->nf_total = 1;
+  const int allow_pow2 = o.pow2_fine_grid == 1 || (o.pow2_fine_grid < 0 && type == 1);
   for (int d = 0; d < 3; d++) {
-    p->nf[d] = spf_nufft_fine_size(p->n_modes[d], o.upsampfac, p->width, o.pow2_fine_grid);
+    p->nf[d] = spf_nufft_fine_size(p->n_modes[d], o.upsampfac, p->width, allow_pow2);
     p->inv_nf[d] = 1.0 / (double)p->nf[d];
     if (p->nf_total > INT64_MAX / 64 / p->nf[d]) { rc = SPF_ERR_TOO_BIG; goto fail; }
     p->nf_total *= p->nf[d];

@@ -40,8 +40,11 @@ typedef struct {
   int kernel_eval;      /* 1: piecewise-polynomial kernel (default); 0: direct exp(beta sqrt(1-z^2)) */
   int sort;             /* 1: sort points into cache-sized bins (default); 0: input order */
   int max_subproblem;   /* points per spreading subproblem; 0: default (8192, tuned at 128^3) */
-  int pow2_fine_grid;   /* 0: fine-grid sizes are 2,3,5-smooth but not powers of two, which
-                           avoids cache-set conflicts in spreading (default); 1: allow 2^k */
+  int pow2_fine_grid;   /* fine-grid sizes are 2,3,5-smooth; may they be powers of two?
+                           -1: auto (default): yes for type 1, no for type 2, whose
+                               interpolation halves in speed on 2^k rows (cache-set
+                               conflicts; measured in BENCHMARKS.md)
+                            0: never;  1: yes */
 } spf_nufft_opts;
 
 /* Fill opts with the defaults documented above. */
