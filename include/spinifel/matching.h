@@ -1,0 +1,56 @@
+/* Orientation matching: each experimental image takes the reference (model image) at
+ * the smallest Euclidean distance.
+ *
+ *   dist(d, m) = || sqrt(w) (d - a m) ||^2 = ||d||^2 + a^2 ||m||^2 - 2 a d.m
+ *
+ * with per-pixel weights w (0 excludes a pixel, e.g. masked) and a scale a chosen by
+ * the scale mode. The cross terms d.m for a block of images against a batch of models
+ * are one single-precision matrix product (CBLAS sgemm). Models arrive in batches and
+ * each image keeps a running best and second best, so memory is bounded by the batch
+ * and image-block sizes, never by the number of references.
+ *
+ * Arrays are row-major: data[i * n_pixels + p], models[j * n_pixels + p]. */
+#ifndef SPINIFEL_MATCHING_H
+#define SPINIFEL_MATCHING_H
+
+#include <stdint.h>
+
+enum spf_scale_mode {
+  SPF_SCALE_NONE = 0,      /* a = 1 */
+  SPF_SCALE_GLOBAL = 1,    /* one a per model batch, a^2 = mean ||d||^2 / mean ||m||^2 (SpiniFEL's) */
+  SPF_SCALE_PER_IMAGE = 2  /* least squares per pair, a = max(d.m, 0) / ||m||^2 (varying fluence) */
+};
+
+typedef struct {
+  int scale;                 /* enum spf_scale_mode; default SPF_SCALE_PER_IMAGE */
+  const float *pixel_weight; /* n_pixels weights >= 0, or NULL for all 1 (copied at make) */
+  int64_t image_block;       /* images per matrix product; 0: auto, keeping the product's
+                                output under 64 MiB */
+  int nthreads;              /* 0: OpenMP default; also sets OpenBLAS's thread count */
+} spf_match_options;
+
+void spf_match_default_options(spf_match_options *o);
+
+typedef struct spf_matcher_s spf_matcher;
+
+/* A matcher for n_images images of n_pixels pixels (data is copied, weighted). */
+int spf_matcher_make(int64_t n_images, int64_t n_pixels, const float *data,
+                     const spf_match_options *opts, spf_matcher **out);
+
+/* Compare every image with n_models models whose reference indices are
+ * first_ref .. first_ref + n_models - 1. Ties keep the model seen first. */
+int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, const float *models);
+
+/* Per image: index of the best reference (-1 before any batch), its distance, and the
+ * second-best distance (the gap is a confidence figure). Any pointer may be NULL. */
+int spf_matcher_results(const spf_matcher *m, int64_t *best, float *best_dist, float *second_dist);
+
+/* Forget all batches (keep the data) to match again, e.g. in the next generation. */
+void spf_matcher_reset(spf_matcher *m);
+
+/* Seconds in the matrix products and in the distance scans, since make or reset. */
+void spf_matcher_timing(const spf_matcher *m, double *gemm_seconds, double *scan_seconds);
+
+void spf_matcher_free(spf_matcher *m);
+
+#endif

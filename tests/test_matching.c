@@ -1,0 +1,156 @@
+/* Orientation matching against brute-force argmin in double. */
+#include <float.h>
+#include <math.h>
+
+#include "spinifel/spinifel.h"
+#include "spinifel/matching.h"
+#include "testing.h"
+
+/* Brute force: distance of image i to model j under the same definitions, in double. */
+static double brute_dist(const float *d, const float *m, const float *w, int64_t np, int scale, double a_global)
+{
+  double dd = 0, mm = 0, dm = 0;
+  for (int64_t p = 0; p < np; p++) {
+    double ww = w ? w[p] : 1.0;
+    dd += ww * d[p] * d[p];
+    mm += ww * m[p] * m[p];
+    dm += ww * d[p] * m[p];
+  }
+  double a = scale == SPF_SCALE_NONE ? 1.0 : scale == SPF_SCALE_GLOBAL ? a_global : (dm > 0 && mm > 0 ? dm / mm : 0);
+  return dd + a * a * mm - 2 * a * dm;
+}
+
+static void run_match_case(int scale, int weighted, int64_t n_img, int64_t n_ref, int64_t np, int64_t batch,
+                           int64_t block, uint64_t seed)
+{
+  float *models = malloc(sizeof(float) * n_ref * np), *data = malloc(sizeof(float) * n_img * np);
+  float *w = weighted ? malloc(sizeof(float) * np) : NULL;
+  int64_t *truth = malloc(sizeof(int64_t) * n_img), *best = malloc(sizeof(int64_t) * n_img);
+  float *bd = malloc(sizeof(float) * n_img), *sd = malloc(sizeof(float) * n_img);
+  spf_rng r;
+  spf_rng_seed(&r, seed, 0);
+  for (int64_t k = 0; k < n_ref * np; k++) models[k] = (float)(spf_rng_uniform(&r) * 10);
+  if (w)
+    for (int64_t p = 0; p < np; p++) w[p] = p % 7 == 0 ? 0.0f : (float)(0.5 + spf_rng_uniform(&r));
+  /* Each image: a model, scaled (per-image fluence), plus noise. */
+  for (int64_t i = 0; i < n_img; i++) {
+    truth[i] = (int64_t)(spf_rng_next(&r) % (uint64_t)n_ref);
+    double fl = scale == SPF_SCALE_PER_IMAGE ? 0.3 + 2 * spf_rng_uniform(&r) : 1.0;
+    for (int64_t p = 0; p < np; p++)
+      data[i * np + p] = (float)(fl * models[truth[i] * np + p] + spf_rng_normal(&r));
+  }
+  spf_match_options o;
+  spf_match_default_options(&o);
+  o.scale = scale;
+  o.pixel_weight = w;
+  o.image_block = block;
+  spf_matcher *m;
+  CHECK(spf_matcher_make(n_img, np, data, &o, &m) == SPF_OK, "make");
+  for (int64_t f = 0; f < n_ref; f += batch) {
+    int64_t nb = n_ref - f < batch ? n_ref - f : batch;
+    CHECK(spf_matcher_add_batch(m, f, nb, models + f * np) == SPF_OK, "batch");
+  }
+  spf_matcher_results(m, best, bd, sd);
+  /* The global scale is per batch: the brute force uses the same batches. */
+  double dsum = 0;
+  for (int64_t k = 0; k < n_img * np; k++) dsum += (w ? w[k % np] : 1.0) * data[k] * data[k];
+  int64_t nbatch = (n_ref + batch - 1) / batch;
+  double *a_batch = malloc(sizeof(double) * nbatch);
+  for (int64_t b = 0; b < nbatch; b++) {
+    int64_t f = b * batch, nb = n_ref - f < batch ? n_ref - f : batch;
+    double msum = 0;
+    for (int64_t k = f * np; k < (f + nb) * np; k++) msum += (w ? w[k % np] : 1.0) * models[k] * models[k];
+    a_batch[b] = sqrt((dsum / n_img) / (msum / nb));
+  }
+  int wrong = 0, found_truth = 0;
+  for (int64_t i = 0; i < n_img; i++) {
+    double bmin = DBL_MAX, bsec = DBL_MAX;
+    int64_t barg = -1;
+    for (int64_t j = 0; j < n_ref; j++) {
+      double d = brute_dist(data + i * np, models + j * np, w, np, scale, a_batch[j / batch]);
+      if (d < bmin) { bsec = bmin; bmin = d; barg = j; }
+      else if (d < bsec) bsec = d;
+    }
+    /* Same argmin, or a near tie within float rounding of the distances. */
+    double dchosen = brute_dist(data + i * np, models + best[i] * np, w, np, scale, a_batch[best[i] / batch]);
+    if (best[i] != barg && fabs(dchosen - bmin) > 1e-4 * fabs(bmin)) wrong++;
+    if (fabs(bd[i] - bmin) > 1e-3 * fabs(bmin) + 1e-3 || fabs(sd[i] - bsec) > 1e-3 * fabs(bsec) + 1e-3) wrong++;
+    found_truth += best[i] == truth[i];
+  }
+  free(a_batch);
+  CHECK(wrong == 0, "scale %d weighted %d: %d images disagree with brute force", scale, weighted, wrong);
+  if (scale != SPF_SCALE_GLOBAL)
+    CHECK(found_truth > 0.95 * n_img, "scale %d: only %d of %lld images found their model", scale, found_truth,
+          (long long)n_img);
+  spf_matcher_free(m);
+  free(models); free(data); free(w); free(truth); free(best); free(bd); free(sd);
+}
+
+static void matches_brute_force_argmin_all_scale_modes(void)
+{
+  for (int scale = 0; scale <= 2; scale++)
+    for (int weighted = 0; weighted <= 1; weighted++)
+      run_match_case(scale, weighted, 150, 97, 60, 32, 0, 10 + scale * 2 + weighted);
+}
+
+static void batch_and_block_sizes_do_not_change_results(void)
+{
+  const int64_t n_img = 120, n_ref = 80, np = 40;
+  float *models = malloc(sizeof(float) * n_ref * np), *data = malloc(sizeof(float) * n_img * np);
+  spf_rng r;
+  spf_rng_seed(&r, 77, 0);
+  for (int64_t k = 0; k < n_ref * np; k++) models[k] = (float)spf_rng_uniform(&r);
+  for (int64_t k = 0; k < n_img * np; k++) data[k] = (float)spf_rng_uniform(&r);
+  int64_t ref[120], got[120];
+  const int64_t batches[] = {80, 1, 7, 33}, blocks[] = {0, 1, 13, 120};
+  for (int t = 0; t < 4; t++) {
+    spf_match_options o;
+    spf_match_default_options(&o);
+    o.image_block = blocks[t];
+    spf_matcher *m;
+    spf_matcher_make(n_img, np, data, &o, &m);
+    for (int64_t f = 0; f < n_ref; f += batches[t])
+      spf_matcher_add_batch(m, f, n_ref - f < batches[t] ? n_ref - f : batches[t], models + f * np);
+    spf_matcher_results(m, t == 0 ? ref : got, NULL, NULL);
+    if (t > 0) {
+      int diff = 0;
+      for (int i = 0; i < n_img; i++) diff += ref[i] != got[i];
+      CHECK(diff == 0, "batch %lld block %lld: %d images differ", (long long)batches[t], (long long)blocks[t], diff);
+    }
+    spf_matcher_free(m);
+  }
+  free(models);
+  free(data);
+}
+
+static void bad_input_is_refused(void)
+{
+  float d[4] = {1, 2, 3, NAN}, w[2] = {1, -1};
+  spf_matcher *m = NULL;
+  CHECK(spf_matcher_make(2, 2, d, NULL, &m) == SPF_ERR_DATA, "NaN data");
+  CHECK(spf_matcher_make(0, 2, d, NULL, &m) == SPF_ERR_SIZE, "no images");
+  CHECK(spf_matcher_make(2, 2, NULL, NULL, &m) == SPF_ERR_NULL, "NULL data");
+  d[3] = 4;
+  spf_match_options o;
+  spf_match_default_options(&o);
+  o.pixel_weight = w;
+  CHECK(spf_matcher_make(2, 2, d, &o, &m) == SPF_ERR_DATA, "negative weight");
+  o.pixel_weight = NULL;
+  o.scale = 9;
+  CHECK(spf_matcher_make(2, 2, d, &o, &m) == SPF_ERR_OPTION, "bad scale mode");
+  CHECK(spf_matcher_make(2, 2, d, NULL, &m) == SPF_OK, "valid");
+  int64_t best[2];
+  spf_matcher_results(m, best, NULL, NULL);
+  CHECK(best[0] == -1 && best[1] == -1, "no batch yet gives -1");
+  float mod[2] = {INFINITY, 0};
+  CHECK(spf_matcher_add_batch(m, 0, 1, mod) == SPF_ERR_DATA, "infinite model");
+  spf_matcher_free(m);
+}
+
+int main(void)
+{
+  RUN_TEST(matches_brute_force_argmin_all_scale_modes);
+  RUN_TEST(batch_and_block_sizes_do_not_change_results);
+  RUN_TEST(bad_input_is_refused);
+  return test_summary();
+}
