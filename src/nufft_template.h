@@ -15,13 +15,13 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <fftw3.h>
 
+#include "fftw_threads.h"
 #include "nufft_kernel.h"
 #include "spinifel/error.h"
 #include "spinifel/nufft.h"
@@ -291,9 +291,6 @@ static const interp_fn interp_table[SPF_NUFFT_MAX_WIDTH + 1] = {SPF_WIDTH_INSTAN
 
 /* ---------------------------------------------------------------- plan */
 
-static pthread_once_t fftw_threads_once = PTHREAD_ONCE_INIT;
-static void fftw_threads_init(void) { FFTW(init_threads)(); }
-
 static int64_t phys_mem_bytes(void)
 {
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
@@ -414,7 +411,7 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   p->fine = FFTW(malloc)(sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
   if (!p->fine) { rc = SPF_ERR_ALLOC; goto fail; }
   memset(p->fine, 0, sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
-  pthread_once(&fftw_threads_once, fftw_threads_init);
+  spf_fftw_threads_init();
   FFTW(plan_with_nthreads)(p->nthreads);
   {
     int n[3] = {(int)p->nf[2], (int)p->nf[1], (int)p->nf[0]};

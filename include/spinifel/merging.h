@@ -1,0 +1,77 @@
+/* Merging: with orientations fixed, solve for the autocorrelation u on the M^3 grid
+ *
+ *   [A* W A + rho I + phi F* P F] u = A* W b + rho u0
+ *
+ * (../shared/docs/mtip.md, step 3). A maps u to intensities at the data points,
+ * (A u)_j = sum_k u_k exp(i k . x_j), k the centred grid index (M odd, k in
+ * [-(M-1)/2, (M-1)/2]^3); W the point weights; b the intensities; P keeps the Fourier
+ * modes of u outside the ball |q| <= (M-1)/2 (a smoothness prior); F the unitary FFT.
+ * Every point is used with its Friedel mate -x_j, so the operator and u are real.
+ *
+ * A* W A is the convolution with T(d) = sum_j w_j exp(i d . x_j), d in [-M, M)^3, one
+ * type-1 NUFFT onto the 2M grid; A* W b is one type-1 NUFFT onto the M grid. Both are
+ * sums over points, accumulated batch by batch (and, across MPI ranks, by a sum). The
+ * solve is conjugate gradients with zero-padded FFT convolutions on (2M)^3.
+ *
+ * u layout: u[(i3 * M + i2) * M + i1], i = k + (M-1)/2. */
+#ifndef SPINIFEL_MERGING_H
+#define SPINIFEL_MERGING_H
+
+#include <stdint.h>
+
+typedef struct {
+  double nufft_tol;   /* accuracy of the two type-1 sums (default 1e-6) */
+  int cg_max_iter;    /* conjugate-gradient iteration cap (default 100) */
+  double cg_tol;      /* stop when ||residual|| <= cg_tol ||right-hand side|| (default 1e-6) */
+  int nthreads;       /* 0: OpenMP default */
+} spf_merge_options;
+
+void spf_merge_default_options(spf_merge_options *o);
+
+typedef struct {
+  int iterations;        /* CG iterations run */
+  double rel_residual;   /* final ||r|| / ||rhs|| */
+  double data_misfit;    /* ||W^(1/2) (A u - b)|| with A u complex (real when u is
+                            centrosymmetric), from the Toeplitz form, no NUFFT */
+  double solution_norm;  /* ||u|| */
+  double rho, phi;       /* the weights used */
+  double seconds;
+} spf_merge_stats;
+
+typedef struct spf_merger_s spf_merger;
+
+/* A merger for an M^3 grid (M odd, >= 3). */
+int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out);
+
+/* Add n points (NUFFT coordinates in [-pi, pi], as for slicing) with intensities b and
+ * weights w (w may be NULL for all 1) to the Toeplitz kernel and the right-hand side. */
+int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const double *y, const double *z,
+                          const double *b, const double *w);
+
+/* Drop the accumulated sums (next generation). */
+void spf_merger_clear(spf_merger *mg);
+
+/* The accumulated sums, for an MPI reduction: kernel ((2M)^3 doubles, real part of T
+ * in FFT order) and right-hand side (M^3 doubles), plus sum w b^2 (1 double). The
+ * pointers stay owned by the merger; add the other ranks' values in place. */
+void spf_merger_sums(spf_merger *mg, double **kernel, int64_t *kernel_len, double **rhs, int64_t *rhs_len,
+                     double **wb2);
+
+/* Solve for u (M^3, written to u) with weights rho, phi; u0 (may be NULL: zero) is both
+ * the prior in rho u0 and the CG starting point. */
+int spf_merger_solve(spf_merger *mg, double rho, double phi, const double *u0, double *u,
+                     spf_merge_stats *stats);
+
+/* L-curve: solve for n_rho values of rho (phi fixed) and keep the solution at the
+ * corner, the point of largest curvature of (log misfit, log ||u||); with fewer than
+ * three values, the first. stats (n_rho entries, may be NULL) receives every solve;
+ * *chosen the index kept. */
+int spf_merger_solve_lcurve(spf_merger *mg, int n_rho, const double *rhos, double phi, const double *u0,
+                            double *u, int *chosen, spf_merge_stats *stats);
+
+/* H u = (A* W A + rho I + phi F* P F) u: the operator, exposed for tests. */
+int spf_merger_apply(spf_merger *mg, double rho, double phi, const double *u, double *out);
+
+void spf_merger_free(spf_merger *mg);
+
+#endif

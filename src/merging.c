@@ -1,0 +1,370 @@
+/* Merging by Toeplitz convolution and conjugate gradients (see merging.h). */
+#include "spinifel/merging.h"
+
+#include <complex.h> /* before fftw3.h: fftw_complex is then double complex */
+#include <fftw3.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fftw_threads.h"
+#include "spinifel/error.h"
+#include "spinifel/nufft.h"
+
+struct spf_merger_s {
+  int64_t m, m2, n_small, n_big, n_small_spec, n_big_spec;
+  spf_merge_options o;
+  spf_nufft_plan t1_big, t1_small;
+  double *kernel;          /* Re T(d) at circular index d mod 2M */
+  double *rhs;             /* Re sum_j w_j b_j exp(-i k . x_j) */
+  double wb2;              /* sum_j w_j b_j^2 */
+  fftw_complex *kernel_ft; /* r2c transform of kernel, refreshed when the sums change */
+  int kernel_dirty;
+  double *pad;             /* (2M)^3 real */
+  fftw_complex *pad_ft;
+  double *small;           /* M^3 real */
+  fftw_complex *small_ft;
+  fftw_plan big_r2c, big_c2r, small_r2c, small_c2r, kernel_r2c;
+  double complex *cbuf;    /* NUFFT strengths */
+  double complex *big_out, *small_out;
+  int64_t cbuf_cap;
+};
+
+void spf_merge_default_options(spf_merge_options *o)
+{
+  if (!o) return;
+  o->nufft_tol = 1e-6;
+  o->cg_max_iter = 100;
+  o->cg_tol = 1e-6;
+  o->nthreads = 0;
+}
+
+void spf_merger_free(spf_merger *mg)
+{
+  if (!mg) return;
+  spf_nufft_destroy(mg->t1_big);
+  spf_nufft_destroy(mg->t1_small);
+  fftw_plan plans[5] = {mg->big_r2c, mg->big_c2r, mg->small_r2c, mg->small_c2r, mg->kernel_r2c};
+  for (int i = 0; i < 5; i++)
+    if (plans[i]) fftw_destroy_plan(plans[i]);
+  fftw_free(mg->kernel);
+  fftw_free(mg->kernel_ft);
+  fftw_free(mg->pad);
+  fftw_free(mg->pad_ft);
+  fftw_free(mg->small);
+  fftw_free(mg->small_ft);
+  free(mg->rhs);
+  free(mg->cbuf);
+  free(mg->big_out);
+  free(mg->small_out);
+  free(mg);
+}
+
+void spf_merger_clear(spf_merger *mg)
+{
+  if (!mg) return;
+  memset(mg->kernel, 0, sizeof(double) * (size_t)mg->n_big);
+  memset(mg->rhs, 0, sizeof(double) * (size_t)mg->n_small);
+  mg->wb2 = 0;
+  mg->kernel_dirty = 1;
+}
+
+int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
+{
+  if (!out) return SPF_ERR_NULL;
+  *out = NULL;
+  if (M < 3 || M % 2 == 0 || M > 1025) return SPF_ERR_SIZE;
+  spf_merger *mg = calloc(1, sizeof *mg);
+  if (!mg) return SPF_ERR_ALLOC;
+  if (opts) mg->o = *opts;
+  else spf_merge_default_options(&mg->o);
+  if (mg->o.cg_max_iter < 1 || !(mg->o.cg_tol > 0) || mg->o.nthreads < 0) {
+    free(mg);
+    return SPF_ERR_OPTION;
+  }
+  if (mg->o.nthreads == 0) mg->o.nthreads = omp_get_max_threads();
+  const int64_t m = M, m2 = 2 * M;
+  mg->m = m;
+  mg->m2 = m2;
+  mg->n_small = m * m * m;
+  mg->n_big = m2 * m2 * m2;
+  mg->n_small_spec = m * m * (m / 2 + 1);
+  mg->n_big_spec = m2 * m2 * (m2 / 2 + 1);
+  int rc = SPF_OK;
+  spf_nufft_opts no;
+  spf_nufft_default_opts(&no);
+  no.nthreads = mg->o.nthreads;
+  int64_t nb[3] = {m2, m2, m2}, ns[3] = {m, m, m};
+  rc = spf_nufft_make_plan(1, 3, nb, +1, 1, mg->o.nufft_tol, &no, &mg->t1_big);
+  if (!rc) rc = spf_nufft_make_plan(1, 3, ns, +1, 1, mg->o.nufft_tol, &no, &mg->t1_small);
+  if (rc) {
+    spf_merger_free(mg);
+    return rc;
+  }
+  mg->kernel = fftw_malloc(sizeof(double) * (size_t)mg->n_big);
+  mg->kernel_ft = fftw_malloc(sizeof(fftw_complex) * (size_t)mg->n_big_spec);
+  mg->pad = fftw_malloc(sizeof(double) * (size_t)mg->n_big);
+  mg->pad_ft = fftw_malloc(sizeof(fftw_complex) * (size_t)mg->n_big_spec);
+  mg->small = fftw_malloc(sizeof(double) * (size_t)mg->n_small);
+  mg->small_ft = fftw_malloc(sizeof(fftw_complex) * (size_t)mg->n_small_spec);
+  mg->rhs = malloc(sizeof(double) * (size_t)mg->n_small);
+  mg->big_out = malloc(sizeof(double complex) * (size_t)mg->n_big);
+  mg->small_out = malloc(sizeof(double complex) * (size_t)mg->n_small);
+  if (!mg->kernel || !mg->kernel_ft || !mg->pad || !mg->pad_ft || !mg->small || !mg->small_ft || !mg->rhs ||
+      !mg->big_out || !mg->small_out) {
+    spf_merger_free(mg);
+    return SPF_ERR_ALLOC;
+  }
+  spf_fftw_threads_init();
+  fftw_plan_with_nthreads(mg->o.nthreads);
+  const int b = (int)m2, s = (int)m;
+  mg->big_r2c = fftw_plan_dft_r2c_3d(b, b, b, mg->pad, mg->pad_ft, FFTW_MEASURE);
+  mg->big_c2r = fftw_plan_dft_c2r_3d(b, b, b, mg->pad_ft, mg->pad, FFTW_MEASURE);
+  mg->kernel_r2c = fftw_plan_dft_r2c_3d(b, b, b, mg->kernel, mg->kernel_ft, FFTW_MEASURE);
+  mg->small_r2c = fftw_plan_dft_r2c_3d(s, s, s, mg->small, mg->small_ft, FFTW_MEASURE);
+  mg->small_c2r = fftw_plan_dft_c2r_3d(s, s, s, mg->small_ft, mg->small, FFTW_MEASURE);
+  if (!mg->big_r2c || !mg->big_c2r || !mg->kernel_r2c || !mg->small_r2c || !mg->small_c2r) {
+    spf_merger_free(mg);
+    return SPF_ERR_FFTW;
+  }
+  spf_merger_clear(mg);
+  *out = mg;
+  return SPF_OK;
+}
+
+int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const double *y, const double *z,
+                          const double *b, const double *w)
+{
+  if (!mg) return SPF_ERR_NULL;
+  if (n < 0) return SPF_ERR_SIZE;
+  if (n == 0) return SPF_OK;
+  if (!x || !y || !z || !b) return SPF_ERR_NULL;
+  if (n > mg->cbuf_cap) {
+    free(mg->cbuf);
+    mg->cbuf = malloc(sizeof(double complex) * (size_t)n);
+    mg->cbuf_cap = mg->cbuf ? n : 0;
+    if (!mg->cbuf) return SPF_ERR_ALLOC;
+  }
+  int bad = 0;
+  double wb2 = 0;
+#pragma omp parallel for num_threads(mg->o.nthreads) reduction(|| : bad) reduction(+ : wb2)
+  for (int64_t j = 0; j < n; j++) {
+    double wj = w ? w[j] : 1.0;
+    bad = bad || !isfinite(b[j]) || !(wj >= 0 && isfinite(wj));
+    mg->cbuf[j] = wj;
+    wb2 += wj * b[j] * b[j];
+  }
+  if (bad) return SPF_ERR_DATA;
+  int rc = spf_nufft_set_points(mg->t1_big, n, x, y, z);
+  if (!rc) rc = spf_nufft_execute(mg->t1_big, mg->cbuf, mg->big_out);
+  if (rc) return rc;
+  /* Centred slot a of the 2M grid is d = a - M; store it at d mod 2M. */
+  const int64_t m = mg->m, m2 = mg->m2;
+#pragma omp parallel for num_threads(mg->o.nthreads) collapse(2)
+  for (int64_t a3 = 0; a3 < m2; a3++)
+    for (int64_t a2 = 0; a2 < m2; a2++) {
+      int64_t c3 = a3 < m ? a3 + m : a3 - m, c2 = a2 < m ? a2 + m : a2 - m;
+      for (int64_t a1 = 0; a1 < m2; a1++) {
+        int64_t c1 = a1 < m ? a1 + m : a1 - m;
+        mg->kernel[(c3 * m2 + c2) * m2 + c1] += creal(mg->big_out[(a3 * m2 + a2) * m2 + a1]);
+      }
+    }
+#pragma omp parallel for num_threads(mg->o.nthreads)
+  for (int64_t j = 0; j < n; j++) mg->cbuf[j] = (w ? w[j] : 1.0) * b[j];
+  rc = spf_nufft_set_points(mg->t1_small, n, x, y, z);
+  if (!rc) rc = spf_nufft_execute(mg->t1_small, mg->cbuf, mg->small_out);
+  if (rc) return rc;
+  /* Re of sum w b e^{+ikx} equals Re of sum w b e^{-ikx}: the Friedel-symmetric sum. */
+  for (int64_t i = 0; i < mg->n_small; i++) mg->rhs[i] += creal(mg->small_out[i]);
+  mg->wb2 += wb2;
+  mg->kernel_dirty = 1;
+  return SPF_OK;
+}
+
+void spf_merger_sums(spf_merger *mg, double **kernel, int64_t *kernel_len, double **rhs, int64_t *rhs_len,
+                     double **wb2)
+{
+  if (!mg) return;
+  /* The caller may change the sums through these pointers. */
+  mg->kernel_dirty = 1;
+  if (kernel) *kernel = mg->kernel;
+  if (kernel_len) *kernel_len = mg->n_big;
+  if (rhs) *rhs = mg->rhs;
+  if (rhs_len) *rhs_len = mg->n_small;
+  if (wb2) *wb2 = &mg->wb2;
+}
+
+static void refresh_kernel(spf_merger *mg)
+{
+  if (!mg->kernel_dirty) return;
+  /* kernel_r2c preserves its input (r2c out of place). */
+  fftw_execute(mg->kernel_r2c);
+  mg->kernel_dirty = 0;
+}
+
+/* out = A* W A u (Toeplitz part only). */
+static void apply_toeplitz(spf_merger *mg, const double *u, double *out)
+{
+  const int64_t m = mg->m, m2 = mg->m2;
+  memset(mg->pad, 0, sizeof(double) * (size_t)mg->n_big);
+  for (int64_t i3 = 0; i3 < m; i3++)
+    for (int64_t i2 = 0; i2 < m; i2++)
+      memcpy(mg->pad + (i3 * m2 + i2) * m2, u + (i3 * m + i2) * m, sizeof(double) * (size_t)m);
+  fftw_execute(mg->big_r2c);
+  const double norm = 1.0 / (double)mg->n_big;
+#pragma omp parallel for num_threads(mg->o.nthreads)
+  for (int64_t i = 0; i < mg->n_big_spec; i++) {
+    mg->pad_ft[i] *= mg->kernel_ft[i] * norm;
+  }
+  fftw_execute(mg->big_c2r);
+  for (int64_t i3 = 0; i3 < m; i3++)
+    for (int64_t i2 = 0; i2 < m; i2++)
+      memcpy(out + (i3 * m + i2) * m, mg->pad + (i3 * m2 + i2) * m2, sizeof(double) * (size_t)m);
+}
+
+/* out += phi F* P F u: the part of u outside the resolution ball. */
+static void add_ball_penalty(spf_merger *mg, double phi, const double *u, double *out)
+{
+  const int64_t m = mg->m, mh = m / 2 + 1, r = (m - 1) / 2;
+  memcpy(mg->small, u, sizeof(double) * (size_t)mg->n_small);
+  fftw_execute(mg->small_r2c);
+  const double norm = 1.0 / (double)mg->n_small;
+  for (int64_t j3 = 0; j3 < m; j3++) {
+    int64_t q3 = j3 <= r ? j3 : j3 - m;
+    for (int64_t j2 = 0; j2 < m; j2++) {
+      int64_t q2 = j2 <= r ? j2 : j2 - m;
+      for (int64_t j1 = 0; j1 < mh; j1++) {
+        fftw_complex *v = &mg->small_ft[(j3 * m + j2) * mh + j1];
+        *v = q3 * q3 + q2 * q2 + j1 * j1 <= r * r ? 0.0 : *v * norm;
+      }
+    }
+  }
+  fftw_execute(mg->small_c2r);
+  for (int64_t i = 0; i < mg->n_small; i++) out[i] += phi * mg->small[i];
+}
+
+static void apply_operator(spf_merger *mg, double rho, double phi, const double *u, double *out)
+{
+  apply_toeplitz(mg, u, out);
+  for (int64_t i = 0; i < mg->n_small; i++) out[i] += rho * u[i];
+  if (phi != 0.0) add_ball_penalty(mg, phi, u, out);
+}
+
+int spf_merger_apply(spf_merger *mg, double rho, double phi, const double *u, double *out)
+{
+  if (!mg || !u || !out) return SPF_ERR_NULL;
+  refresh_kernel(mg);
+  apply_operator(mg, rho, phi, u, out);
+  return SPF_OK;
+}
+
+static double dot(const double *a, const double *b, int64_t n)
+{
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+int spf_merger_solve(spf_merger *mg, double rho, double phi, const double *u0, double *u,
+                     spf_merge_stats *stats)
+{
+  if (!mg || !u) return SPF_ERR_NULL;
+  if (!(rho >= 0 && isfinite(rho)) || !(phi >= 0 && isfinite(phi))) return SPF_ERR_ARG;
+  const double t0 = omp_get_wtime();
+  refresh_kernel(mg);
+  const int64_t n = mg->n_small;
+  double *rhs = malloc(sizeof(double) * (size_t)n), *r = malloc(sizeof(double) * (size_t)n);
+  double *p = malloc(sizeof(double) * (size_t)n), *hp = malloc(sizeof(double) * (size_t)n);
+  if (!rhs || !r || !p || !hp) {
+    free(rhs); free(r); free(p); free(hp);
+    return SPF_ERR_ALLOC;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    rhs[i] = mg->rhs[i] + (u0 ? rho * u0[i] : 0.0);
+    u[i] = u0 ? u0[i] : 0.0;
+  }
+  apply_operator(mg, rho, phi, u, hp);
+  for (int64_t i = 0; i < n; i++) p[i] = r[i] = rhs[i] - hp[i];
+  const double rhs_norm = sqrt(dot(rhs, rhs, n));
+  double rr = dot(r, r, n);
+  int it = 0;
+  while (it < mg->o.cg_max_iter && sqrt(rr) > mg->o.cg_tol * rhs_norm) {
+    apply_operator(mg, rho, phi, p, hp);
+    const double php = dot(p, hp, n);
+    if (!(php > 0)) break; /* the operator is singular along p: nothing more to gain */
+    const double alpha = rr / php;
+    for (int64_t i = 0; i < n; i++) {
+      u[i] += alpha * p[i];
+      r[i] -= alpha * hp[i];
+    }
+    const double rr_new = dot(r, r, n);
+    const double beta = rr_new / rr;
+    for (int64_t i = 0; i < n; i++) p[i] = r[i] + beta * p[i];
+    rr = rr_new;
+    it++;
+  }
+  if (stats) {
+    /* ||W^(1/2)(A u - b)||^2 = u.(A*WA u) - 2 u.(A*W b) + sum w b^2 */
+    apply_toeplitz(mg, u, hp);
+    double misfit2 = dot(u, hp, n) - 2.0 * dot(u, mg->rhs, n) + mg->wb2;
+    stats->iterations = it;
+    stats->rel_residual = rhs_norm > 0 ? sqrt(rr) / rhs_norm : 0.0;
+    stats->data_misfit = sqrt(misfit2 > 0 ? misfit2 : 0.0);
+    stats->solution_norm = sqrt(dot(u, u, n));
+    stats->rho = rho;
+    stats->phi = phi;
+    stats->seconds = omp_get_wtime() - t0;
+  }
+  free(rhs); free(r); free(p); free(hp);
+  return SPF_OK;
+}
+
+/* Curvature of the circle through three points (Menger), signed so that an L's corner
+ * (misfit falling, then norm falling) is positive. */
+static double menger(double x1, double y1, double x2, double y2, double x3, double y3)
+{
+  double a = hypot(x2 - x1, y2 - y1), b = hypot(x3 - x2, y3 - y2), c = hypot(x3 - x1, y3 - y1);
+  double cross = (x2 - x1) * (y3 - y1) - (y2 - y1) * (x3 - x1);
+  double den = a * b * c;
+  return den > 0 ? 2.0 * cross / den : 0.0;
+}
+
+int spf_merger_solve_lcurve(spf_merger *mg, int n_rho, const double *rhos, double phi, const double *u0,
+                            double *u, int *chosen, spf_merge_stats *stats)
+{
+  if (!mg || !rhos || !u) return SPF_ERR_NULL;
+  if (n_rho < 1) return SPF_ERR_SIZE;
+  const int64_t n = mg->n_small;
+  double *sol = malloc(sizeof(double) * (size_t)(n * n_rho));
+  spf_merge_stats *st = malloc(sizeof(spf_merge_stats) * (size_t)n_rho);
+  if (!sol || !st) {
+    free(sol);
+    free(st);
+    return SPF_ERR_ALLOC;
+  }
+  int rc = SPF_OK;
+  for (int i = 0; i < n_rho && !rc; i++) rc = spf_merger_solve(mg, rhos[i], phi, u0, sol + i * n, &st[i]);
+  int best = 0;
+  if (!rc && n_rho >= 3) {
+    double best_k = -INFINITY;
+    for (int i = 1; i + 1 < n_rho; i++) {
+      double k = menger(log(st[i - 1].data_misfit + 1e-300), log(st[i - 1].solution_norm + 1e-300),
+                        log(st[i].data_misfit + 1e-300), log(st[i].solution_norm + 1e-300),
+                        log(st[i + 1].data_misfit + 1e-300), log(st[i + 1].solution_norm + 1e-300));
+      k = fabs(k);
+      if (k > best_k) {
+        best_k = k;
+        best = i;
+      }
+    }
+  }
+  if (!rc) {
+    memcpy(u, sol + best * n, sizeof(double) * (size_t)n);
+    if (chosen) *chosen = best;
+    if (stats) memcpy(stats, st, sizeof(spf_merge_stats) * (size_t)n_rho);
+  }
+  free(sol);
+  free(st);
+  return rc;
+}

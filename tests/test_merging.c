@@ -1,0 +1,225 @@
+/* Merging against dense linear algebra on tiny grids. */
+#include <complex.h>
+#include <math.h>
+
+#include "spinifel/spinifel.h"
+#include "spinifel/merging.h"
+#include "testing.h"
+
+/* Centred index of grid slot i (M odd). */
+static int kc(int64_t i, int64_t m) { return (int)(i - (m - 1) / 2); }
+
+/* Dense operator H = Re(A^H W A) + rho I + phi F* P F on an M^3 grid, column-major n x n. */
+static double *dense_operator(int64_t m, int64_t np, const double *x, const double *w, double rho, double phi)
+{
+  const int64_t n = m * m * m;
+  double *h = calloc((size_t)(n * n), sizeof(double));
+  for (int64_t a = 0; a < n; a++)
+    for (int64_t b = 0; b < n; b++) {
+      int da[3] = {kc(a % m, m) - kc(b % m, m), kc((a / m) % m, m) - kc((b / m) % m, m),
+                   kc(a / (m * m), m) - kc(b / (m * m), m)};
+      double s = 0;
+      for (int64_t j = 0; j < np; j++)
+        s += (w ? w[j] : 1.0) * cos(da[0] * x[j] + da[1] * x[np + j] + da[2] * x[2 * np + j]);
+      h[a * n + b] = s + (a == b ? rho : 0.0);
+    }
+  /* F* P F: P keeps DFT frequencies outside the ball |q| <= (m-1)/2. */
+  const int r = (int)(m - 1) / 2;
+  for (int64_t a = 0; a < n; a++)
+    for (int64_t b = 0; b < n; b++) {
+      double s = 0;
+      for (int q3 = -r; q3 <= r; q3++)
+        for (int q2 = -r; q2 <= r; q2++)
+          for (int q1 = -r; q1 <= r; q1++) {
+            if (q1 * q1 + q2 * q2 + q3 * q3 <= r * r) continue;
+            double ph = 2 * M_PI / m * (q1 * (double)(a % m - b % m) + q2 * (double)((a / m) % m - (b / m) % m) +
+                                        q3 * (double)(a / (m * m) - b / (m * m)));
+            s += cos(ph);
+          }
+      h[a * n + b] += phi * s / (double)n;
+    }
+  return h;
+}
+
+/* Solve h x = y by Gaussian elimination with partial pivoting (h, y overwritten). */
+static void dense_solve(int64_t n, double *h, double *y)
+{
+  for (int64_t c = 0; c < n; c++) {
+    int64_t piv = c;
+    for (int64_t r = c + 1; r < n; r++)
+      if (fabs(h[r * n + c]) > fabs(h[piv * n + c])) piv = r;
+    for (int64_t k = 0; k < n; k++) {
+      double t = h[c * n + k];
+      h[c * n + k] = h[piv * n + k];
+      h[piv * n + k] = t;
+    }
+    double t = y[c];
+    y[c] = y[piv];
+    y[piv] = t;
+    for (int64_t r = c + 1; r < n; r++) {
+      double f = h[r * n + c] / h[c * n + c];
+      for (int64_t k = c; k < n; k++) h[r * n + k] -= f * h[c * n + k];
+      y[r] -= f * y[c];
+    }
+  }
+  for (int64_t c = n - 1; c >= 0; c--) {
+    for (int64_t k = c + 1; k < n; k++) y[c] -= h[c * n + k] * y[k];
+    y[c] /= h[c * n + c];
+  }
+}
+
+static void random_points(int64_t np, double radius, uint64_t seed, double *x)
+{
+  spf_rng r;
+  spf_rng_seed(&r, seed, 0);
+  for (int64_t j = 0; j < 3 * np; j++) x[j] = radius * (2 * spf_rng_uniform(&r) - 1);
+}
+
+static void operator_matches_dense_matrix(void)
+{
+  const int64_t m = 5, n = 125, np = 300;
+  double *x = malloc(sizeof(double) * 3 * np), *w = malloc(sizeof(double) * np), *b = malloc(sizeof(double) * np);
+  double u[125], out[125];
+  random_points(np, M_PI, 1, x);
+  spf_rng r;
+  spf_rng_seed(&r, 2, 0);
+  for (int64_t j = 0; j < np; j++) w[j] = spf_rng_uniform(&r), b[j] = spf_rng_normal(&r);
+  for (int64_t i = 0; i < n; i++) u[i] = spf_rng_normal(&r);
+  spf_merge_options o;
+  spf_merge_default_options(&o);
+  o.nufft_tol = 1e-12;
+  spf_merger *mg;
+  CHECK(spf_merger_make(m, &o, &mg) == SPF_OK, "make");
+  /* Two batches: the sums are linear in the points. */
+  spf_merger_add_points(mg, 100, x, x + np, x + 2 * np, b, w);
+  double *x2 = malloc(sizeof(double) * 3 * 200);
+  for (int d = 0; d < 3; d++) memcpy(x2 + d * 200, x + d * np + 100, sizeof(double) * 200);
+  spf_merger_add_points(mg, 200, x2, x2 + 200, x2 + 400, b + 100, w + 100);
+  const double rho = 0.3, phi = 2.5;
+  CHECK(spf_merger_apply(mg, rho, phi, u, out) == SPF_OK, "apply");
+  double *h = dense_operator(m, np, x, w, rho, phi);
+  double err = 0, nrm = 0;
+  for (int64_t a = 0; a < n; a++) {
+    double s = 0;
+    for (int64_t c = 0; c < n; c++) s += h[a * n + c] * u[c];
+    err += (s - out[a]) * (s - out[a]);
+    nrm += s * s;
+  }
+  CHECK(sqrt(err / nrm) < 1e-10, "operator vs dense: relative error %.2e", sqrt(err / nrm));
+  free(h);
+
+  /* The CG solution against a dense solve, and the misfit against its definition. */
+  double sol[125], rhs[125], *hd = dense_operator(m, np, x, w, rho, phi);
+  for (int64_t a = 0; a < n; a++) {
+    double s = 0;
+    for (int64_t j = 0; j < np; j++)
+      s += w[j] * b[j] * cos(kc(a % m, m) * x[j] + kc((a / m) % m, m) * x[np + j] + kc(a / (m * m), m) * x[2 * np + j]);
+    rhs[a] = s + rho * u[a];
+  }
+  dense_solve(n, hd, rhs);
+  free(hd);
+  spf_merger_free(mg);
+  o.cg_tol = 1e-13;
+  o.cg_max_iter = 1000;
+  spf_merger_make(m, &o, &mg);
+  spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, w);
+  spf_merge_stats st;
+  CHECK(spf_merger_solve(mg, rho, phi, u, sol, &st) == SPF_OK, "solve");
+  err = nrm = 0;
+  for (int64_t a = 0; a < n; a++) err += pow(sol[a] - rhs[a], 2), nrm += rhs[a] * rhs[a];
+  CHECK(sqrt(err / nrm) < 1e-9, "CG vs dense solve: relative difference %.2e after %d iterations",
+        sqrt(err / nrm), st.iterations);
+  double misfit = 0;
+  for (int64_t j = 0; j < np; j++) {
+    double complex au = 0;
+    for (int64_t a = 0; a < n; a++)
+      au += sol[a] * cexp(I * (kc(a % m, m) * x[j] + kc((a / m) % m, m) * x[np + j] + kc(a / (m * m), m) * x[2 * np + j]));
+    misfit += w[j] * pow(cabs(au - b[j]), 2);
+  }
+  /* A u is complex unless u is centrosymmetric; the misfit counts both parts. */
+  CHECK(fabs(st.data_misfit - sqrt(misfit)) < 1e-8 * sqrt(misfit), "misfit %.10g vs %.10g", st.data_misfit,
+        sqrt(misfit));
+  spf_merger_free(mg);
+  free(x); free(x2); free(w); free(b);
+}
+
+/* Perfect orientations and noise-free data give back the true autocorrelation. */
+static void exact_data_recover_true_autocorrelation(void)
+{
+  const int64_t m = 9, n = 729, np = test_small_scale() ? 6000 : 20000;
+  /* A real, centrosymmetric u whose DFT vanishes outside the ball (like a true
+   * autocorrelation sampled at the resolution limit). */
+  double u_true[729] = {0};
+  spf_rng r;
+  spf_rng_seed(&r, 9, 0);
+  const int rad = 4;
+  double coef[9][9][9] = {{{0}}};
+  for (int q3 = -rad; q3 <= rad; q3++)
+    for (int q2 = -rad; q2 <= rad; q2++)
+      for (int q1 = -rad; q1 <= rad; q1++)
+        if (q1 * q1 + q2 * q2 + q3 * q3 <= rad * rad && coef[-q3 + 4][-q2 + 4][-q1 + 4] == 0)
+          coef[q3 + 4][q2 + 4][q1 + 4] = coef[-q3 + 4][-q2 + 4][-q1 + 4] = spf_rng_normal(&r);
+  for (int64_t a = 0; a < n; a++) {
+    double s = 0;
+    for (int q3 = -rad; q3 <= rad; q3++)
+      for (int q2 = -rad; q2 <= rad; q2++)
+        for (int q1 = -rad; q1 <= rad; q1++)
+          s += coef[q3 + 4][q2 + 4][q1 + 4] *
+               cos(2 * M_PI / m * (q1 * kc(a % m, m) + q2 * kc((a / m) % m, m) + q3 * kc(a / (m * m), m)));
+    u_true[a] = s;
+  }
+  double *x = malloc(sizeof(double) * 3 * np), *b = malloc(sizeof(double) * np);
+  random_points(np, M_PI, 10, x);
+  int64_t nm[3] = {m, m, m};
+  double complex *c = malloc(sizeof(double complex) * np), f[729];
+  for (int64_t a = 0; a < n; a++) f[a] = u_true[a];
+  spf_nufft_direct(2, 3, nm, +1, 0, np, x, x + np, x + 2 * np, c, f);
+  for (int64_t j = 0; j < np; j++) b[j] = creal(c[j]);
+  spf_merger *mg;
+  spf_merge_options o;
+  spf_merge_default_options(&o);
+  o.cg_tol = 1e-10;
+  o.cg_max_iter = 500;
+  spf_merger_make(m, &o, &mg);
+  spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, NULL);
+  double u[729];
+  spf_merge_stats st;
+  spf_merger_solve(mg, 1e-6 * np, 1e-2 * np, NULL, u, &st);
+  double err = 0, nrm = 0;
+  for (int64_t a = 0; a < n; a++) err += pow(u[a] - u_true[a], 2), nrm += u_true[a] * u_true[a];
+  printf("  recovery: relative error %.2e, %d CG iterations, misfit %.2e\n", sqrt(err / nrm), st.iterations,
+         st.data_misfit);
+  CHECK(sqrt(err / nrm) < 1e-4, "recovery error %.2e", sqrt(err / nrm));
+
+  /* L-curve over a decade sweep picks an interior value and a solution still close. */
+  double rhos[5] = {1e-8 * np, 1e-6 * np, 1e-4 * np, 1e-2 * np, 1 * np};
+  int chosen = -1;
+  spf_merge_stats sts[5];
+  CHECK(spf_merger_solve_lcurve(mg, 5, rhos, 1e-2 * np, NULL, u, &chosen, sts) == SPF_OK, "lcurve");
+  CHECK(chosen >= 1 && chosen <= 3, "L-curve corner is interior: %d", chosen);
+  spf_merger_free(mg);
+  free(x); free(b); free(c);
+}
+
+static void bad_arguments(void)
+{
+  spf_merger *mg = NULL;
+  CHECK(spf_merger_make(4, NULL, &mg) == SPF_ERR_SIZE, "even M");
+  CHECK(spf_merger_make(1, NULL, &mg) == SPF_ERR_SIZE, "M = 1");
+  CHECK(spf_merger_make(5, NULL, NULL) == SPF_ERR_NULL, "NULL out");
+  CHECK(spf_merger_make(5, NULL, &mg) == SPF_OK, "valid");
+  double x[2] = {0, 1}, b[2] = {1, NAN};
+  CHECK(spf_merger_add_points(mg, 2, x, x, x, b, NULL) == SPF_ERR_DATA, "NaN intensity");
+  double u[125] = {0}, out[125];
+  CHECK(spf_merger_solve(mg, -1, 0, NULL, out, NULL) == SPF_ERR_ARG, "negative rho");
+  CHECK(spf_merger_apply(mg, 0, 0, u, out) == SPF_OK, "apply on empty sums");
+  spf_merger_free(mg);
+}
+
+int main(void)
+{
+  RUN_TEST(operator_matches_dense_matrix);
+  RUN_TEST(exact_data_recover_true_autocorrelation);
+  RUN_TEST(bad_arguments);
+  return test_summary();
+}
