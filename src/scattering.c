@@ -45,22 +45,21 @@ void spf_scattering_free(spf_scattering *sc)
   free(sc);
 }
 
-/* Add every atom's Gaussians to the grid; threads own z-planes, so no races. */
-static void grid_molecule(const spf_scattering *sc, int64_t n_atoms, const double *xyz, const int *type,
-                          const gauss_term *terms, int n_terms_per_type, double complex *grid)
+/* Add every atom's Gaussians, times scale, to a real grid of n[0] x n[1] x n[2] points
+ * at spacing d from org (x fastest). Threads own z-planes, so there are no races. */
+static void grid_gaussians(const int64_t n[3], double d, const double org[3], int nthreads, int64_t n_atoms,
+                           const double *xyz, const int *type, const gauss_term *terms, int n_terms_per_type,
+                           double scale_all, double *grid)
 {
-  const int64_t n0 = sc->n[0], n1 = sc->n[1], n2 = sc->n[2];
-  const double d = sc->delta;
-  double org[3];
-  for (int k = 0; k < 3; k++) org[k] = sc->centre[k] - 0.5 * (double)(sc->n[k] - 1) * d;
-#pragma omp parallel num_threads(sc->nthreads)
+  const int64_t n0 = n[0], n1 = n[1], n2 = n[2];
+#pragma omp parallel num_threads(nthreads)
   {
     double *ex = malloc(sizeof(double) * (size_t)n0), *ey = malloc(sizeof(double) * (size_t)n1);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t iz = 0; iz < n2; iz++) {
       if (!ex || !ey) continue;
       const double z = org[2] + (double)iz * d;
-      double complex *plane = grid + iz * n0 * n1;
+      double *plane = grid + iz * n0 * n1;
       for (int64_t a = 0; a < n_atoms; a++) {
         const double *r = xyz + 3 * a;
         const double dz = z - r[2];
@@ -68,7 +67,7 @@ static void grid_molecule(const spf_scattering *sc, int64_t n_atoms, const doubl
           const gauss_term *g = &terms[type[a] * n_terms_per_type + t];
           if (g->amp == 0.0 || fabs(dz) > g->rcut) continue;
           const double k = M_PI * M_PI / g->beta;
-          const double scale = g->amp * pow(M_PI / g->beta, 1.5) * exp(-k * dz * dz) * d * d * d;
+          const double scale = scale_all * g->amp * pow(M_PI / g->beta, 1.5) * exp(-k * dz * dz);
           int64_t x0 = (int64_t)ceil((r[0] - g->rcut - org[0]) / d), x1 = (int64_t)floor((r[0] + g->rcut - org[0]) / d);
           int64_t y0 = (int64_t)ceil((r[1] - g->rcut - org[1]) / d), y1 = (int64_t)floor((r[1] + g->rcut - org[1]) / d);
           if (x0 < 0) x0 = 0;
@@ -84,7 +83,7 @@ static void grid_molecule(const spf_scattering *sc, int64_t n_atoms, const doubl
             ey[iy] = scale * exp(-k * dy * dy);
           }
           for (int64_t iy = y0; iy <= y1; iy++) {
-            double complex *row = plane + iy * n0;
+            double *row = plane + iy * n0;
             for (int64_t ix = x0; ix <= x1; ix++) row[ix] += ey[iy] * ex[ix];
           }
         }
@@ -93,6 +92,53 @@ static void grid_molecule(const spf_scattering *sc, int64_t n_atoms, const doubl
     free(ex);
     free(ey);
   }
+}
+
+/* The Gaussian terms of every type, each widened by tau (A^2 in beta = b/4 + tau), with
+ * cut-off radii where they fall below cut of their peak. NULL if some beta <= 0. */
+static gauss_term *make_terms(int n_types, const spf_gaussian_form_factor *ff, double tau, double cut, double *margin)
+{
+  gauss_term *terms = malloc(sizeof(gauss_term) * (size_t)(n_types * 6));
+  if (!terms) return NULL;
+  const double lcut = log(1.0 / cut);
+  *margin = 0.0;
+  for (int t = 0; t < n_types; t++)
+    for (int i = 0; i < 6; i++) {
+      gauss_term *g = &terms[t * 6 + i];
+      g->amp = i < 5 ? ff[t].a[i] : ff[t].c;
+      g->beta = (i < 5 ? ff[t].b[i] / 4.0 : 0.0) + tau;
+      if (!(g->beta > 0.0)) { /* a form factor that grows faster than tau decays */
+        free(terms);
+        return NULL;
+      }
+      g->rcut = sqrt(g->beta * lcut) / M_PI;
+      if (g->amp != 0.0 && g->rcut > *margin) *margin = g->rcut;
+    }
+  return terms;
+}
+
+int spf_scattering_density(int64_t n_atoms, const double *xyz, const int *type, int n_types,
+                           const spf_gaussian_form_factor *ff, double b_extra, int64_t n, double voxel,
+                           const double origin[3], int nthreads, float *out)
+{
+  if ((n_atoms > 0 && (!xyz || !type)) || !ff || !origin || !out) return SPF_ERR_NULL;
+  if (n < 1 || n_types < 1 || n_atoms < 0) return SPF_ERR_SIZE;
+  if (!(b_extra > 0 && isfinite(b_extra)) || !(voxel > 0 && isfinite(voxel))) return SPF_ERR_ARG;
+  double margin;
+  gauss_term *terms = make_terms(n_types, ff, b_extra / 4.0, 1e-7, &margin);
+  if (!terms) return SPF_ERR_ARG;
+  double *grid = calloc((size_t)(n * n * n), sizeof(double));
+  if (!grid) {
+    free(terms);
+    return SPF_ERR_ALLOC;
+  }
+  const int64_t dims[3] = {n, n, n};
+  grid_gaussians(dims, voxel, origin, nthreads > 0 ? nthreads : omp_get_max_threads(), n_atoms, xyz, type, terms, 6,
+                 1.0, grid);
+  for (int64_t i = 0; i < n * n * n; i++) out[i] = (float)grid[i];
+  free(grid);
+  free(terms);
+  return SPF_OK;
 }
 
 int spf_scattering_make(int64_t n_atoms, const double *xyz, const int *type, int n_types,
@@ -124,29 +170,12 @@ int spf_scattering_make(int64_t n_atoms, const double *xyz, const int *type, int
   sc->use_double = nufft_tol < 1e-5;
   int rc = SPF_OK;
 
-  /* Gaussian terms per type, with cut-off radii where they fall below a tenth of tol. */
-  const int nt = 6;
-  gauss_term *terms = malloc(sizeof(gauss_term) * (size_t)(n_types * nt));
+  /* Gaussian terms per type, cut off where they fall below tol/1000 of their peak. */
+  double margin = 0.0;
+  gauss_term *terms = make_terms(n_types, ff, sc->tau, tol * 1e-3, &margin);
   if (!terms) {
     free(sc);
-    return SPF_ERR_ALLOC;
-  }
-  double margin = 0.0;
-  const double lcut = log(10.0 / (tol * 1e-2));
-  for (int t = 0; t < n_types; t++)
-    for (int i = 0; i < nt; i++) {
-      gauss_term *g = &terms[t * nt + i];
-      g->amp = i < 5 ? ff[t].a[i] : ff[t].c;
-      g->beta = (i < 5 ? ff[t].b[i] / 4.0 : 0.0) + sc->tau;
-      if (!(g->beta > 0.0)) rc = SPF_ERR_ARG; /* a form factor that grows faster than tau decays */
-      g->rcut = sqrt(fmax(g->beta, 0.0) * lcut) / M_PI;
-      if (g->amp != 0.0 && g->rcut > margin) margin = g->rcut;
-    }
-
-  if (rc) {
-    free(terms);
-    free(sc);
-    return rc;
+    return SPF_ERR_ARG;
   }
   double lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};
   for (int k = 0; k < 3; k++) {
@@ -164,14 +193,21 @@ int spf_scattering_make(int64_t n_atoms, const double *xyz, const int *type, int
     sc->n[k] = 2 * (int64_t)ceil((0.5 * (hi[k] - lo[k]) + margin) / sc->delta) + 1;
     total *= sc->n[k];
   }
-  double complex *grid = calloc((size_t)total, sizeof(double complex));
+  double *real = calloc((size_t)total, sizeof(double));
+  double complex *grid = real ? malloc(sizeof(double complex) * (size_t)total) : NULL;
   if (!grid) {
+    free(real);
     free(terms);
     free(sc);
     return SPF_ERR_ALLOC;
   }
+  double org[3];
+  for (int k = 0; k < 3; k++) org[k] = sc->centre[k] - 0.5 * (double)(sc->n[k] - 1) * sc->delta;
   double t0 = omp_get_wtime();
-  grid_molecule(sc, n_atoms, xyz, type, terms, nt, grid);
+  grid_gaussians(sc->n, sc->delta, org, sc->nthreads, n_atoms, xyz, type, terms, 6,
+                 sc->delta * sc->delta * sc->delta, real);
+  for (int64_t i = 0; i < total; i++) grid[i] = real[i];
+  free(real);
   sc->grid_seconds = omp_get_wtime() - t0;
   free(terms);
 

@@ -117,9 +117,35 @@ static void points_beyond_band_limit_and_bad_input_are_refused(void)
   free(m.type);
 }
 
+/* The density integrates to the number of electrons, f(0) summed over atoms. */
+static void density_integrates_to_electron_count(void)
+{
+  mol m = random_molecule(60, 6.0, 8);
+  double electrons = 0;
+  for (int64_t a = 0; a < m.n_atoms; a++) {
+    const spf_gaussian_form_factor *f = &FF[m.type[a]];
+    electrons += f->c + f->a[0] + f->a[1] + f->a[2] + f->a[3] + f->a[4];
+  }
+  const int64_t n = 48;
+  const double voxel = 0.75, origin[3] = {7.0 - 18, -3.0 - 18, 1.5 - 18};
+  float *rho = malloc(sizeof(float) * n * n * n);
+  CHECK(spf_scattering_density(m.n_atoms, m.xyz, m.type, 3, FF, 2 * M_PI * M_PI * voxel * voxel, n, voxel, origin, 0,
+                               rho) == SPF_OK, "density");
+  double sum = 0;
+  for (int64_t i = 0; i < n * n * n; i++) sum += rho[i];
+  sum *= voxel * voxel * voxel;
+  CHECK(fabs(sum - electrons) < 0.01 * electrons, "integral %.3f vs %.3f electrons", sum, electrons);
+  CHECK(spf_scattering_density(m.n_atoms, m.xyz, m.type, 3, FF, 0, n, voxel, origin, 0, rho) == SPF_ERR_ARG,
+        "b_extra must be positive");
+  free(rho);
+  free(m.xyz);
+  free(m.type);
+}
+
 int main(void)
 {
   RUN_TEST(nufft_structure_factors_match_direct_sum);
   RUN_TEST(points_beyond_band_limit_and_bad_input_are_refused);
+  RUN_TEST(density_integrates_to_electron_count);
   return test_summary();
 }

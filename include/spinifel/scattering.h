@@ -39,6 +39,14 @@ void spf_scattering_direct(int64_t n_atoms, const double *xyz, const int *type,
                            const spf_gaussian_form_factor *ff, int64_t n, const float *hx,
                            const float *hy, const float *hz, double complex *F);
 
+/* The molecule's electron density (electrons / A^3) on an n^3 grid, x fastest, voxel
+ * (ix, iy, iz) centred at origin + voxel * (ix, iy, iz): the same Gaussians as F, each
+ * widened by b_extra (A^2, > 0) so the map is band-limited for its grid (b_extra =
+ * 2 pi^2 voxel^2 makes the narrowest blob half a voxel wide). */
+int spf_scattering_density(int64_t n_atoms, const double *xyz, const int *type, int n_types,
+                           const spf_gaussian_form_factor *ff, double b_extra, int64_t n, double voxel,
+                           const double origin[3], int nthreads, float *out);
+
 /* Grid size per dimension and seconds spent gridding the molecule (for reports). */
 void spf_scattering_info(const spf_scattering *sc, int64_t *grid_n, double *grid_seconds);
 
