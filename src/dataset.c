@@ -90,6 +90,7 @@ int spf_dataset_create(const char *path, const spf_dataset_header *h, spf_datase
   hsize_t dims[4] = {(hsize_t)h->n_images, 1, (hsize_t)h->ny, (hsize_t)h->nx};
   hsize_t chunk[4] = {1, 1, (hsize_t)h->ny, (hsize_t)h->nx};
   hid_t sp = H5Screate_simple(4, dims, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_obj_track_times(pl, 0); /* no timestamps: same content, same bytes */
   if (h->n_images > 0) {
     H5Pset_chunk(pl, 4, chunk);
     if (h->compression > 0) {
@@ -104,7 +105,10 @@ int spf_dataset_create(const char *path, const spf_dataset_header *h, spf_datase
   if (!rc && h->has_orientations) {
     hsize_t qd[2] = {(hsize_t)h->n_images, 4};
     sp = H5Screate_simple(2, qd, NULL);
-    w->quats = H5Dcreate2(w->file, "orientations", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t qp = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_obj_track_times(qp, 0);
+    w->quats = H5Dcreate2(w->file, "orientations", H5T_IEEE_F64LE, sp, H5P_DEFAULT, qp, H5P_DEFAULT);
+    H5Pclose(qp);
     H5Sclose(sp);
     if (w->quats < 0) rc = SPF_ERR_IO;
   }
@@ -152,8 +156,10 @@ int spf_dataset_write_geometry(spf_dataset_writer *w, const double *s, const uin
                {"pixel_index_map", 4, d2, H5T_STD_I32LE, H5T_NATIVE_INT32, index},
                {"mask", 3, d3, H5T_STD_U8LE, H5T_NATIVE_UINT8, mask}};
   for (int i = 0; i < 3 && !rc; i++) {
-    hid_t sp = H5Screate_simple(sets[i].rank, sets[i].dims, NULL);
-    hid_t ds = H5Dcreate2(w->file, sets[i].name, sets[i].file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(sets[i].rank, sets[i].dims, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_obj_track_times(pl, 0);
+    hid_t ds = H5Dcreate2(w->file, sets[i].name, sets[i].file_type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    H5Pclose(pl);
     if (ds < 0 || H5Dwrite(ds, sets[i].mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, sets[i].buf) < 0) rc = SPF_ERR_IO;
     if (!rc && i == 0) rc = put_attr_string(ds, "units", "1/m");
     if (ds >= 0) H5Dclose(ds);

@@ -5,9 +5,19 @@
 
 #define SPINIFEL_VERSION "0.1.0"
 
+#include "spinifel/dataset.h"
+#include "spinifel/detector.h"
 #include "spinifel/error.h"
+#include "spinifel/matching.h"
+#include "spinifel/merging.h"
+#include "spinifel/molecule.h"
+#include "spinifel/mrc.h"
 #include "spinifel/nufft.h"
+#include "spinifel/phasing.h"
 #include "spinifel/random.h"
+#include "spinifel/rotation.h"
 #include "spinifel/scattering.h"
+#include "spinifel/simulate.h"
+#include "spinifel/slicing.h"
 
 #endif

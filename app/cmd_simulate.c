@@ -1,0 +1,259 @@
+/* spinifel simulate: diffraction images of a molecule in random orientations. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "progress.h"
+
+static void usage(FILE *out)
+{
+  fprintf(out,
+          "usage: spinifel simulate -o OUT.h5 [options]\n"
+          "  Simulate diffraction images of one molecule in uniformly random orientations.\n"
+          "\n"
+          "molecule:\n"
+          "  --pdb FILE          PDB structure (ATOM/HETATM, first model; water skipped)\n"
+          "  --assembly          apply the PDB's BIOMT assembly of biomolecule 1\n"
+          "  --atoms N           atoms of the built-in phantom when no --pdb (default 2000)\n"
+          "detector:\n"
+          "  --pixels N          N x N pixels (default 128)\n"
+          "  --pixel-size M      pixel size in metres (default 3e-4)\n"
+          "  --distance M        sample-detector distance in metres (default 0.1)\n"
+          "  --energy EV         photon energy in eV (default 6000)\n"
+          "  --beamstop S        mask pixels with |s| below S in 1/A (default 0)\n"
+          "  --bin2              bin 2x2 before simulating (positions averaged, counts summed)\n"
+          "beam and noise:\n"
+          "  --images N          number of images (default 1000)\n"
+          "  --fluence F         photons per um^2 per pulse (default 1e12)\n"
+          "  --jitter R          relative spread of the per-shot fluence (default 0)\n"
+          "  --background B      mean background photons per pixel (default 0)\n"
+          "  --no-noise          write expected counts instead of Poisson samples\n"
+          "  --seed S            random seed (default 1)\n"
+          "output:\n"
+          "  -o, --output FILE   the HDF5 dataset (required)\n"
+          "  --mrc FILE          reference density map (default: OUT with .truth.mrc)\n"
+          "  --voxel A           voxel of the reference map in Angstrom (default 1)\n"
+          "  --compress L        deflate level 0-9 (default 0)\n"
+          "  --tol T             structure-factor accuracy (default 1e-4)\n"
+          "  --threads K         threads (default: all)\n");
+}
+
+typedef struct {
+  spf_dataset_writer *w;
+  progress_bar *bar;
+} sink_ctx;
+
+static int sink(void *ctx, int64_t first, int64_t count, const float *images, const double *quats)
+{
+  sink_ctx *s = ctx;
+  return spf_dataset_write_images(s->w, first, count, images, quats);
+}
+
+static void progress(void *ctx, int64_t done, int64_t total) { progress_update(ctx, done, total); }
+
+int cmd_simulate(int argc, char **argv)
+{
+  const char *C = "simulate";
+  const char *pdb = NULL, *out = NULL, *mrc = NULL;
+  int assembly = 0, bin2 = 0, noise = 1;
+  int64_t atoms = 2000, pixels = 128, images = 1000, seed = 1, compress = 0, threads = 0;
+  double pixel_size = 3e-4, distance = 0.1, energy = 6000, beamstop = 0, fluence = 1e12, jitter = 0,
+         background = 0, voxel = 1.0, tol = 1e-4;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = NULL;
+    int rc = 0;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--assembly")) assembly = 1;
+    else if (!strcmp(a, "--bin2")) bin2 = 1;
+    else if (!strcmp(a, "--no-noise")) noise = 0;
+    else if (!strcmp(a, "--pdb") || !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--mrc")) {
+      if (!(v = arg_value(C, argc, argv, &i))) return 2;
+      if (!strcmp(a, "--pdb")) pdb = v;
+      else if (!strcmp(a, "--mrc")) mrc = v;
+      else out = v;
+    } else {
+      if (!(v = arg_value(C, argc, argv, &i))) return 2;
+      if (!strcmp(a, "--atoms")) rc = arg_int64(C, a, v, 1, 10000000, &atoms);
+      else if (!strcmp(a, "--pixels")) rc = arg_int64(C, a, v, 2, 4096, &pixels);
+      else if (!strcmp(a, "--images")) rc = arg_int64(C, a, v, 1, 100000000, &images);
+      else if (!strcmp(a, "--seed")) rc = arg_int64(C, a, v, 0, INT64_MAX, &seed);
+      else if (!strcmp(a, "--compress")) rc = arg_int64(C, a, v, 0, 9, &compress);
+      else if (!strcmp(a, "--threads")) rc = arg_int64(C, a, v, 0, 1024, &threads);
+      else if (!strcmp(a, "--pixel-size")) rc = arg_double(C, a, v, 1e-7, 1, &pixel_size);
+      else if (!strcmp(a, "--distance")) rc = arg_double(C, a, v, 1e-4, 100, &distance);
+      else if (!strcmp(a, "--energy")) rc = arg_double(C, a, v, 10, 1e6, &energy);
+      else if (!strcmp(a, "--beamstop")) rc = arg_double(C, a, v, 0, 100, &beamstop);
+      else if (!strcmp(a, "--fluence")) rc = arg_double(C, a, v, 0, 1e20, &fluence);
+      else if (!strcmp(a, "--jitter")) rc = arg_double(C, a, v, 0, 9, &jitter);
+      else if (!strcmp(a, "--background")) rc = arg_double(C, a, v, 0, 1e9, &background);
+      else if (!strcmp(a, "--voxel")) rc = arg_double(C, a, v, 0.05, 100, &voxel);
+      else if (!strcmp(a, "--tol")) rc = arg_double(C, a, v, 1e-5, 0.1, &tol);
+      else {
+        fprintf(stderr, "spinifel simulate: unknown option '%s' (try --help)\n", a);
+        return 2;
+      }
+      if (rc) return rc;
+    }
+  }
+  if (!out) {
+    fprintf(stderr, "spinifel simulate: an output file is required (-o OUT.h5)\n");
+    return 2;
+  }
+  char mrc_default[4096];
+  if (!mrc) {
+    size_t n = strlen(out);
+    if (n > 3 && !strcmp(out + n - 3, ".h5")) n -= 3;
+    snprintf(mrc_default, sizeof mrc_default, "%.*s.truth.mrc", (int)n, out);
+    mrc = mrc_default;
+  }
+  const int nthreads = threads > 0 ? (int)threads : omp_get_max_threads();
+  char msg[1024] = "";
+  int rc = SPF_OK;
+  double t_start = omp_get_wtime();
+
+  /* The molecule, centred on its centre of mass. */
+  spf_molecule *mol = NULL;
+  if (pdb) {
+    spf_pdb_options po;
+    spf_pdb_default_options(&po);
+    po.assembly = assembly;
+    rc = spf_molecule_read_pdb(pdb, &po, &mol, msg, sizeof msg);
+  } else {
+    rc = spf_molecule_phantom(1, atoms, &mol);
+    snprintf(msg, sizeof msg, "built-in phantom: %s", spf_strerror(rc));
+  }
+  if (rc) {
+    fprintf(stderr, "spinifel simulate: %s\n", msg);
+    return 1;
+  }
+  spf_molecule_centre(mol);
+  double rg, rmax;
+  spf_molecule_size(mol, &rg, &rmax);
+
+  /* The detector. */
+  spf_detector_geometry g;
+  spf_detector_default_geometry(&g);
+  g.nx = g.ny = pixels;
+  g.pixel_size_m = pixel_size;
+  g.distance_m = distance;
+  g.photon_energy_ev = energy;
+  g.beamstop_inv_m = beamstop * 1e10;
+  spf_detector *det = NULL, *full = NULL;
+  rc = spf_detector_make(&g, &full);
+  if (!rc && bin2) {
+    rc = spf_detector_bin2(full, &det);
+    spf_detector_free(full);
+  } else {
+    det = full;
+  }
+  if (rc) {
+    fprintf(stderr, "spinifel simulate: detector: %s\n", spf_strerror(rc));
+    spf_molecule_free(mol);
+    return 1;
+  }
+
+  /* Structure factors, valid to the detector's largest |s|. */
+  int *type = malloc(sizeof(int) * (size_t)mol->n_atoms);
+  spf_gaussian_form_factor ff[128];
+  int n_types = 0;
+  spf_scattering *sc = NULL;
+  rc = type ? spf_molecule_scattering_types(mol, type, ff, &n_types) : SPF_ERR_ALLOC;
+  double t_sf = omp_get_wtime();
+  if (!rc) rc = spf_scattering_make(mol->n_atoms, mol->xyz, type, n_types, ff, det->s_max * 1e-10 * (1 + 1e-6), tol,
+                                    nthreads, &sc);
+  t_sf = omp_get_wtime() - t_sf;
+  if (rc) {
+    fprintf(stderr, "spinifel simulate: structure factors: %s\n", spf_strerror(rc));
+    goto fail;
+  }
+
+  /* The dataset, written as the images come. */
+  spf_dataset_header h = {.n_images = images, .ny = det->g.ny, .nx = det->g.nx, .photon_energy_ev = energy,
+                          .distance_m = distance, .pixel_size_m = det->g.pixel_size_m, .has_orientations = 1,
+                          .compression = (int)compress};
+  snprintf(h.generator, sizeof h.generator,
+           "spinifel %s simulate: molecule=%s atoms=%lld images=%lld pixels=%lldx%lld pixel_size=%g distance=%g "
+           "energy=%g beamstop=%g fluence=%g/um2 jitter=%g background=%g noise=%s seed=%lld tol=%g bin2=%d",
+           SPINIFEL_VERSION, pdb ? pdb : "phantom", (long long)mol->n_atoms, (long long)images, (long long)det->g.nx,
+           (long long)det->g.ny, det->g.pixel_size_m, distance, energy, beamstop, fluence, jitter, background,
+           noise ? "poisson" : "none", (long long)seed, tol, bin2);
+  spf_dataset_writer *w = NULL;
+  rc = spf_dataset_create(out, &h, &w, msg, sizeof msg);
+  if (!rc) rc = spf_dataset_write_geometry(w, det->s, det->mask);
+  if (rc) {
+    fprintf(stderr, "spinifel simulate: %s\n", *msg ? msg : spf_strerror(rc));
+    if (w) spf_dataset_abort(w);
+    goto fail;
+  }
+  spf_simulate_options so;
+  spf_simulate_default_options(&so);
+  so.n_images = images;
+  so.seed = (uint64_t)seed;
+  so.fluence = fluence * 1e12;
+  so.fluence_jitter = jitter;
+  so.background = background;
+  so.poisson = noise;
+  so.nthreads = nthreads;
+  spf_sim_pixels px = {det->n_pixels, det->s, NULL, det->mask};
+  double *weight = malloc(sizeof(double) * (size_t)det->n_pixels);
+  if (!weight) rc = SPF_ERR_ALLOC;
+  for (int64_t p = 0; !rc && p < det->n_pixels; p++) weight[p] = det->solid_angle[p] * det->polarization[p];
+  px.weight_sr = weight;
+  progress_bar bar;
+  progress_start(&bar, "simulate", "images");
+  sink_ctx sctx = {w, &bar};
+  spf_simulate_timing tm = {0, 0, 0};
+  if (!rc) rc = spf_simulate_images(sc, &px, &so, sink, &sctx, progress, &bar, &tm);
+  progress_finish(&bar);
+  free(weight);
+  if (rc) {
+    fprintf(stderr, "spinifel simulate: %s: %s\n", out, spf_strerror(rc));
+    spf_dataset_abort(w);
+    goto fail;
+  }
+  double t_close = omp_get_wtime();
+  rc = spf_dataset_close(w, msg, sizeof msg);
+  t_close = omp_get_wtime() - t_close;
+  if (rc) {
+    fprintf(stderr, "spinifel simulate: %s\n", msg);
+    goto fail;
+  }
+
+  /* The reference density map. */
+  {
+    const int64_t n = 2 * (int64_t)ceil((rmax + 4.0) / voxel) + 1;
+    const double origin[3] = {-0.5 * (double)(n - 1) * voxel, -0.5 * (double)(n - 1) * voxel,
+                              -0.5 * (double)(n - 1) * voxel};
+    float *map = malloc(sizeof(float) * (size_t)(n * n * n));
+    rc = map ? spf_scattering_density(mol->n_atoms, mol->xyz, type, n_types, ff, 2 * M_PI * M_PI * voxel * voxel, n,
+                                      voxel, origin, nthreads, map)
+             : SPF_ERR_ALLOC;
+    if (!rc) rc = spf_mrc_write(mrc, map, n, n, n, voxel, origin, msg, sizeof msg);
+    free(map);
+    if (rc) {
+      fprintf(stderr, "spinifel simulate: reference map: %s\n", *msg ? msg : spf_strerror(rc));
+      goto fail;
+    }
+  }
+  const double total = omp_get_wtime() - t_start;
+  printf("molecule: %s, %lld atoms, radius of gyration %.1f A, max radius %.1f A\n", pdb ? pdb : "built-in phantom",
+         (long long)mol->n_atoms, rg, rmax);
+  printf("detector: %lld x %lld pixels, resolution %.2f A at the edge, %.2f A in the corner\n", (long long)det->g.nx,
+         (long long)det->g.ny, det->resolution_edge_m * 1e10, det->resolution_corner_m * 1e10);
+  printf("images: %lld in %.2f s = %.0f images/s (structure factor volume %.2f s, slicing %.2f s, noise %.2f s, "
+         "I/O %.2f s) with %d threads\n",
+         (long long)images, total, (double)images / total, t_sf, tm.slicing, tm.noise, tm.output + t_close, nthreads);
+  printf("wrote %s and %s\n", out, mrc);
+fail:
+  spf_scattering_free(sc);
+  free(type);
+  spf_detector_free(det);
+  spf_molecule_free(mol);
+  return rc ? 1 : 0;
+}
