@@ -19,6 +19,16 @@ typedef struct {
   int *type;
 } mol;
 
+/* A uniformly random point in the unit ball (rejection from the cube). */
+static void unit_ball(spf_rng *r, double v[3])
+{
+  double len;
+  do {
+    for (int k = 0; k < 3; k++) v[k] = 2 * spf_rng_uniform(r) - 1;
+    len = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+  } while (len > 1);
+}
+
 /* A lumpy random molecule of n atoms within ~radius of an off-centre point. */
 static mol random_molecule(int64_t n, double radius, uint64_t seed)
 {
@@ -26,11 +36,8 @@ static mol random_molecule(int64_t n, double radius, uint64_t seed)
   spf_rng r;
   spf_rng_seed(&r, seed, 0);
   for (int64_t a = 0; a < n; a++) {
-    double v[3], len;
-    do {
-      for (int k = 0; k < 3; k++) v[k] = 2 * spf_rng_uniform(&r) - 1;
-      len = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
-    } while (len > 1);
+    double v[3];
+    unit_ball(&r, v);
     m.xyz[3 * a] = 7.0 + radius * v[0] * 1.3;
     m.xyz[3 * a + 1] = -3.0 + radius * v[1];
     m.xyz[3 * a + 2] = 1.5 + radius * v[2] * 0.8;
@@ -44,11 +51,8 @@ static void random_points_in_ball(int64_t n, double s_max, uint64_t seed, float 
   spf_rng r;
   spf_rng_seed(&r, seed, 1);
   for (int64_t j = 0; j < n; j++) {
-    double v[3], len;
-    do {
-      for (int k = 0; k < 3; k++) v[k] = 2 * spf_rng_uniform(&r) - 1;
-      len = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
-    } while (len > 1);
+    double v[3];
+    unit_ball(&r, v);
     for (int k = 0; k < 3; k++) h[k * n + j] = (float)(s_max * v[k]);
   }
 }
