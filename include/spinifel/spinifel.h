@@ -15,6 +15,7 @@
 #include "spinifel/nufft.h"
 #include "spinifel/phasing.h"
 #include "spinifel/random.h"
+#include "spinifel/reconstruct.h"
 #include "spinifel/rotation.h"
 #include "spinifel/scattering.h"
 #include "spinifel/simulate.h"

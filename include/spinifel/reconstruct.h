@@ -1,0 +1,63 @@
+/* The M-TIP driver: from images of unknown orientation to a density
+ * (../shared/docs/mtip.md, "Outer loop"). Generation 0 merges with random orientations
+ * (seeded) and phases; each later generation slices the phased model for the reference
+ * orientations, matches every image, merges with the new orientations and phases, until
+ * the fraction of images whose orientation changed falls below a threshold or the
+ * generation cap is reached. */
+#ifndef SPINIFEL_RECONSTRUCT_H
+#define SPINIFEL_RECONSTRUCT_H
+
+#include <stdint.h>
+
+#include "spinifel/merging.h"
+#include "spinifel/phasing.h"
+
+typedef struct {
+  int64_t M;               /* grid size, odd (default 31) */
+  double oversampling;     /* NUFFT coordinates x = pi s / (s_max * oversampling) (default 1) */
+  int64_t n_references;    /* reference orientations for matching (default 10000) */
+  int64_t ref_batch;       /* references sliced per batch (default 1000) */
+  int max_generations;     /* default 10 */
+  double stop_fraction;    /* stop when fewer images change orientation (default 0.01) */
+  int n_rho;               /* L-curve points (default 5) */
+  double rho_min, rho_max; /* regularisation range relative to sum(w) / M^3 (default 1e-3 .. 10) */
+  double phi;              /* ball penalty relative to sum(w) / M^3 (default 10) */
+  double slice_tol;        /* slicing accuracy (default 1e-4) */
+  spf_merge_options merge;
+  spf_phase_options phase;
+  uint64_t seed;
+  int nthreads;
+  int verbose;             /* 1: a line per step on stderr */
+} spf_reconstruct_options;
+
+void spf_reconstruct_default_options(spf_reconstruct_options *o);
+
+typedef struct {
+  int generation;
+  double fraction_changed;      /* images whose best reference changed (1 in generation 0) */
+  double median_orientation_error_deg; /* against the truth when given (else NAN) */
+  int cg_iterations;
+  double cg_residual, rho_chosen;
+  double phase_error;           /* final Fourier-space error of phasing */
+  int64_t support_size;
+  double t_slice_match, t_merge, t_phase; /* seconds */
+} spf_generation_log;
+
+/* A callback after each generation (may be NULL); returns 0 to go on. */
+typedef int (*spf_generation_fn)(void *ctx, const spf_generation_log *log, const double *rho, int64_t M);
+
+/* Reconstruct from n_images images of n_pixels valid pixels each (images: image-major,
+ * only the valid pixels, in the order of s), s: 3 * n_pixels reciprocal vectors (any
+ * unit, consistent). true_quats (n_images * 4, may be NULL) only feeds the log.
+ * Outputs: rho (M^3), u (M^3, the final merged autocorrelation), orientations
+ * (n_images * 4), best_dist / confidence (n_images each, may be NULL). */
+int spf_reconstruct(int64_t n_images, int64_t n_pixels, const float *images, const double *s,
+                    const double *true_quats, const spf_reconstruct_options *o, spf_generation_fn on_generation,
+                    void *ctx, double *rho, double *u, double *orientations, float *best_dist, float *gap,
+                    int *generations_run);
+
+/* Median angle (degrees) between true and found orientations after the best global
+ * rotation between the two frames (tried from every image's relative rotation). */
+double spf_orientation_error_median(int64_t n, const double *q_true, const double *q_found, double *percentile90);
+
+#endif
