@@ -15,6 +15,7 @@ static void usage(FILE *out)
   fprintf(out,
           "usage: spinifel reconstruct DATA.h5 -o OUTDIR [options]\n"
           "  Recover orientations and the 3D density from diffraction images (M-TIP).\n"
+          "  EXPERIMENTAL: the loop runs, but does not yet converge from random orientations.\n"
           "  --M N             grid size, odd (default 31)\n"
           "  --refs N          reference orientations (default 10000)\n"
           "  --generations N   generation cap (default 10)\n"

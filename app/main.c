@@ -13,7 +13,7 @@ static void usage(FILE *out)
           "  info        print the build configuration and machine figures\n"
           "  selfcheck   check the NUFFT against direct sums (float and double, types 1 and 2)\n"
           "  simulate    simulate diffraction images of a molecule (PDB or built-in phantom)\n"
-          "  reconstruct recover orientations and the density from a dataset (M-TIP)\n"
+          "  reconstruct recover orientations and the density (M-TIP; experimental)\n"
           "  help        this message\n"
           "\n"
           "Run 'spinifel <command> --help' for a command's options.\n");

@@ -37,6 +37,8 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->verbose = 0;
 }
 
+static const double ZFLIP[4] = {0, 0, 0, 1}; /* 180 degrees about the beam (z) */
+
 static int cmp_double(const void *a, const void *b)
 {
   double x = *(const double *)a, y = *(const double *)b;
@@ -57,7 +59,11 @@ double spf_orientation_error_median(int64_t n, const double *qt, const double *q
     for (int64_t i = 0; i < n; i++) {
       double pred[4];
       spf_quat_multiply(qt + 4 * i, c, pred);
-      ang[i] = spf_quat_angle(pred, qf + 4 * i) * 180.0 / M_PI;
+      /* Rz(180) R gives the same image as R up to the Ewald sphere's curvature (Friedel
+       * symmetry): either is a correct answer. */
+      double flip[4];
+      spf_quat_multiply(ZFLIP, qf + 4 * i, flip);
+      ang[i] = fmin(spf_quat_angle(pred, qf + 4 * i), spf_quat_angle(pred, flip)) * 180.0 / M_PI;
     }
     qsort(ang, (size_t)n, sizeof(double), cmp_double);
     if (ang[n / 2] < best) {

@@ -57,7 +57,9 @@ int spf_reconstruct(int64_t n_images, int64_t n_pixels, const float *images, con
                     int *generations_run);
 
 /* Median angle (degrees) between true and found orientations after the best global
- * rotation between the two frames (tried from every image's relative rotation). */
+ * rotation between the two frames (tried from the relative rotations of up to 200
+ * images). R and Rz(180) R give the same image but for the Ewald sphere's curvature
+ * (Friedel symmetry), so each image counts the nearer of the two. */
 double spf_orientation_error_median(int64_t n, const double *q_true, const double *q_found, double *percentile90);
 
 #endif
