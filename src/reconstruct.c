@@ -29,6 +29,9 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->rho_max = 10;
   o->phi = 10;
   o->slice_tol = 1e-4;
+  o->res_start = 1.0;
+  o->res_generations = 5;
+  o->use_prior = 1;
   spf_merge_default_options(&o->merge);
   o->merge.cg_max_iter = 100;
   spf_phase_default_options(&o->phase);
@@ -45,35 +48,77 @@ static int cmp_double(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
+/* Angles (degrees) of every image for the global rotation c, each image taking the
+ * nearer of its found orientation and its Friedel flip; qf_used gets that choice. */
+static void frame_angles(int64_t n, const double *qt, const double *qf, const double c[4], double *ang,
+                         double *qf_used)
+{
+  for (int64_t i = 0; i < n; i++) {
+    double pred[4], flip[4];
+    spf_quat_multiply(qt + 4 * i, c, pred);
+    /* Rz(180) R gives the same image as R up to the Ewald sphere's curvature (Friedel
+     * symmetry): either is a correct answer. */
+    spf_quat_multiply(ZFLIP, qf + 4 * i, flip);
+    const double a = spf_quat_angle(pred, qf + 4 * i), b = spf_quat_angle(pred, flip);
+    ang[i] = fmin(a, b) * 180.0 / M_PI;
+    if (qf_used) memcpy(qf_used + 4 * i, a <= b ? qf + 4 * i : flip, sizeof(double) * 4);
+  }
+}
+
+static double median_of(int64_t n, const double *ang, double *tmp, double *p90)
+{
+  memcpy(tmp, ang, sizeof(double) * (size_t)n);
+  qsort(tmp, (size_t)n, sizeof(double), cmp_double);
+  if (p90) *p90 = tmp[(int64_t)(0.9 * (double)(n - 1))];
+  return tmp[n / 2];
+}
+
 double spf_orientation_error_median(int64_t n, const double *qt, const double *qf, double *p90)
 {
   if (n < 1) return NAN;
-  double *ang = malloc(sizeof(double) * (size_t)n), best = INFINITY, best90 = INFINITY;
-  if (!ang) return NAN;
+  double *ang = malloc(sizeof(double) * (size_t)n), *tmp = malloc(sizeof(double) * (size_t)n);
+  double *used = malloc(sizeof(double) * 4 * (size_t)n);
+  if (!ang || !tmp || !used) {
+    free(ang); free(tmp); free(used);
+    return NAN;
+  }
   /* Candidate global rotations: the relative rotation of up to 200 images. */
+  double best = INFINITY, c[4] = {1, 0, 0, 0};
   const int64_t step = n > 200 ? n / 200 : 1;
   for (int64_t j = 0; j < n; j += step) {
-    double inv[4], c[4];
+    double inv[4], cj[4];
     spf_quat_conjugate(qt + 4 * j, inv);
-    spf_quat_multiply(inv, qf + 4 * j, c);
-    for (int64_t i = 0; i < n; i++) {
-      double pred[4];
-      spf_quat_multiply(qt + 4 * i, c, pred);
-      /* Rz(180) R gives the same image as R up to the Ewald sphere's curvature (Friedel
-       * symmetry): either is a correct answer. */
-      double flip[4];
-      spf_quat_multiply(ZFLIP, qf + 4 * i, flip);
-      ang[i] = fmin(spf_quat_angle(pred, qf + 4 * i), spf_quat_angle(pred, flip)) * 180.0 / M_PI;
-    }
-    qsort(ang, (size_t)n, sizeof(double), cmp_double);
-    if (ang[n / 2] < best) {
-      best = ang[n / 2];
-      best90 = ang[(int64_t)(0.9 * (double)(n - 1))];
+    spf_quat_multiply(inv, qf + 4 * j, cj);
+    frame_angles(n, qt, qf, cj, ang, NULL);
+    double med = median_of(n, ang, tmp, NULL);
+    if (med < best) {
+      best = med;
+      memcpy(c, cj, sizeof c);
     }
   }
+  /* Fit the frame: the chordal mean of the relative rotations of the images within twice
+   * the median, so one image's error does not set everyone's. */
+  for (int it = 0; it < 3; it++) {
+    frame_angles(n, qt, qf, c, ang, used);
+    double med = median_of(n, ang, tmp, NULL), acc[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n; i++) {
+      if (ang[i] > 2 * med + 1e-9) continue;
+      double inv[4], rel[4];
+      spf_quat_conjugate(qt + 4 * i, inv);
+      spf_quat_multiply(inv, used + 4 * i, rel);
+      const double sgn = rel[0] * c[0] + rel[1] * c[1] + rel[2] * c[2] + rel[3] * c[3] < 0 ? -1 : 1;
+      for (int k = 0; k < 4; k++) acc[k] += sgn * rel[k];
+    }
+    double len = sqrt(acc[0] * acc[0] + acc[1] * acc[1] + acc[2] * acc[2] + acc[3] * acc[3]);
+    if (len > 0)
+      for (int k = 0; k < 4; k++) c[k] = acc[k] / len;
+  }
+  frame_angles(n, qt, qf, c, ang, NULL);
+  double med = median_of(n, ang, tmp, p90);
   free(ang);
-  if (p90) *p90 = best90;
-  return best;
+  free(tmp);
+  free(used);
+  return med;
 }
 
 /* Add every image, at its orientation, to the merger's sums. */
@@ -132,12 +177,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   for (int64_t i = 0; !rc && i < n_images; i++) bd[i] = sd[i] = NAN; /* no matching before generation 1 */
   if (!rc) rc = spf_slicer_make(M, np, s, s_max, o.oversampling, o.slice_tol, nb, nthreads, &sl);
   if (!rc) rc = spf_merger_make(M, &o.merge, &mg);
-  if (!rc) {
-    spf_match_options mo;
-    spf_match_default_options(&mo);
-    mo.nthreads = nthreads;
-    rc = spf_matcher_make(n_images, np, images, &mo, &mt);
-  }
+  float *weight = malloc(sizeof(float) * (size_t)np);
+  if (!weight) rc = SPF_ERR_ALLOC;
   /* Generation 0: random orientations, one seeded stream per image. */
   for (int64_t i = 0; !rc && i < n_images; i++) {
     spf_rng r;
@@ -156,7 +197,20 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     if (have_model) {
       /* Slice the model for every reference orientation, keep each image's best. */
       rc = spf_slicer_set_volume(sl, u_model);
-      spf_matcher_reset(mt);
+      /* Resolution schedule: match on the inner pixels first. */
+      double frac = o.res_start >= 1 || o.res_generations <= 1
+                        ? 1.0
+                        : fmin(1.0, o.res_start + (1.0 - o.res_start) * (gen - 1) / (o.res_generations - 1));
+      for (int64_t p = 0; p < np; p++)
+        weight[p] = sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]) <=
+                    frac * s_max * (1 + 1e-12);
+      spf_match_options mo;
+      spf_match_default_options(&mo);
+      mo.nthreads = nthreads;
+      mo.pixel_weight = weight;
+      spf_matcher_free(mt);
+      mt = NULL;
+      if (!rc) rc = spf_matcher_make(n_images, np, images, &mo, &mt);
       for (int64_t f = 0; !rc && f < o.n_references; f += nb) {
         const int64_t c = o.n_references - f < nb ? o.n_references - f : nb;
         spf_orientation_grid(o.n_references, f, c, refq);
@@ -177,7 +231,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     double t1 = omp_get_wtime();
     rc = merge_images(mg, sl, n_images, np, images, orient, x, b);
     int chosen = 0;
-    if (!rc) rc = spf_merger_solve_lcurve(mg, o.n_rho, rhos, o.phi * lambda0, have_model ? u_model : NULL, u, &chosen, st);
+    if (!rc) rc = spf_merger_solve_lcurve(mg, o.n_rho, rhos, o.phi * lambda0, have_model && o.use_prior ? u_model : NULL, u,
+                                           &chosen, st);
     double t2 = omp_get_wtime();
     if (!rc) {
       o.phase.seed = o.seed + (uint64_t)gen;
@@ -216,6 +271,6 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_merger_free(mg);
   spf_matcher_free(mt);
   free(x); free(b); free(u_model); free(rhos); free(refq); free(refm); free(slices);
-  free(best); free(prev); free(bd); free(sd); free(st); free(cyc);
+  free(best); free(prev); free(bd); free(sd); free(st); free(cyc); free(weight);
   return rc;
 }

@@ -23,6 +23,11 @@ typedef struct {
   double rho_min, rho_max; /* regularisation range relative to sum(w) / M^3 (default 1e-3 .. 10) */
   double phi;              /* ball penalty relative to sum(w) / M^3 (default 10) */
   double slice_tol;        /* slicing accuracy (default 1e-4) */
+  double res_start;        /* resolution schedule: generation 1 matches on pixels with
+                              |s| <= res_start * s_max, rising linearly to all pixels at
+                              generation res_generations (default 1: no schedule) */
+  int res_generations;     /* default 5 */
+  int use_prior;           /* 1: merge with rho u0 from the previous model (default 1) */
   spf_merge_options merge;
   spf_phase_options phase;
   uint64_t seed;
@@ -56,10 +61,11 @@ int spf_reconstruct(int64_t n_images, int64_t n_pixels, const float *images, con
                     void *ctx, double *rho, double *u, double *orientations, float *best_dist, float *gap,
                     int *generations_run);
 
-/* Median angle (degrees) between true and found orientations after the best global
- * rotation between the two frames (tried from the relative rotations of up to 200
- * images). R and Rz(180) R give the same image but for the Ewald sphere's curvature
- * (Friedel symmetry), so each image counts the nearer of the two. */
+/* Median angle (degrees) between true and found orientations after fitting the global
+ * rotation between the two frames: the best of the relative rotations of up to 200
+ * images, refined as the chordal mean over the images within twice the median. R and
+ * Rz(180) R give the same image but for the Ewald sphere's curvature (Friedel symmetry),
+ * so each image counts the nearer of the two. percentile90 (may be NULL): the 90th. */
 double spf_orientation_error_median(int64_t n, const double *q_true, const double *q_found, double *percentile90);
 
 #endif
