@@ -24,6 +24,7 @@ static void usage(FILE *out)
           "  --threads K       threads (default: all)\n"
           "  --res-start F     match on |s| <= F s_max first, reaching all pixels at generation 5 (default 1)\n"
           "  --prior 0|1       merge with the previous model as prior (default 1)\n"
+          "  --continue-phasing 0|1  phase from the previous density and support (default 1)\n"
           "Writes OUTDIR/density.mrc and OUTDIR/orientations.txt (w x y z, distance, gap per image).\n");
 }
 
@@ -57,7 +58,11 @@ int cmd_reconstruct(int argc, char **argv)
     else if (!strcmp(a, "--seed")) rc = arg_int64(C, a, v, 0, INT64_MAX, &seed);
     else if (!strcmp(a, "--threads")) rc = arg_int64(C, a, v, 0, 1024, &threads);
     else if (!strcmp(a, "--res-start")) rc = arg_double(C, a, v, 0.05, 1, &o.res_start);
-    else if (!strcmp(a, "--prior")) {
+    else if (!strcmp(a, "--continue-phasing")) {
+      int64_t c;
+      rc = arg_int64(C, a, v, 0, 1, &c);
+      o.continue_phasing = (int)c;
+    } else if (!strcmp(a, "--prior")) {
       int64_t pr;
       rc = arg_int64(C, a, v, 0, 1, &pr);
       o.use_prior = (int)pr;

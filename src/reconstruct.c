@@ -32,6 +32,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->res_start = 1.0;
   o->res_generations = 5;
   o->use_prior = 1;
+  o->continue_phasing = 1;
   spf_merge_default_options(&o->merge);
   o->merge.cg_max_iter = 100;
   spf_phase_default_options(&o->phase);
@@ -165,13 +166,15 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   int64_t merge_pts = (n_images < MERGE_BATCH_IMAGES ? n_images : MERGE_BATCH_IMAGES) * np;
   double *x = malloc(sizeof(double) * 3 * (size_t)merge_pts), *b = malloc(sizeof(double) * (size_t)merge_pts);
   double *u_model = malloc(sizeof(double) * (size_t)n3), *rhos = malloc(sizeof(double) * (size_t)o.n_rho);
+  double *rho_prev = malloc(sizeof(double) * (size_t)n3);
+  uint8_t *support = malloc((size_t)n3);
   double *refq = malloc(sizeof(double) * 4 * (size_t)nb), *refm = malloc(sizeof(double) * 9 * (size_t)nb);
   float *slices = malloc(sizeof(float) * (size_t)(nb * np));
   int64_t *best = malloc(sizeof(int64_t) * (size_t)n_images), *prev = malloc(sizeof(int64_t) * (size_t)n_images);
   float *bd = malloc(sizeof(float) * (size_t)n_images), *sd = malloc(sizeof(float) * (size_t)n_images);
   spf_merge_stats *st = malloc(sizeof(spf_merge_stats) * (size_t)o.n_rho);
   spf_phase_cycle *cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(o.phase.n_cycles + 1));
-  int rc = (x && b && u_model && rhos && refq && refm && slices && best && prev && bd && sd && st && cyc)
+  int rc = (x && b && u_model && rho_prev && support && rhos && refq && refm && slices && best && prev && bd && sd && st && cyc)
                ? SPF_OK
                : SPF_ERR_ALLOC;
   for (int64_t i = 0; !rc && i < n_images; i++) bd[i] = sd[i] = NAN; /* no matching before generation 1 */
@@ -235,8 +238,12 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
                                            &chosen, st);
     double t2 = omp_get_wtime();
     if (!rc) {
+      /* Later generations continue from the previous density and support (as SpiniFEL
+       * does): restarting from noise lets the model jump between generations. */
       o.phase.seed = o.seed + (uint64_t)gen;
-      rc = spf_phase(M, u, &o.phase, NULL, NULL, rho, NULL, u_model, cyc);
+      if (have_model) memcpy(rho_prev, rho, sizeof(double) * (size_t)n3);
+      rc = spf_phase(M, u, &o.phase, have_model && o.continue_phasing ? rho_prev : NULL,
+                     have_model && o.continue_phasing ? support : NULL, rho, support, u_model, cyc);
     }
     double t3 = omp_get_wtime();
     if (rc) break;
@@ -272,5 +279,6 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_matcher_free(mt);
   free(x); free(b); free(u_model); free(rhos); free(refq); free(refm); free(slices);
   free(best); free(prev); free(bd); free(sd); free(st); free(cyc); free(weight);
+  free(rho_prev); free(support);
   return rc;
 }

@@ -28,6 +28,7 @@ typedef struct {
                               generation res_generations (default 1: no schedule) */
   int res_generations;     /* default 5 */
   int use_prior;           /* 1: merge with rho u0 from the previous model (default 1) */
+  int continue_phasing;    /* 1: phase from the previous density and support (default 1) */
   spf_merge_options merge;
   spf_phase_options phase;
   uint64_t seed;
