@@ -25,6 +25,7 @@ static void usage(FILE *out)
           "  --res-start F     match on |s| <= F s_max first, reaching all pixels at generation 5 (default 1)\n"
           "  --prior 0|1       merge with the previous model as prior (default 1)\n"
           "  --continue-phasing 0|1  phase from the previous density and support (default 1)\n"
+          "  --start-from-truth  diagnostics: generation 0 uses the file's true orientations\n"
           "Writes OUTDIR/density.mrc and OUTDIR/orientations.txt (w x y z, distance, gap per image).\n");
 }
 
@@ -47,6 +48,10 @@ int cmd_reconstruct(int argc, char **argv)
         return 2;
       }
       data = a;
+      continue;
+    }
+    if (!strcmp(a, "--start-from-truth")) {
+      o.start_from_truth = 1;
       continue;
     }
     if (!(v = arg_value(C, argc, argv, &i))) return 2;

@@ -33,6 +33,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->res_generations = 5;
   o->use_prior = 1;
   o->continue_phasing = 1;
+  o->start_from_truth = 0;
   spf_merge_default_options(&o->merge);
   o->merge.cg_max_iter = 100;
   spf_phase_default_options(&o->phase);
@@ -187,6 +188,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     spf_rng r;
     spf_rng_seed(&r, o.seed, (uint64_t)i);
     spf_random_rotation(&r, orient + 4 * i);
+    if (o.start_from_truth && true_quats) memcpy(orient + 4 * i, true_quats + 4 * i, sizeof(double) * 4);
     prev[i] = -1;
   }
   /* Regularisation relative to the data's weight per grid point. */

@@ -29,6 +29,7 @@ typedef struct {
   int res_generations;     /* default 5 */
   int use_prior;           /* 1: merge with rho u0 from the previous model (default 1) */
   int continue_phasing;    /* 1: phase from the previous density and support (default 1) */
+  int start_from_truth;    /* diagnostics: generation 0 uses true_quats (default 0) */
   spf_merge_options merge;
   spf_phase_options phase;
   uint64_t seed;
