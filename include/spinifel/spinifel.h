@@ -16,6 +16,7 @@
 #include "spinifel/phasing.h"
 #include "spinifel/random.h"
 #include "spinifel/reconstruct.h"
+#include "spinifel/results.h"
 #include "spinifel/rotation.h"
 #include "spinifel/scattering.h"
 #include "spinifel/simulate.h"

@@ -1,0 +1,68 @@
+/* Checkpoints and results of a reconstruction, in HDF5.
+ *
+ * Checkpoint layout (all written whole, contiguous):
+ *   orientations   (N, 4) float64 (w, x, y, z)
+ *   best           (N) int64
+ *   best_distance  (N) float32
+ *   gap            (N) float32
+ *   rho, u, u_model (M, M, M) float64
+ *   support        (M, M, M) uint8
+ *   attributes on /: format = "spinifel checkpoint 1", generation (int), have_model (int),
+ *                    config (text)
+ *
+ * Files are written to "<path>.tmp.<pid>", synced and renamed into place: a failure or
+ * a kill mid-write leaves no partial file and any previous file at path intact. Files
+ * need HDF5 >= 1.8 to read (the config text may exceed the 64 KiB of a compact attribute).
+ * Volumes use the layout [(i3 * M + i2) * M + i1] with the grid centre at (M-1)/2.
+ * msg (may be NULL) receives a one-line error naming the file and the dataset. */
+#ifndef SPINIFEL_RESULTS_H
+#define SPINIFEL_RESULTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* State of an M-TIP run after a complete generation: enough to continue it with the
+ * same result as an uninterrupted run. Arrays are owned by the caller. */
+typedef struct {
+  int64_t M, n_images;
+  int generation;            /* generations completed */
+  int have_model;            /* 0 before the first phasing */
+  double *orientations;      /* n_images * 4 */
+  int64_t *best;             /* n_images: reference index of the last match, -1 none */
+  float *best_dist, *gap;    /* n_images (NaN before matching) */
+  double *rho, *u, *u_model; /* M^3 each: density, merged autocorrelation, model autocorrelation */
+  uint8_t *support;          /* M^3 */
+} spf_run_state;
+
+/* Write a checkpoint (HDF5, temp name + rename, so a kill mid-write keeps the previous
+ * checkpoint intact). config: the run's effective configuration as text, stored so that
+ * a resume can refuse a different configuration. Every array and config are required
+ * (SPF_ERR_NULL); generation < 0 or have_model not 0/1 gives SPF_ERR_ARG. */
+int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *config, char *msg, size_t msg_len);
+/* Read a checkpoint into st, whose M, n_images and arrays the caller has set up; a file
+ * with other sizes gives SPF_ERR_DATA with a one-line message. config_out (may be NULL):
+ * the stored configuration text, up to config_len bytes, NUL-terminated. Every shape is
+ * checked before anything is read; a read error after that (damaged file: SPF_ERR_IO)
+ * may leave st's arrays partly overwritten, but generation and have_model are set only
+ * on success. */
+int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, size_t config_len, char *msg, size_t msg_len);
+
+/* The results of a reconstruction in one HDF5 file (temp + rename):
+ *   intensity        (M, M, M) float64: the 3D diffraction volume, FFT of u (real, centred: index a <-> mode a - (M-1)/2)
+ *   autocorrelation  (M, M, M) float64: u
+ *   density          (M, M, M) float64: rho
+ *   orientations     (N, 4) float64 (w, x, y, z); best_distance (N) float32; confidence (N) float32 (the gap to the second best)
+ *   attributes on /: voxel_angstrom (double), generations (int), config (text)
+ * best_dist / gap may be NULL (then those datasets are omitted). M must be odd. */
+int spf_results_write(const char *path, int64_t M, const double *rho, const double *u, int64_t n_images,
+                      const double *orientations, const float *best_dist, const float *gap, double voxel_angstrom,
+                      int generations, const char *config, char *msg, size_t msg_len);
+
+/* The 3D intensity of a centred real autocorrelation: I = Re FFT(u) on the same centred grid
+ * (u index a <-> position a - (M-1)/2, I index a <-> mode a - (M-1)/2), M odd. Uses FFTW
+ * (double) with FFTW_ESTIMATE and one thread; FFTW's planner is not thread-safe, so do not
+ * call this while another thread plans an FFT. spf_autocorrelation (phasing.h) of a density
+ * rho gives back I = |FFT rho|^2. */
+int spf_intensity_from_autocorrelation(int64_t M, const double *u, double *intensity);
+
+#endif

@@ -1,0 +1,442 @@
+/* Checkpoints and results in HDF5 (see results.h). */
+#include "spinifel/results.h"
+
+#include <complex.h> /* before fftw3.h: fftw_complex is then double complex */
+#include <fcntl.h>
+#include <fftw3.h>
+#include <hdf5.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fftw_threads.h"
+#include "spinifel/error.h"
+
+#define CHECKPOINT_FORMAT "spinifel checkpoint 1"
+/* M^3 doubles must fit in memory and in FFTW's int dimensions long before this. */
+#define MAX_M 65536
+
+static void say(char *msg, size_t len, const char *fmt, ...)
+{
+  if (!msg || !len) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, len, fmt, ap);
+  va_end(ap);
+}
+
+/* HDF5 prints its error stack by default; errors here become codes and messages. */
+static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* ------------------------------------------------------------------ writing */
+
+typedef struct {
+  hid_t file;
+  char *tmp;
+} out_file;
+
+static int out_open(out_file *o, const char *path, char *msg, size_t msg_len)
+{
+  o->file = -1;
+  o->tmp = malloc(strlen(path) + 32);
+  if (!o->tmp) return SPF_ERR_ALLOC;
+  sprintf(o->tmp, "%s.tmp.%ld", path, (long)getpid());
+  /* 1.8 format: a config text over 64 KiB needs dense attribute storage. */
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  if (o->file < 0) {
+    say(msg, msg_len, "%s: cannot create (directory missing or not writable?)", path);
+    unlink(o->tmp); /* in case HDF5 got as far as creating it */
+    free(o->tmp);
+    o->tmp = NULL;
+    return SPF_ERR_IO;
+  }
+  return SPF_OK;
+}
+
+/* rc != 0: give up and remove the temp file. Otherwise close, sync (so the rename never
+ * exposes a file whose data is still only in the page cache) and rename into place. */
+static int out_close(out_file *o, const char *path, int rc, char *msg, size_t msg_len)
+{
+  herr_t e = H5Fclose(o->file);
+  if (!rc && e < 0) {
+    say(msg, msg_len, "%s: cannot finish writing", path);
+    rc = SPF_ERR_IO;
+  }
+  if (!rc) {
+    int fd = open(o->tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+      say(msg, msg_len, "%s: cannot sync the temporary file", path);
+      rc = SPF_ERR_IO;
+    }
+    if (fd >= 0) close(fd);
+  }
+  if (!rc && rename(o->tmp, path) != 0) {
+    say(msg, msg_len, "%s: cannot rename the temporary file into place", path);
+    rc = SPF_ERR_IO;
+  }
+  if (rc) unlink(o->tmp);
+  free(o->tmp);
+  return rc;
+}
+
+static int put_array(hid_t file, const char *path, const char *name, int rank, const hsize_t *dims, hid_t file_type,
+                     hid_t mem_type, const void *buf, char *msg, size_t msg_len)
+{
+  hid_t sp = H5Screate_simple(rank, dims, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_obj_track_times(pl, 0); /* no timestamps: same content, same bytes */
+  hid_t ds = H5Dcreate2(file, name, file_type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+  herr_t e = ds >= 0 ? H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : -1;
+  if (ds >= 0 && H5Dclose(ds) < 0) e = -1;
+  H5Pclose(pl);
+  H5Sclose(sp);
+  if (e < 0) {
+    say(msg, msg_len, "%s: cannot write dataset '%s' (disk full?)", path, name);
+    return SPF_ERR_IO;
+  }
+  return SPF_OK;
+}
+
+static int put_attr(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, const void *v)
+{
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(loc, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = a >= 0 ? H5Awrite(a, mem_type, v) : -1;
+  if (a >= 0 && H5Aclose(a) < 0) e = -1;
+  H5Sclose(sp);
+  return e < 0 ? SPF_ERR_IO : SPF_OK;
+}
+
+static int put_attr_string(hid_t loc, const char *name, const char *v)
+{
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, strlen(v) + 1);
+  int rc = put_attr(loc, name, t, t, v);
+  H5Tclose(t);
+  return rc;
+}
+
+/* Scalar attributes on /, one message for all. */
+static int put_root_attrs(hid_t file, const char *path, const char *format, const int *ints[2],
+                          const char *int_names[2], const double *voxel, const char *config, char *msg, size_t msg_len)
+{
+  hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+  if (root < 0) return SPF_ERR_IO;
+  int rc = format ? put_attr_string(root, "format", format) : SPF_OK;
+  for (int i = 0; i < 2 && !rc; i++)
+    if (ints[i]) rc = put_attr(root, int_names[i], H5T_STD_I32LE, H5T_NATIVE_INT, ints[i]);
+  if (!rc && voxel) rc = put_attr(root, "voxel_angstrom", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, voxel);
+  if (!rc) rc = put_attr_string(root, "config", config);
+  H5Gclose(root);
+  if (rc) say(msg, msg_len, "%s: cannot write the attributes of /", path);
+  return rc;
+}
+
+int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *config, char *msg, size_t msg_len)
+{
+  if (!path || !st || !config || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->rho ||
+      !st->u || !st->u_model || !st->support)
+    return SPF_ERR_NULL;
+  if (st->M < 1 || st->n_images < 1) return SPF_ERR_SIZE;
+  if (st->M > MAX_M) return SPF_ERR_TOO_BIG;
+  if (st->generation < 0 || (st->have_model != 0 && st->have_model != 1)) return SPF_ERR_ARG;
+  quiet_hdf5();
+  out_file o;
+  int rc = out_open(&o, path, msg, msg_len);
+  if (rc) return rc;
+  const hsize_t m = (hsize_t)st->M, n = (hsize_t)st->n_images;
+  const hsize_t dq[2] = {n, 4}, dn[1] = {n}, dv[3] = {m, m, m};
+  const struct {
+    const char *name;
+    int rank;
+    const hsize_t *dims;
+    hid_t file_type, mem_type;
+    const void *buf;
+  } sets[] = {{"orientations", 2, dq, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->orientations},
+              {"best", 1, dn, H5T_STD_I64LE, H5T_NATIVE_INT64, st->best},
+              {"best_distance", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, st->best_dist},
+              {"gap", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, st->gap},
+              {"rho", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->rho},
+              {"u", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->u},
+              {"u_model", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->u_model},
+              {"support", 3, dv, H5T_STD_U8LE, H5T_NATIVE_UINT8, st->support}};
+  for (size_t i = 0; i < sizeof sets / sizeof sets[0] && !rc; i++)
+    rc = put_array(o.file, path, sets[i].name, sets[i].rank, sets[i].dims, sets[i].file_type, sets[i].mem_type,
+                   sets[i].buf, msg, msg_len);
+  const int *ints[2] = {&st->generation, &st->have_model};
+  const char *int_names[2] = {"generation", "have_model"};
+  if (!rc) rc = put_root_attrs(o.file, path, CHECKPOINT_FORMAT, ints, int_names, NULL, config, msg, msg_len);
+  return out_close(&o, path, rc, msg, msg_len);
+}
+
+int spf_results_write(const char *path, int64_t M, const double *rho, const double *u, int64_t n_images,
+                      const double *orientations, const float *best_dist, const float *gap, double voxel_angstrom,
+                      int generations, const char *config, char *msg, size_t msg_len)
+{
+  if (!path || !rho || !u || !orientations || !config) return SPF_ERR_NULL;
+  if (M < 1 || M % 2 == 0 || n_images < 1) return SPF_ERR_SIZE;
+  if (M > MAX_M) return SPF_ERR_TOO_BIG;
+  double *intensity = malloc(sizeof(double) * (size_t)(M * M * M));
+  if (!intensity) return SPF_ERR_ALLOC;
+  int rc = spf_intensity_from_autocorrelation(M, u, intensity);
+  if (rc) {
+    say(msg, msg_len, "%s: cannot compute the intensity from the autocorrelation (%s)", path, spf_strerror(rc));
+    free(intensity);
+    return rc;
+  }
+  quiet_hdf5();
+  out_file o;
+  rc = out_open(&o, path, msg, msg_len);
+  if (rc) {
+    free(intensity);
+    return rc;
+  }
+  const hsize_t m = (hsize_t)M, n = (hsize_t)n_images;
+  const hsize_t dq[2] = {n, 4}, dn[1] = {n}, dv[3] = {m, m, m};
+  rc = put_array(o.file, path, "intensity", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, intensity, msg, msg_len);
+  free(intensity);
+  if (!rc) rc = put_array(o.file, path, "autocorrelation", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, u, msg, msg_len);
+  if (!rc) rc = put_array(o.file, path, "density", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, rho, msg, msg_len);
+  if (!rc)
+    rc = put_array(o.file, path, "orientations", 2, dq, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, orientations, msg,
+                   msg_len);
+  if (!rc && best_dist)
+    rc = put_array(o.file, path, "best_distance", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, best_dist, msg, msg_len);
+  if (!rc && gap) rc = put_array(o.file, path, "confidence", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, gap, msg, msg_len);
+  const int *ints[2] = {&generations, NULL};
+  const char *int_names[2] = {"generations", NULL};
+  if (!rc) rc = put_root_attrs(o.file, path, NULL, ints, int_names, &voxel_angstrom, config, msg, msg_len);
+  return out_close(&o, path, rc, msg, msg_len);
+}
+
+/* ------------------------------------------------------------------ reading */
+
+/* "(a, b, c)" into buf. */
+static void format_shape(char *buf, size_t len, int rank, const hsize_t *dims)
+{
+  size_t at = 0;
+  buf[0] = 0;
+  for (int k = 0; k <= rank && at < len; k++) {
+    int w = k == rank ? snprintf(buf + at, len - at, k ? ")" : "()")
+                      : snprintf(buf + at, len - at, "%s%llu", k ? ", " : "(", (unsigned long long)dims[k]);
+    if (w < 0) break;
+    at += (size_t)w;
+  }
+}
+
+/* Open a dataset and check its rank and dimensions; -1 (message in msg) if it is
+ * missing or has another shape. */
+static hid_t open_checked(hid_t file, const char *path, const char *name, int rank, const hsize_t *want, char *msg,
+                          size_t msg_len)
+{
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+    say(msg, msg_len, "%s: dataset '%s' is missing", path, name);
+    return -1;
+  }
+  hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+  hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
+  hsize_t dims[8] = {0};
+  int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+  if (r > 0 && r <= 8) H5Sget_simple_extent_dims(sp, dims, NULL);
+  int ok = r == rank;
+  for (int k = 0; ok && k < rank; k++) ok = dims[k] == want[k];
+  if (sp >= 0) H5Sclose(sp);
+  if (!ok) {
+    char have[96] = "unreadable", expect[96];
+    if (r >= 0 && r <= 8) format_shape(have, sizeof have, r, dims);
+    format_shape(expect, sizeof expect, rank, want);
+    say(msg, msg_len, "%s: dataset '%s' has shape %s, expected %s", path, name, have, expect);
+    if (ds >= 0) H5Dclose(ds);
+    return -1;
+  }
+  return ds;
+}
+
+/* Length of a dataset's first dimension (0 if absent or scalar). */
+static hsize_t first_dim(hid_t file, const char *name)
+{
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) return 0;
+  hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+  hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
+  hsize_t dims[8] = {0};
+  if (sp >= 0 && H5Sget_simple_extent_ndims(sp) > 0 && H5Sget_simple_extent_ndims(sp) <= 8)
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+  if (sp >= 0) H5Sclose(sp);
+  if (ds >= 0) H5Dclose(ds);
+  return dims[0];
+}
+
+static int get_attr_int(hid_t loc, const char *name, int *v)
+{
+  if (H5Aexists(loc, name) <= 0) return SPF_ERR_DATA;
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  herr_t e = a >= 0 ? H5Aread(a, H5T_NATIVE_INT, v) : -1;
+  if (a >= 0) H5Aclose(a);
+  return e < 0 ? SPF_ERR_DATA : SPF_OK;
+}
+
+/* A text attribute (fixed or variable length) as a malloc'ed string in *out. */
+static int get_attr_text(hid_t loc, const char *name, char **out)
+{
+  *out = NULL;
+  if (H5Aexists(loc, name) <= 0) return SPF_ERR_DATA;
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  if (a < 0) return SPF_ERR_DATA;
+  hid_t t = H5Aget_type(a);
+  int rc = SPF_ERR_DATA;
+  if (t >= 0 && H5Tget_class(t) == H5T_STRING) {
+    if (H5Tis_variable_str(t) > 0) {
+      char *s = NULL;
+      hid_t mt = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mt, H5T_VARIABLE);
+      if (H5Aread(a, mt, &s) >= 0 && s) {
+        *out = strdup(s);
+        rc = *out ? SPF_OK : SPF_ERR_ALLOC;
+      }
+      if (s) H5free_memory(s);
+      H5Tclose(mt);
+    } else {
+      size_t sz = H5Tget_size(t);
+      *out = calloc(sz + 1, 1); /* +1: a string stored without its NUL */
+      if (!*out) rc = SPF_ERR_ALLOC;
+      else if (sz > 0 && H5Aread(a, t, *out) >= 0) rc = SPF_OK;
+    }
+  }
+  if (rc) {
+    free(*out);
+    *out = NULL;
+  }
+  if (t >= 0) H5Tclose(t);
+  H5Aclose(a);
+  return rc;
+}
+
+int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, size_t config_len, char *msg,
+                        size_t msg_len)
+{
+  if (!path || !st || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->rho || !st->u ||
+      !st->u_model || !st->support)
+    return SPF_ERR_NULL;
+  if (st->M < 1 || st->n_images < 1) return SPF_ERR_SIZE;
+  if (st->M > MAX_M) return SPF_ERR_TOO_BIG;
+  quiet_hdf5();
+  if (access(path, R_OK) != 0) {
+    say(msg, msg_len, "%s: cannot open", path);
+    return SPF_ERR_IO;
+  }
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0) {
+    say(msg, msg_len, "%s: not an HDF5 file, or a damaged one", path);
+    return SPF_ERR_IO;
+  }
+  int rc = SPF_OK, generation = 0, have_model = 0;
+  char *format = NULL, *config = NULL;
+  hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+  if (root < 0 || get_attr_text(root, "format", &format) || strcmp(format, CHECKPOINT_FORMAT) != 0) {
+    say(msg, msg_len, "%s: not a spinifel checkpoint (attribute 'format' is not '%s')", path, CHECKPOINT_FORMAT);
+    rc = SPF_ERR_DATA;
+  }
+  if (!rc && (get_attr_int(root, "generation", &generation) || get_attr_int(root, "have_model", &have_model) ||
+              generation < 0 || (have_model != 0 && have_model != 1))) {
+    say(msg, msg_len, "%s: attributes 'generation' / 'have_model' missing or invalid", path);
+    rc = SPF_ERR_DATA;
+  }
+  if (!rc && (rc = get_attr_text(root, "config", &config)) != SPF_OK)
+    say(msg, msg_len, "%s: attribute 'config' missing or not text", path);
+  if (root >= 0) H5Gclose(root);
+
+  /* The common mismatch first, in the run's terms. */
+  const hsize_t m = (hsize_t)st->M, n = (hsize_t)st->n_images;
+  const hsize_t fm = first_dim(f, "rho"), fn = first_dim(f, "orientations");
+  if (!rc && ((fm && fm != m) || (fn && fn != n))) {
+    say(msg, msg_len, "%s: checkpoint has M = %llu, %llu images; this run has M = %llu, %llu images", path,
+        (unsigned long long)fm, (unsigned long long)fn, (unsigned long long)m, (unsigned long long)n);
+    rc = SPF_ERR_DATA;
+  }
+  const hsize_t dq[2] = {n, 4}, dn[1] = {n}, dv[3] = {m, m, m};
+  const struct {
+    const char *name;
+    int rank;
+    const hsize_t *dims;
+    hid_t mem_type;
+    void *buf;
+  } sets[] = {{"orientations", 2, dq, H5T_NATIVE_DOUBLE, st->orientations},
+              {"best", 1, dn, H5T_NATIVE_INT64, st->best},
+              {"best_distance", 1, dn, H5T_NATIVE_FLOAT, st->best_dist},
+              {"gap", 1, dn, H5T_NATIVE_FLOAT, st->gap},
+              {"rho", 3, dv, H5T_NATIVE_DOUBLE, st->rho},
+              {"u", 3, dv, H5T_NATIVE_DOUBLE, st->u},
+              {"u_model", 3, dv, H5T_NATIVE_DOUBLE, st->u_model},
+              {"support", 3, dv, H5T_NATIVE_UINT8, st->support}};
+  enum { NSETS = sizeof sets / sizeof sets[0] };
+  hid_t ds[NSETS];
+  for (int i = 0; i < NSETS; i++) ds[i] = -1;
+  /* Every shape before any read, so a wrong file leaves st untouched. */
+  for (int i = 0; i < NSETS && !rc; i++) {
+    ds[i] = open_checked(f, path, sets[i].name, sets[i].rank, sets[i].dims, msg, msg_len);
+    if (ds[i] < 0) rc = SPF_ERR_DATA;
+  }
+  for (int i = 0; i < NSETS && !rc; i++)
+    if (H5Dread(ds[i], sets[i].mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, sets[i].buf) < 0) {
+      say(msg, msg_len, "%s: cannot read dataset '%s' (damaged file?)", path, sets[i].name);
+      rc = SPF_ERR_IO;
+    }
+  for (int i = 0; i < NSETS; i++)
+    if (ds[i] >= 0) H5Dclose(ds[i]);
+  H5Fclose(f);
+  if (!rc) {
+    st->generation = generation;
+    st->have_model = have_model;
+    if (config_out && config_len > 0) snprintf(config_out, config_len, "%s", config);
+  }
+  free(format);
+  free(config);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ intensity */
+
+int spf_intensity_from_autocorrelation(int64_t m, const double *u, double *intensity)
+{
+  if (!u || !intensity) return SPF_ERR_NULL;
+  if (m < 1 || m % 2 == 0) return SPF_ERR_SIZE;
+  if (m > MAX_M) return SPF_ERR_TOO_BIG;
+  const int64_t n = m * m * m, mh = m / 2 + 1, c = (m - 1) / 2;
+  double *real = fftw_malloc(sizeof(double) * (size_t)n);
+  fftw_complex *spec = fftw_malloc(sizeof(fftw_complex) * (size_t)(m * m * mh));
+  int rc = real && spec ? SPF_OK : SPF_ERR_ALLOC;
+  fftw_plan p = NULL;
+  if (!rc) {
+    /* One thread: the plan's thread count is process-wide state; set it explicitly so the
+     * result does not depend on what another module planned last. */
+    spf_fftw_threads_init();
+    fftw_plan_with_nthreads(1);
+    p = fftw_plan_dft_r2c_3d((int)m, (int)m, (int)m, real, spec, FFTW_ESTIMATE);
+    if (!p) rc = SPF_ERR_FFTW;
+  }
+  if (!rc) {
+    /* Lag 0 from the grid centre to index 0, as phasing.c's shift_grid does. */
+    for (int64_t i3 = 0; i3 < m; i3++)
+      for (int64_t i2 = 0; i2 < m; i2++)
+        for (int64_t i1 = 0; i1 < m; i1++)
+          real[(((i3 + m - c) % m) * m + (i2 + m - c) % m) * m + (i1 + m - c) % m] = u[(i3 * m + i2) * m + i1];
+    fftw_execute(p);
+    /* The half spectrum holds modes k1 >= 0; Re FFT(-k) = Re FFT(k) for real input. */
+    for (int64_t a3 = 0; a3 < m; a3++)
+      for (int64_t a2 = 0; a2 < m; a2++)
+        for (int64_t a1 = 0; a1 < m; a1++) {
+          int64_t k3 = a3 - c, k2 = a2 - c, k1 = a1 - c;
+          if (k1 < 0) k3 = -k3, k2 = -k2, k1 = -k1;
+          const int64_t j = ((((k3 + m) % m) * m) + (k2 + m) % m) * mh + k1;
+          intensity[(a3 * m + a2) * m + a1] = creal(spec[j]);
+        }
+  }
+  if (p) fftw_destroy_plan(p);
+  fftw_free(real);
+  fftw_free(spec);
+  return rc;
+}
