@@ -326,16 +326,22 @@ void spf_molecule_size(const spf_molecule *m, double *rg, double *rmax)
   if (rmax) *rmax = mx;
 }
 
-/* The phantom's domains: centre and semi-axes in units of the overall scale. */
-static const double DOMAINS[3][6] = {
+/* The phantom's domains: centre and semi-axes in units of the overall scale. Three
+ * domains alone left the low-resolution envelope close to a symmetric ellipsoid, whose
+ * near-symmetries trap orientation matching; the two small lobes, off every axis of the
+ * others and on opposite sides, break them. */
+static const double DOMAINS[][6] = {
     {-0.45, 0.00, 0.05, 1.00, 0.80, 0.72},  /* large domain */
     {0.62, 0.20, -0.10, 0.70, 0.62, 0.55},  /* second domain */
     {0.05, -0.75, 0.55, 0.38, 0.33, 0.33},  /* small lobe, off the domains' axis */
+    {0.95, -0.45, 0.60, 0.34, 0.28, 0.26},  /* arm of the second domain */
+    {-1.00, 0.70, -0.45, 0.36, 0.30, 0.28}, /* lobe at the far end of the large domain */
 };
+#define N_DOMAINS ((int)(sizeof DOMAINS / sizeof *DOMAINS))
 
 static int in_domains(const double p[3], double scale)
 {
-  for (int d = 0; d < 3; d++) {
+  for (int d = 0; d < N_DOMAINS; d++) {
     double s = 0;
     for (int k = 0; k < 3; k++) s += pow((p[k] - scale * DOMAINS[d][k]) / (scale * DOMAINS[d][3 + k]), 2);
     if (s <= 1) return 1;

@@ -31,7 +31,7 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
                           size_t msg_len);
 
 /* The built-in default: a deterministic protein-like phantom of n_atoms heavy atoms
- * (C 62%, N 17%, O 19.5%, S 1.5%) at protein density (0.056 atoms/A^3), in three
+ * (C 62%, N 17%, O 19.5%, S 1.5%) at protein density (0.056 atoms/A^3), in five
  * overlapping ellipsoidal domains of different sizes placed asymmetrically, with at
  * least 1.4 A between atoms, centred on its centre of mass. */
 int spf_molecule_phantom(uint64_t seed, int64_t n_atoms, spf_molecule **out);
