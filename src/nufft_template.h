@@ -42,6 +42,8 @@ typedef struct {
   FLT *u;             /* 3 * max_sub offsets in [-1, 1) for the polynomial */
   FLT *box;           /* interleaved complex box */
   size_t box_cap;     /* in FLT */
+  int32_t box_lo[3];  /* the box's place on the fine grid, its sizes and row length */
+  int64_t box_n[3], box_row;
 } scratch_t;
 
 struct PLAN_S {
@@ -189,11 +191,24 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
     }
   }
 
-  /* Add the box to the periodic fine grid. Boxes of different threads overlap at their
-   * edges, so additions are serialised; they cost a small fraction of the spreading. */
+  for (int d = 0; d < 3; d++) {
+    s->box_lo[d] = lo[d];
+    s->box_n[d] = bn[d];
+  }
+  s->box_row = row;
+}
+
+/* Add a thread's box to the periodic fine grid. Boxes of different subproblems overlap
+ * at their edges, so the caller serialises the additions, in subproblem order: the sums
+ * then do not depend on thread timing, and a run repeats bit for bit. */
+static void add_box(struct PLAN_S *p, int thread)
+{
+  const scratch_t *s = &p->scratch[thread];
+  const int32_t *lo = s->box_lo;
+  const int64_t *bn = s->box_n, row = s->box_row;
+  const FLT *box = s->box;
   const int64_t nf1 = p->nf[0], nf2 = p->nf[1], nf3 = p->nf[2];
   FLT *fine = (FLT *)p->fine;
-#pragma omp critical(spf_nufft_add_box)
   for (int64_t z = 0; z < bn[2]; z++) {
     const int64_t gz = wrap(lo[2] + z, nf3);
     for (int64_t y = 0; y < bn[1]; y++) {
@@ -612,11 +627,14 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
 #pragma omp parallel num_threads(p->nthreads) reduction(|| : failed)
   {
     const int t = omp_get_thread_num();
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for ordered schedule(static, 1)
     for (int64_t s = 0; s < nsub; s++) {
       const int64_t j0 = s * p->max_sub, j1 = j0 + p->max_sub < m ? j0 + p->max_sub : m;
       p->spread(p, j0, j1, cs, t);
-      failed = failed || p->scratch[t].box_cap == 0;
+      const int ok = p->scratch[t].box_cap != 0;
+      failed = failed || !ok;
+#pragma omp ordered
+      if (ok) add_box(p, t);
     }
   }
   if (failed) return SPF_ERR_ALLOC;
