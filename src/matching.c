@@ -21,6 +21,9 @@ struct spf_matcher_s {
   double data_mean_norm2;
   int64_t *best;
   float *best_dist, *second_dist;
+  int keep;          /* length of each image's sorted list of nearest references */
+  int64_t *top_idx;  /* n_img * keep (keep > 1 only) */
+  float *top_dist;
   float *models;     /* weighted copy of a batch (when weighted) */
   float *mnorm2;
   float *cross;
@@ -35,6 +38,7 @@ void spf_match_default_options(spf_match_options *o)
   o->pixel_weight = NULL;
   o->image_block = 0;
   o->nthreads = 0;
+  o->keep = 1;
 }
 
 void spf_matcher_free(spf_matcher *m)
@@ -46,6 +50,8 @@ void spf_matcher_free(spf_matcher *m)
   free(m->best);
   free(m->best_dist);
   free(m->second_dist);
+  free(m->top_idx);
+  free(m->top_dist);
   free(m->models);
   free(m->mnorm2);
   free(m->cross);
@@ -59,6 +65,11 @@ void spf_matcher_reset(spf_matcher *m)
     m->best[i] = -1;
     m->best_dist[i] = m->second_dist[i] = FLT_MAX;
   }
+  if (m->top_idx)
+    for (int64_t k = 0; k < m->n_img * m->keep; k++) {
+      m->top_idx[k] = -1;
+      m->top_dist[k] = FLT_MAX;
+    }
   m->t_gemm = m->t_scan = 0;
 }
 
@@ -72,7 +83,8 @@ int spf_matcher_make(int64_t n_images, int64_t n_pixels, const float *data,
   spf_match_options o;
   if (opts) o = *opts;
   else spf_match_default_options(&o);
-  if (o.scale < SPF_SCALE_NONE || o.scale > SPF_SCALE_PER_IMAGE || o.image_block < 0 || o.nthreads < 0)
+  if (o.scale < SPF_SCALE_NONE || o.scale > SPF_SCALE_PER_IMAGE || o.image_block < 0 || o.nthreads < 0 ||
+      o.keep < 1 || o.keep > 4096)
     return SPF_ERR_OPTION;
   if (n_pixels > INT32_MAX || n_images > INT32_MAX) return SPF_ERR_SIZE; /* BLAS sizes are int */
   spf_matcher *m = calloc(1, sizeof *m);
@@ -88,6 +100,12 @@ int spf_matcher_make(int64_t n_images, int64_t n_pixels, const float *data,
   m->best_dist = malloc(sizeof(float) * (size_t)n_images);
   m->second_dist = malloc(sizeof(float) * (size_t)n_images);
   if (!m->data || !m->dnorm2 || !m->best || !m->best_dist || !m->second_dist) goto nomem;
+  m->keep = o.keep;
+  if (o.keep > 1) {
+    m->top_idx = malloc(sizeof(int64_t) * (size_t)(n_images * o.keep));
+    m->top_dist = malloc(sizeof(float) * (size_t)(n_images * o.keep));
+    if (!m->top_idx || !m->top_dist) goto nomem;
+  }
   if (o.pixel_weight) {
     m->sqrt_w = malloc(sizeof(float) * (size_t)n_pixels);
     if (!m->sqrt_w) goto nomem;
@@ -190,6 +208,9 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
       const double dn = m->dnorm2[i];
       float best = m->best_dist[i], second = m->second_dist[i];
       int64_t arg = m->best[i];
+      const int K = m->keep;
+      int64_t *ti = m->top_idx ? m->top_idx + i * K : NULL;
+      float *td = m->top_dist ? m->top_dist + i * K : NULL;
       for (int64_t j = 0; j < n_models; j++) {
         double d;
         if (m->scale == SPF_SCALE_PER_IMAGE)
@@ -203,6 +224,17 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
           arg = first_ref + j;
         } else if (df < second) {
           second = df;
+        }
+        if (ti && df < td[K - 1]) {
+          /* Insert into the sorted list; equal distances keep the reference seen first. */
+          int k = K - 1;
+          while (k > 0 && td[k - 1] > df) {
+            td[k] = td[k - 1];
+            ti[k] = ti[k - 1];
+            k--;
+          }
+          td[k] = df;
+          ti[k] = first_ref + j;
         }
       }
       m->best[i] = arg;
@@ -221,6 +253,18 @@ int spf_matcher_results(const spf_matcher *m, int64_t *best, float *best_dist, f
   if (best) memcpy(best, m->best, sizeof(int64_t) * (size_t)m->n_img);
   if (best_dist) memcpy(best_dist, m->best_dist, sizeof(float) * (size_t)m->n_img);
   if (second_dist) memcpy(second_dist, m->second_dist, sizeof(float) * (size_t)m->n_img);
+  return SPF_OK;
+}
+
+int spf_matcher_nearest(const spf_matcher *m, int64_t *index, float *dist)
+{
+  if (!m) return SPF_ERR_NULL;
+  for (int64_t i = 0; i < m->n_img; i++)
+    for (int k = 0; k < m->keep; k++) {
+      const int64_t at = i * m->keep + k;
+      if (index) index[at] = m->keep > 1 ? m->top_idx[at] : m->best[i];
+      if (dist) dist[at] = m->keep > 1 ? m->top_dist[at] : m->best_dist[i];
+    }
   return SPF_OK;
 }
 

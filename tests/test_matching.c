@@ -123,6 +123,55 @@ static void batch_and_block_sizes_do_not_change_results(void)
   free(data);
 }
 
+static int cmp_d(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The kept list of nearest references equals the brute-force sorted distances. */
+static void keeps_the_k_nearest_in_order(void)
+{
+  const int64_t n_img = 60, n_ref = 150, np = 30;
+  const int K = 9;
+  float *models = malloc(sizeof(float) * n_ref * np), *data = malloc(sizeof(float) * n_img * np);
+  spf_rng r;
+  spf_rng_seed(&r, 91, 0);
+  for (int64_t k = 0; k < n_ref * np; k++) models[k] = (float)(spf_rng_uniform(&r) * 5);
+  for (int64_t k = 0; k < n_img * np; k++) data[k] = (float)(spf_rng_uniform(&r) * 5);
+  spf_match_options o;
+  spf_match_default_options(&o);
+  o.keep = K;
+  o.scale = SPF_SCALE_NONE;
+  spf_matcher *m;
+  CHECK(spf_matcher_make(n_img, np, data, &o, &m) == SPF_OK, "make");
+  for (int64_t f = 0; f < n_ref; f += 37)
+    spf_matcher_add_batch(m, f, n_ref - f < 37 ? n_ref - f : 37, models + f * np);
+  int64_t idx[60 * 9], best[60];
+  float dist[60 * 9];
+  CHECK(spf_matcher_nearest(m, idx, dist) == SPF_OK, "nearest");
+  spf_matcher_results(m, best, NULL, NULL);
+  int bad = 0;
+  double all[150];
+  for (int64_t i = 0; i < n_img; i++) {
+    for (int64_t j = 0; j < n_ref; j++) all[j] = brute_dist(data + i * np, models + j * np, NULL, np, SPF_SCALE_NONE, 1);
+    bad += idx[i * K] != best[i];
+    for (int k = 0; k < K; k++) {
+      const double own = brute_dist(data + i * np, models + idx[i * K + k] * np, NULL, np, SPF_SCALE_NONE, 1);
+      bad += fabs(own - dist[i * K + k]) > 1e-4 * own || (k > 0 && dist[i * K + k] < dist[i * K + k - 1]);
+      for (int l = 0; l < k; l++) bad += idx[i * K + l] == idx[i * K + k];
+    }
+    qsort(all, n_ref, sizeof(double), cmp_d);
+    for (int k = 0; k < K; k++) bad += fabs(all[k] - dist[i * K + k]) > 1e-4 * all[k];
+  }
+  CHECK(bad == 0, "%d disagreements with the brute-force sorted distances", bad);
+  spf_matcher_free(m);
+  o.keep = 0;
+  CHECK(spf_matcher_make(n_img, np, data, &o, &m) == SPF_ERR_OPTION, "keep 0 refused");
+  free(models);
+  free(data);
+}
+
 static void bad_input_is_refused(void)
 {
   float d[4] = {1, 2, 3, NAN}, w[2] = {1, -1};
@@ -151,6 +200,7 @@ int main(void)
 {
   RUN_TEST(matches_brute_force_argmin_all_scale_modes);
   RUN_TEST(batch_and_block_sizes_do_not_change_results);
+  RUN_TEST(keeps_the_k_nearest_in_order);
   RUN_TEST(bad_input_is_refused);
   return test_summary();
 }

@@ -27,6 +27,8 @@ typedef struct {
   int64_t image_block;       /* images per matrix product; 0: auto, keeping the product's
                                 output under 64 MiB */
   int nthreads;              /* 0: OpenMP default; also sets OpenBLAS's thread count */
+  int keep;                  /* nearest references kept per image, sorted (default 1; up to
+                                4096): soft assignment merges each image at several */
 } spf_match_options;
 
 void spf_match_default_options(spf_match_options *o);
@@ -44,6 +46,10 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
 /* Per image: index of the best reference (-1 before any batch), its distance, and the
  * second-best distance (the gap is a confidence figure). Any pointer may be NULL. */
 int spf_matcher_results(const spf_matcher *m, int64_t *best, float *best_dist, float *second_dist);
+
+/* Per image, its `keep` nearest references in increasing distance: index and dist are
+ * n_images * keep (row i: image i); unfilled entries are -1 and FLT_MAX. Either may be NULL. */
+int spf_matcher_nearest(const spf_matcher *m, int64_t *index, float *dist);
 
 /* Forget all batches (keep the data) to match again, e.g. in the next generation. */
 void spf_matcher_reset(spf_matcher *m);
