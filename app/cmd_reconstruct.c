@@ -1,113 +1,388 @@
-/* spinifel reconstruct: M-TIP from a dataset to a density. */
+/* spinifel reconstruct: M-TIP from a dataset to a density, with a configuration file,
+ * a JSON-lines log, a checkpoint per generation and --resume. */
 #include <errno.h>
+#include <ini.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
 
+/* Every parameter, once: the flag --NAME and the configuration key NAME are the same. */
+enum { T_INT, T_I64, T_DOUBLE, T_TEXT };
+typedef struct {
+  const char *name;
+  int type;
+  void *ptr;
+  double lo, hi;
+  int results; /* 1: changes the result (a resume must match it) */
+  const char *help;
+} param;
+
+typedef struct {
+  spf_reconstruct_options o;
+  int64_t images, threads;
+  char data[1024];
+  char output[1024];
+} settings;
+
+static int param_table(settings *s, param *t)
+{
+  spf_reconstruct_options *o = &s->o;
+  const param p[] = {
+      {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout)"},
+      {"output", T_TEXT, s->output, 0, 0, 0, "output directory"},
+      {"images", T_I64, &s->images, 0, 1e15, 1, "use the first N images (0: all)"},
+      {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
+      {"refs", T_I64, &o->n_references, 1, 1e9, 1, "reference orientations for matching"},
+      {"ref-batch", T_I64, &o->ref_batch, 1, 1e6, 1, "references sliced per batch (memory)"},
+      {"generations", T_INT, &o->max_generations, 1, 1000, 0, "generation cap (a resume may raise it)"},
+      {"stop-fraction", T_DOUBLE, &o->stop_fraction, 0, 1, 1, "stop when fewer images change orientation"},
+      {"seed", T_I64, &o->seed, 0, 9e18, 1, "seed of generation 0's orientations and of phasing"},
+      {"pixel-weighting", T_INT, &o->pixel_weighting, 0, 1, 1, "matching metric: 1 = 1/mean image, 0 = plain"},
+      {"res-start", T_DOUBLE, &o->res_start, 0.05, 1, 1, "match on |s| <= F s_max first (1: no schedule)"},
+      {"res-gens", T_INT, &o->res_generations, 1, 1000, 1, "generation at which all pixels are used"},
+      {"res-merge", T_INT, &o->res_merge, 0, 1, 1, "1: merge only the scheduled pixels too"},
+      {"soft-k", T_INT, &o->soft_k, 1, 4096, 1, "soft assignment: nearest references per image"},
+      {"soft-tau", T_DOUBLE, &o->soft_tau, 1e-6, 1e6, 1, "soft assignment temperature (relative)"},
+      {"soft-gens", T_INT, &o->soft_generations, 0, 1000, 1, "generations with soft assignment"},
+      {"slice-merged", T_INT, &o->slice_merged, 0, 1, 1, "1: slice the merged, not the phased model"},
+      {"prior", T_INT, &o->use_prior, 0, 1, 1, "merge with the previous model as prior"},
+      {"continue-phasing", T_INT, &o->continue_phasing, 0, 1, 1, "phase from the previous density"},
+      {"n-rho", T_INT, &o->n_rho, 1, 100, 1, "L-curve points"},
+      {"rho-min", T_DOUBLE, &o->rho_min, 1e-12, 1e12, 1, "smallest regularisation (relative)"},
+      {"rho-max", T_DOUBLE, &o->rho_max, 1e-12, 1e12, 1, "largest regularisation (relative)"},
+      {"phi", T_DOUBLE, &o->phi, 0, 1e12, 1, "ball penalty (relative)"},
+      {"cg-iterations", T_INT, &o->merge.cg_max_iter, 1, 100000, 1, "CG iteration cap"},
+      {"phase-cycles", T_INT, &o->phase.n_cycles, 0, 10000, 1, "phasing cycles per generation"},
+      {"beta", T_DOUBLE, &o->phase.beta, 0.01, 1, 1, "HIO feedback"},
+      {"start-from-truth", T_INT, &o->start_from_truth, 0, 1, 1, "diagnostics: start from the file's orientations"},
+      {"threads", T_I64, &s->threads, 0, 1024, 0, "threads (0: all)"},
+  };
+  const int n = (int)(sizeof p / sizeof p[0]);
+  if (t) memcpy(t, p, sizeof p);
+  return n;
+}
+#define MAX_PARAMS 64
+
+/* Set one parameter from text; 0 or 2 (message printed). where: "--name" or "FILE:LINE". */
+static int set_param(settings *s, const char *name, const char *value, const char *where)
+{
+  param t[MAX_PARAMS];
+  const int n = param_table(s, t);
+  for (int i = 0; i < n; i++) {
+    if (strcmp(t[i].name, name)) continue;
+    int64_t v64;
+    int rc = 0;
+    switch (t[i].type) {
+    case T_TEXT:
+      if (strlen(value) >= 1024) {
+        fprintf(stderr, "spinifel reconstruct: %s: path too long\n", where);
+        return 2;
+      }
+      snprintf((char *)t[i].ptr, 1024, "%s", value);
+      return 0;
+    case T_DOUBLE: return arg_double("reconstruct", where, value, t[i].lo, t[i].hi, (double *)t[i].ptr);
+    case T_INT:
+      rc = arg_int64("reconstruct", where, value, (int64_t)t[i].lo, (int64_t)t[i].hi, &v64);
+      if (!rc) *(int *)t[i].ptr = (int)v64;
+      return rc;
+    default:
+      return arg_int64("reconstruct", where, value, (int64_t)t[i].lo, (int64_t)t[i].hi, (int64_t *)t[i].ptr);
+    }
+  }
+  fprintf(stderr, "spinifel reconstruct: %s: unknown parameter '%s' (try --help)\n", where, name);
+  return 2;
+}
+
+/* The effective configuration as INI text; results_only leaves out what does not
+ * change the result (output directory, threads), for the resume check. */
+static void config_text(settings *s, int results_only, char *out, size_t len)
+{
+  param t[MAX_PARAMS];
+  const int n = param_table(s, t);
+  size_t at = (size_t)snprintf(out, len, "[reconstruct]\n");
+  for (int i = 0; i < n && at < len; i++) {
+    if (results_only && !t[i].results) continue;
+    switch (t[i].type) {
+    case T_TEXT: at += (size_t)snprintf(out + at, len - at, "%s = %s\n", t[i].name, (char *)t[i].ptr); break;
+    case T_DOUBLE: at += (size_t)snprintf(out + at, len - at, "%s = %.17g\n", t[i].name, *(double *)t[i].ptr); break;
+    case T_INT: at += (size_t)snprintf(out + at, len - at, "%s = %d\n", t[i].name, *(int *)t[i].ptr); break;
+    default: at += (size_t)snprintf(out + at, len - at, "%s = %lld\n", t[i].name, (long long)*(int64_t *)t[i].ptr);
+    }
+  }
+}
+
+typedef struct {
+  settings *s;
+  const char *path;
+  int rc;
+} ini_ctx;
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+  ini_ctx *c = user;
+  if (c->rc) return 0;
+  if (strcmp(section, "reconstruct") != 0) {
+    fprintf(stderr, "spinifel reconstruct: %s: unknown section [%s] (expected [reconstruct])\n", c->path, section);
+    c->rc = 2;
+    return 0;
+  }
+  char where[1100];
+  snprintf(where, sizeof where, "%s: %s", c->path, name);
+  c->rc = set_param(c->s, name, value, where);
+  return c->rc == 0;
+}
+
+static int read_config(settings *s, const char *path)
+{
+  ini_ctx c = {s, path, 0};
+  int e = ini_parse(path, on_ini_line, &c);
+  if (c.rc) return c.rc;
+  if (e < 0) {
+    fprintf(stderr, "spinifel reconstruct: cannot open the configuration %s\n", path);
+    return 2;
+  }
+  if (e > 0) {
+    fprintf(stderr, "spinifel reconstruct: %s:%d: not a valid INI line\n", path, e);
+    return 2;
+  }
+  return 0;
+}
+
+static int write_text_file(const char *path, const char *text)
+{
+  char tmp[2200];
+  snprintf(tmp, sizeof tmp, "%.2100s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return SPF_ERR_IO;
+  int ok = fputs(text, f) >= 0;
+  ok = (fclose(f) == 0) && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    remove(tmp);
+    return SPF_ERR_IO;
+  }
+  return SPF_OK;
+}
+
 static void usage(FILE *out)
 {
+  settings s;
+  memset(&s, 0, sizeof s);
+  spf_reconstruct_default_options(&s.o);
+  param t[MAX_PARAMS];
+  const int n = param_table(&s, t);
   fprintf(out,
-          "usage: spinifel reconstruct DATA.h5 -o OUTDIR [options]\n"
+          "usage: spinifel reconstruct DATA.h5 -o OUTDIR [--config FILE.ini] [--NAME VALUE ...]\n"
+          "       spinifel reconstruct --resume OUTDIR [--threads K] [--generations N]\n"
           "  Recover orientations and the 3D density from diffraction images (M-TIP).\n"
-          "  EXPERIMENTAL: the loop runs, but does not yet converge from random orientations.\n"
-          "  --M N             grid size, odd (default 31)\n"
-          "  --refs N          reference orientations (default 10000)\n"
-          "  --generations N   generation cap (default 10)\n"
-          "  --images N        use the first N images (default all)\n"
-          "  --seed S          seed of generation 0's random orientations and of phasing (default 1)\n"
-          "  --threads K       threads (default: all)\n"
-          "  --res-start F     match on |s| <= F s_max first, reaching all pixels at generation 5 (default 1)\n"
-          "  --prior 0|1       merge with the previous model as prior (default 1)\n"
-          "  --continue-phasing 0|1  phase from the previous density and support (default 1)\n"
-          "  --start-from-truth  diagnostics: generation 0 uses the file's true orientations\n"
-          "Writes OUTDIR/density.mrc and OUTDIR/orientations.txt (w x y z, distance, gap per image).\n");
+          "  Parameters come from the defaults, then the configuration file ([reconstruct]\n"
+          "  section, NAME = VALUE), then the flags. OUTDIR receives config.ini (the effective\n"
+          "  configuration), log.jsonl (a line per generation), checkpoint.h5 (after every\n"
+          "  generation), and at the end density.mrc and results.h5.\n"
+          "  --resume OUTDIR continues a stopped run from its last complete generation.\n"
+          "parameters (default):\n");
+  char def[64];
+  for (int i = 0; i < n; i++) {
+    switch (t[i].type) {
+    case T_TEXT: snprintf(def, sizeof def, "%s", ""); break;
+    case T_DOUBLE: snprintf(def, sizeof def, "%g", *(double *)t[i].ptr); break;
+    case T_INT: snprintf(def, sizeof def, "%d", *(int *)t[i].ptr); break;
+    default: snprintf(def, sizeof def, "%lld", (long long)*(int64_t *)t[i].ptr);
+    }
+    if (!strcmp(t[i].name, "data") || !strcmp(t[i].name, "output")) continue;
+    fprintf(out, "  --%-18s %s (%s)\n", t[i].name, t[i].help, def);
+  }
+}
+
+typedef struct {
+  const char *outdir;
+  const char *config;
+  FILE *log;
+  int64_t n_images;
+  int max_gen, tty;
+  double t_start;
+  char msg[1024];
+  int rc;
+} run_ctx;
+
+static void json_number(FILE *f, const char *key, double v)
+{
+  if (isfinite(v)) fprintf(f, ",\"%s\":%.6g", key, v);
+  else fprintf(f, ",\"%s\":null", key);
+}
+
+static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_state *st)
+{
+  run_ctx *c = ctx;
+  fprintf(c->log, "{\"generation\":%d", g->generation);
+  json_number(c->log, "fraction_changed", g->fraction_changed);
+  json_number(c->log, "median_orientation_error_deg", g->median_orientation_error_deg);
+  fprintf(c->log, ",\"cg_iterations\":%d", g->cg_iterations);
+  json_number(c->log, "cg_residual", g->cg_residual);
+  json_number(c->log, "rho", g->rho_chosen);
+  json_number(c->log, "phase_error", g->phase_error);
+  fprintf(c->log, ",\"support_size\":%lld", (long long)g->support_size);
+  json_number(c->log, "t_slice_match", g->t_slice_match);
+  json_number(c->log, "t_merge", g->t_merge);
+  json_number(c->log, "t_phase", g->t_phase);
+  fprintf(c->log, "}\n");
+  fflush(c->log);
+  char path[2100];
+  snprintf(path, sizeof path, "%s/checkpoint.h5", c->outdir);
+  c->rc = spf_checkpoint_write(path, st, c->config, c->msg, sizeof c->msg);
+  if (c->tty) {
+    const double el = omp_get_wtime() - c->t_start, per = el / (g->generation + 1);
+    fprintf(stderr,
+            "generation %d/%d: slice+match %.1fs merge %.1fs phase %.1fs | changed %.3f", g->generation + 1,
+            c->max_gen, g->t_slice_match, g->t_merge, g->t_phase, g->fraction_changed);
+    if (isfinite(g->median_orientation_error_deg))
+      fprintf(stderr, " | error %.1f deg", g->median_orientation_error_deg);
+    fprintf(stderr, " | elapsed %.0fs, ETA <= %.0fs\n", el, per * (c->max_gen - g->generation - 1));
+  }
+  return c->rc;
+}
+
+/* Keep the first n lines of the log (the generations the checkpoint holds). */
+static int trim_log(const char *path, int n)
+{
+  FILE *f = fopen(path, "r");
+  if (!f) return n == 0 ? SPF_OK : SPF_ERR_IO;
+  char *keep = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&keep, &len);
+  char line[4096];
+  int lines = 0;
+  while (m && lines < n && fgets(line, sizeof line, f)) {
+    fputs(line, m);
+    lines += strchr(line, '\n') != NULL;
+  }
+  fclose(f);
+  if (!m) return SPF_ERR_ALLOC;
+  fclose(m);
+  int rc = write_text_file(path, keep);
+  free(keep);
+  return rc;
 }
 
 int cmd_reconstruct(int argc, char **argv)
 {
-  const char *C = "reconstruct", *data = NULL, *outdir = NULL;
-  spf_reconstruct_options o;
-  spf_reconstruct_default_options(&o);
-  int64_t M = o.M, refs = o.n_references, gens = o.max_generations, seed = 1, threads = 0, use = 0;
+  settings S;
+  memset(&S, 0, sizeof S);
+  spf_reconstruct_default_options(&S.o);
+  const char *resume_dir = NULL;
+  char path[2100];
+  /* Pass 1: --config and --resume, so flags override the file. */
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v;
-    int rc = 0;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       usage(stdout);
       return 0;
     }
+    if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--resume")) {
+      const char *v = arg_value("reconstruct", argc, argv, &i);
+      if (!v) return 2;
+      if (!strcmp(argv[i - 1], "--resume")) {
+        resume_dir = v;
+        snprintf(path, sizeof path, "%s/config.ini", v);
+      } else {
+        snprintf(path, sizeof path, "%s", v);
+      }
+      int rc = read_config(&S, path);
+      if (rc) return rc;
+      if (resume_dir) snprintf(S.output, sizeof S.output, "%s", resume_dir);
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    if (!strcmp(a, "--config") || !strcmp(a, "--resume")) {
+      i++;
+      continue;
+    }
     if (a[0] != '-') {
-      if (data) {
-        fprintf(stderr, "spinifel reconstruct: one dataset only ('%s' and '%s')\n", data, a);
+      if (S.data[0] && !resume_dir && strcmp(S.data, a)) {
+        fprintf(stderr, "spinifel reconstruct: one dataset only ('%s' and '%s')\n", S.data, a);
         return 2;
       }
-      data = a;
+      if (set_param(&S, "data", a, "DATA")) return 2;
       continue;
     }
-    if (!strcmp(a, "--start-from-truth")) {
-      o.start_from_truth = 1;
-      continue;
-    }
-    if (!(v = arg_value(C, argc, argv, &i))) return 2;
-    if (!strcmp(a, "-o") || !strcmp(a, "--output")) outdir = v;
-    else if (!strcmp(a, "--M")) rc = arg_int64(C, a, v, 3, 301, &M);
-    else if (!strcmp(a, "--refs")) rc = arg_int64(C, a, v, 1, 100000000, &refs);
-    else if (!strcmp(a, "--generations")) rc = arg_int64(C, a, v, 1, 1000, &gens);
-    else if (!strcmp(a, "--images")) rc = arg_int64(C, a, v, 1, INT64_MAX, &use);
-    else if (!strcmp(a, "--seed")) rc = arg_int64(C, a, v, 0, INT64_MAX, &seed);
-    else if (!strcmp(a, "--threads")) rc = arg_int64(C, a, v, 0, 1024, &threads);
-    else if (!strcmp(a, "--res-start")) rc = arg_double(C, a, v, 0.05, 1, &o.res_start);
-    else if (!strcmp(a, "--continue-phasing")) {
-      int64_t c;
-      rc = arg_int64(C, a, v, 0, 1, &c);
-      o.continue_phasing = (int)c;
-    } else if (!strcmp(a, "--prior")) {
-      int64_t pr;
-      rc = arg_int64(C, a, v, 0, 1, &pr);
-      o.use_prior = (int)pr;
-    }
-    else {
-      fprintf(stderr, "spinifel reconstruct: unknown option '%s' (try --help)\n", a);
+    if (!(v = arg_value("reconstruct", argc, argv, &i))) return 2;
+    const char *name = !strcmp(a, "-o") ? "output" : a + (a[1] == '-' ? 2 : 1);
+    if (resume_dir && strcmp(name, "threads") && strcmp(name, "generations")) {
+      fprintf(stderr, "spinifel reconstruct: --resume takes only --threads and --generations (the run's configuration "
+                      "is in %s)\n", path);
       return 2;
     }
-    if (rc) return rc;
+    if (set_param(&S, name, v, a)) return 2;
   }
-  if (!data || !outdir) {
+  if (!S.data[0] || !S.output[0]) {
     fprintf(stderr, "spinifel reconstruct: a dataset and an output directory are required (DATA.h5 -o OUTDIR)\n");
     return 2;
   }
-  if (M % 2 == 0) {
-    fprintf(stderr, "spinifel reconstruct: --M must be odd, got %lld\n", (long long)M);
+  /* The dataset by absolute path, so that config.ini works from anywhere. */
+  char *abs = realpath(S.data, NULL);
+  if (!abs) {
+    fprintf(stderr, "spinifel reconstruct: %s: %s\n", S.data, strerror(errno));
+    return 1;
+  }
+  snprintf(S.data, sizeof S.data, "%s", abs);
+  free(abs);
+  spf_reconstruct_options o = S.o;
+  if (o.M % 2 == 0) {
+    fprintf(stderr, "spinifel reconstruct: --M must be odd, got %lld\n", (long long)o.M);
     return 2;
   }
+  if (o.rho_min > o.rho_max) {
+    fprintf(stderr, "spinifel reconstruct: --rho-min %g exceeds --rho-max %g\n", o.rho_min, o.rho_max);
+    return 2;
+  }
+  const char *outdir = S.output;
   if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "spinifel reconstruct: cannot create %s: %s\n", outdir, strerror(errno));
     return 1;
   }
+  static char config[16384], config_results[16384], stored[16384];
+  config_text(&S, 0, config, sizeof config);
+  config_text(&S, 1, config_results, sizeof config_results);
+
   char msg[1024] = "";
   spf_dataset *d;
-  int rc = spf_dataset_open(data, &d, msg, sizeof msg);
+  int rc = spf_dataset_open(S.data, &d, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;
   }
-  const int64_t n = use > 0 && use < d->h.n_images ? use : d->h.n_images, np_all = d->n_pixels;
+  const int64_t n = S.images > 0 && S.images < d->h.n_images ? S.images : d->h.n_images, np_all = d->n_pixels;
   int64_t np = 0;
   for (int64_t p = 0; p < np_all; p++) np += d->mask[p] != 0;
+  if (o.start_from_truth && !d->h.has_orientations) {
+    fprintf(stderr, "spinifel reconstruct: --start-from-truth: %s holds no orientations\n", S.data);
+    spf_dataset_close_reader(d);
+    return 2;
+  }
+  const int64_t M = o.M, n3 = M * M * M;
   float *all = malloc(sizeof(float) * (size_t)np_all * 64), *img = malloc(sizeof(float) * (size_t)(n * np));
-  double *s = malloc(sizeof(double) * 3 * (size_t)np), *q_true = d->h.has_orientations ? malloc(sizeof(double) * 4 * (size_t)n) : NULL;
-  double *q = malloc(sizeof(double) * 4 * (size_t)n);
-  const int64_t n3 = M * M * M;
-  double *rho = malloc(sizeof(double) * (size_t)n3), *u = malloc(sizeof(double) * (size_t)n3);
-  float *bd = malloc(sizeof(float) * (size_t)n), *gap = malloc(sizeof(float) * (size_t)n);
-  if (!all || !img || !s || !q || !rho || !u || !bd || !gap || (d->h.has_orientations && !q_true)) {
-    fprintf(stderr, "spinifel reconstruct: out of memory for %lld images\n", (long long)n);
+  double *s = malloc(sizeof(double) * 3 * (size_t)np);
+  double *q_true = d->h.has_orientations ? malloc(sizeof(double) * 4 * (size_t)n) : NULL;
+  spf_run_state st = {.M = M, .n_images = n};
+  st.orientations = malloc(sizeof(double) * 4 * (size_t)n);
+  st.best = malloc(sizeof(int64_t) * (size_t)n);
+  st.best_dist = malloc(sizeof(float) * (size_t)n);
+  st.gap = malloc(sizeof(float) * (size_t)n);
+  st.rho = malloc(sizeof(double) * (size_t)n3);
+  st.u = malloc(sizeof(double) * (size_t)n3);
+  st.u_model = malloc(sizeof(double) * (size_t)n3);
+  st.support = malloc((size_t)n3);
+  float *map = malloc(sizeof(float) * (size_t)n3);
+  if (!all || !img || !s || (d->h.has_orientations && !q_true) || !st.orientations || !st.best || !st.best_dist ||
+      !st.gap || !st.rho || !st.u || !st.u_model || !st.support || !map) {
+    fprintf(stderr, "spinifel reconstruct: out of memory for %lld images of %lld pixels\n", (long long)n,
+            (long long)np);
     return 1;
   }
   /* Only valid pixels take part; s in 1/m as stored. */
@@ -123,55 +398,88 @@ int cmd_reconstruct(int argc, char **argv)
       for (int64_t p = 0, v = 0; p < np_all; p++)
         if (d->mask[p]) img[(f + i) * np + v++] = all[i * np_all + p];
   }
+  spf_dataset_close_reader(d);
+  free(all);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;
   }
-  double s_max = 0;
-  for (int64_t p = 0; p < np; p++) s_max = fmax(s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
-  o.M = M;
-  o.n_references = refs;
-  o.max_generations = (int)gens;
-  o.seed = (uint64_t)seed;
-  o.nthreads = (int)threads;
-  o.verbose = 1;
-  int gens_run = 0;
-  double t0 = omp_get_wtime();
-  rc = spf_reconstruct(n, np, img, s, q_true, &o, NULL, NULL, rho, u, q, bd, gap, &gens_run);
+  int resumed = 0;
+  snprintf(path, sizeof path, "%s/checkpoint.h5", outdir);
+  if (resume_dir) {
+    if (access(path, F_OK) != 0) {
+      fprintf(stderr, "spinifel reconstruct: %s: no checkpoint to resume from\n", path);
+      return 1;
+    }
+    rc = spf_checkpoint_read(path, &st, stored, sizeof stored, msg, sizeof msg);
+    if (rc) {
+      fprintf(stderr, "spinifel reconstruct: %s\n", msg);
+      return 1;
+    }
+    if (strcmp(stored, config_results) != 0) {
+      fprintf(stderr, "spinifel reconstruct: %s was written with another configuration than %s/config.ini\n", path,
+              outdir);
+      return 1;
+    }
+    resumed = 1;
+  }
+  snprintf(path, sizeof path, "%s/config.ini", outdir);
+  if (write_text_file(path, config)) {
+    fprintf(stderr, "spinifel reconstruct: cannot write %s\n", path);
+    return 1;
+  }
+  snprintf(path, sizeof path, "%s/log.jsonl", outdir);
+  if (resumed ? trim_log(path, st.generation) : SPF_OK) {
+    fprintf(stderr, "spinifel reconstruct: cannot rewrite %s\n", path);
+    return 1;
+  }
+  run_ctx c = {.outdir = outdir, .config = config_results, .n_images = n, .max_gen = o.max_generations,
+               .tty = isatty(fileno(stderr)), .t_start = omp_get_wtime()};
+  c.log = fopen(path, resumed ? "a" : "w");
+  if (!c.log) {
+    fprintf(stderr, "spinifel reconstruct: cannot write %s: %s\n", path, strerror(errno));
+    return 1;
+  }
+  if (resumed)
+    fprintf(stderr, "resuming %s after generation %d of %d\n", outdir, st.generation, o.max_generations);
+  o.nthreads = (int)S.threads;
+  o.verbose = 0;
+  rc = spf_reconstruct(n, np, img, s, q_true, &o, resumed ? &st : NULL, on_generation, &c, &st);
+  fclose(c.log);
+  if (c.rc) {
+    fprintf(stderr, "spinifel reconstruct: %s\n", c.msg);
+    return 1;
+  }
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", spf_strerror(rc));
     return 1;
   }
-  /* Voxel of the autocorrelation grid: x = pi s / (s_max os) <=> spacing 1 / (2 s_max os). */
+  double s_max = 0;
+  for (int64_t p = 0; p < np; p++)
+    s_max = fmax(s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
+  /* Voxel of the grid: x = pi s / (s_max os) <=> spacing 1 / (2 s_max os). */
   const double voxel_a = 1e10 / (2.0 * s_max * o.oversampling);
-  float *map = malloc(sizeof(float) * (size_t)n3);
-  for (int64_t i = 0; i < n3; i++) map[i] = (float)rho[i];
-  char path[4096];
+  for (int64_t i = 0; i < n3; i++) map[i] = (float)st.rho[i];
   snprintf(path, sizeof path, "%s/density.mrc", outdir);
   const double origin[3] = {-0.5 * (M - 1) * voxel_a, -0.5 * (M - 1) * voxel_a, -0.5 * (M - 1) * voxel_a};
   rc = spf_mrc_write(path, map, M, M, M, voxel_a, origin, msg, sizeof msg);
-  if (!rc) {
-    snprintf(path, sizeof path, "%s/orientations.txt", outdir);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) rc = SPF_ERR_IO;
-    for (int64_t i = 0; f && i < n; i++)
-      fprintf(f, "%.9f %.9f %.9f %.9f %.6g %.6g\n", q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3], bd[i], gap[i]);
-    if (f && (fclose(f) != 0 || rename(tmp, path) != 0)) rc = SPF_ERR_IO;
-    if (rc) snprintf(msg, sizeof msg, "%.900s: cannot write", path);
-  }
+  snprintf(path, sizeof path, "%s/results.h5", outdir);
+  if (!rc)
+    rc = spf_results_write(path, M, st.rho, st.u, n, st.orientations, st.best_dist, st.gap, voxel_a, st.generation,
+                           config, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;
   }
-  printf("reconstructed %lld images in %d generations, %.1f s; voxel %.2f A; wrote %s/density.mrc\n", (long long)n,
-         gens_run, omp_get_wtime() - t0, voxel_a, outdir);
+  printf("reconstructed %lld images in %d generations, %.1f s; voxel %.2f A, resolution %.2f A at the edge; wrote "
+         "%s/density.mrc and %s/results.h5\n",
+         (long long)n, st.generation, omp_get_wtime() - c.t_start, voxel_a, 1e10 / s_max, outdir, outdir);
   if (q_true) {
-    double p90, med = spf_orientation_error_median(n, q_true, q, &p90);
+    double p90, med = spf_orientation_error_median(n, q_true, st.orientations, &p90);
     printf("orientation error: median %.2f deg, 90th percentile %.2f deg\n", med, p90);
   }
-  spf_dataset_close_reader(d);
-  free(all); free(img); free(s); free(q_true); free(q); free(rho); free(u); free(map); free(bd); free(gap);
+  free(img); free(s); free(q_true); free(map);
+  free(st.orientations); free(st.best); free(st.best_dist); free(st.gap);
+  free(st.rho); free(st.u); free(st.u_model); free(st.support);
   return 0;
 }

@@ -34,6 +34,12 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->use_prior = 1;
   o->continue_phasing = 1;
   o->start_from_truth = 0;
+  o->slice_merged = 0;
+  o->pixel_weighting = 1;
+  o->soft_k = 1;
+  o->res_merge = 0;
+  o->soft_tau = 0.05;
+  o->soft_generations = 0;
   spf_merge_default_options(&o->merge);
   o->merge.cg_max_iter = 100;
   spf_phase_default_options(&o->phase);
@@ -123,30 +129,53 @@ double spf_orientation_error_median(int64_t n, const double *qt, const double *q
   return med;
 }
 
-/* Add every image, at its orientation, to the merger's sums. */
-static int merge_images(spf_merger *mg, const spf_slicer *sl, int64_t n_images, int64_t np, const float *images,
-                        const double *quats, double *x, double *b)
+/* Whether a state's last generation met the stopping rule. */
+static int resume_stopped(const spf_run_state *st, const spf_reconstruct_options *o)
+{
+  return st->last_fraction_changed < o->stop_fraction;
+}
+
+/* Add every image at its K orientations (view v = image v / K) with weights vw (NULL:
+ * all 1) to the merger's sums. */
+static int merge_images(spf_merger *mg, const spf_slicer *sl, int64_t n_images, int K, int64_t np, const float *images,
+                        const double *quats, const double *vw, const float *pixel_on, double *x, double *b, double *w)
 {
   int rc = SPF_OK;
+  const int64_t n_views = n_images * K;
   spf_merger_clear(mg);
-  for (int64_t f = 0; f < n_images && !rc; f += MERGE_BATCH_IMAGES) {
-    const int64_t c = n_images - f < MERGE_BATCH_IMAGES ? n_images - f : MERGE_BATCH_IMAGES, n = c * np;
+  for (int64_t f = 0; f < n_views && !rc; f += MERGE_BATCH_IMAGES) {
+    const int64_t c = n_views - f < MERGE_BATCH_IMAGES ? n_views - f : MERGE_BATCH_IMAGES, n = c * np;
+    int64_t used = 0; /* views of zero weight add nothing: skip them */
     for (int64_t i = 0; i < c; i++) {
+      const double wv = vw ? vw[f + i] : 1.0;
+      if (!(wv > 0)) continue;
       double r[9];
       spf_quat_to_matrix(quats + 4 * (f + i), r);
-      spf_slicer_points(sl, r, x + i * np, x + n + i * np, x + 2 * n + i * np);
-      for (int64_t p = 0; p < np; p++) b[i * np + p] = images[(f + i) * np + p];
+      spf_slicer_points(sl, r, x + used * np, x + n + used * np, x + 2 * n + used * np);
+      for (int64_t p = 0; p < np; p++) {
+        b[used * np + p] = images[((f + i) / K) * np + p];
+        w[used * np + p] = pixel_on && !pixel_on[p] ? 0.0 : wv;
+      }
+      used++;
     }
-    rc = spf_merger_add_points(mg, n, x, x + n, x + 2 * n, b, NULL);
+    /* The three coordinate arrays are packed at stride n; close the gaps. */
+    if (used < c) {
+      memmove(x + used * np, x + n, sizeof(double) * (size_t)(used * np));
+      memmove(x + 2 * used * np, x + 2 * n, sizeof(double) * (size_t)(used * np));
+    }
+    const int64_t nu = used * np;
+    if (nu) rc = spf_merger_add_points(mg, nu, x, x + nu, x + 2 * nu, b, vw || pixel_on ? w : NULL);
   }
   return rc;
 }
 
 int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const double *s, const double *true_quats,
-                    const spf_reconstruct_options *opts, spf_generation_fn on_generation, void *ctx, double *rho,
-                    double *u, double *orient, float *best_dist, float *gap, int *generations_run)
+                    const spf_reconstruct_options *opts, const spf_run_state *resume, spf_generation_fn on_generation,
+                    void *ctx, spf_run_state *out)
 {
-  if (!images || !s || !rho || !u || !orient) return SPF_ERR_NULL;
+  if (!images || !s || !out || !out->orientations || !out->best || !out->best_dist || !out->gap || !out->rho ||
+      !out->u || !out->u_model || !out->support)
+    return SPF_ERR_NULL;
   if (n_images < 1 || np < 1) return SPF_ERR_SIZE;
   spf_reconstruct_options o;
   if (opts) o = *opts;
@@ -156,6 +185,12 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   const int nthreads = o.nthreads > 0 ? o.nthreads : omp_get_max_threads();
   o.merge.nthreads = o.phase.nthreads = nthreads;
   const int64_t M = o.M, n3 = M * M * M, nb = o.ref_batch;
+  if (out->M != M || out->n_images != n_images) return SPF_ERR_SIZE;
+  if (resume && (resume->M != M || resume->n_images != n_images || resume->generation < 0)) return SPF_ERR_DATA;
+  double *orient = out->orientations, *rho = out->rho, *u = out->u, *u_model = out->u_model;
+  uint8_t *support = out->support;
+  int64_t *prev = out->best;
+  float *bd = out->best_dist;
   double s_max = 0;
   for (int64_t p = 0; p < np; p++)
     s_max = fmax(s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
@@ -164,27 +199,44 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_slicer *sl = NULL;
   spf_merger *mg = NULL;
   spf_matcher *mt = NULL;
-  int64_t merge_pts = (n_images < MERGE_BATCH_IMAGES ? n_images : MERGE_BATCH_IMAGES) * np;
+  const int K = o.soft_k > 1 && o.soft_generations > 0 ? o.soft_k : 1;
+  int64_t merge_pts = (n_images * K < MERGE_BATCH_IMAGES ? n_images * K : MERGE_BATCH_IMAGES) * np;
   double *x = malloc(sizeof(double) * 3 * (size_t)merge_pts), *b = malloc(sizeof(double) * (size_t)merge_pts);
-  double *u_model = malloc(sizeof(double) * (size_t)n3), *rhos = malloc(sizeof(double) * (size_t)o.n_rho);
+  double *mw = malloc(sizeof(double) * (size_t)merge_pts);
+  /* Soft assignment: each image's K nearest references and their weights. */
+  double *vq = K > 1 ? malloc(sizeof(double) * 4 * (size_t)(n_images * K)) : NULL;
+  double *vw = K > 1 ? malloc(sizeof(double) * (size_t)(n_images * K)) : NULL;
+  int64_t *vi = K > 1 ? malloc(sizeof(int64_t) * (size_t)(n_images * K)) : NULL;
+  float *vd = K > 1 ? malloc(sizeof(float) * (size_t)(n_images * K)) : NULL;
+  double *rhos = malloc(sizeof(double) * (size_t)o.n_rho);
   double *rho_prev = malloc(sizeof(double) * (size_t)n3);
-  uint8_t *support = malloc((size_t)n3);
   double *refq = malloc(sizeof(double) * 4 * (size_t)nb), *refm = malloc(sizeof(double) * 9 * (size_t)nb);
   float *slices = malloc(sizeof(float) * (size_t)(nb * np));
-  int64_t *best = malloc(sizeof(int64_t) * (size_t)n_images), *prev = malloc(sizeof(int64_t) * (size_t)n_images);
-  float *bd = malloc(sizeof(float) * (size_t)n_images), *sd = malloc(sizeof(float) * (size_t)n_images);
+  int64_t *best = malloc(sizeof(int64_t) * (size_t)n_images);
+  float *sd = malloc(sizeof(float) * (size_t)n_images);
   spf_merge_stats *st = malloc(sizeof(spf_merge_stats) * (size_t)o.n_rho);
   spf_phase_cycle *cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(o.phase.n_cycles + 1));
-  int rc = (x && b && u_model && rho_prev && support && rhos && refq && refm && slices && best && prev && bd && sd && st && cyc)
+  int rc = (x && b && mw && (K == 1 || (vq && vw && vi && vd)) && rho_prev && rhos && refq && refm && slices && best && sd && st && cyc)
                ? SPF_OK
                : SPF_ERR_ALLOC;
   for (int64_t i = 0; !rc && i < n_images; i++) bd[i] = sd[i] = NAN; /* no matching before generation 1 */
   if (!rc) rc = spf_slicer_make(M, np, s, s_max, o.oversampling, o.slice_tol, nb, nthreads, &sl);
   if (!rc) rc = spf_merger_make(M, &o.merge, &mg);
-  float *weight = malloc(sizeof(float) * (size_t)np);
-  if (!weight) rc = SPF_ERR_ALLOC;
+  float *weight = malloc(sizeof(float) * (size_t)np), *pix_w = malloc(sizeof(float) * (size_t)np);
+  if (!weight || !pix_w) rc = SPF_ERR_ALLOC;
+  /* Pixel weights for matching: the mean image is the same for every orientation, so
+   * 1 / mean is a Poisson-like (chi-square) metric that lets every resolution shell
+   * speak, not only the bright centre, whose near-spherical speckle says little about
+   * the orientation. */
+  for (int64_t p = 0; !rc && p < np; p++) {
+    double mean = 0;
+    if (o.pixel_weighting == 1)
+      for (int64_t i = 0; i < n_images; i++) mean += images[i * np + p];
+    mean /= (double)n_images;
+    pix_w[p] = o.pixel_weighting != 1 ? 1.0f : mean > 0 ? (float)(1.0 / mean) : 0.0f;
+  }
   /* Generation 0: random orientations, one seeded stream per image. */
-  for (int64_t i = 0; !rc && i < n_images; i++) {
+  for (int64_t i = 0; !rc && !resume && i < n_images; i++) {
     spf_rng r;
     spf_rng_seed(&r, o.seed, (uint64_t)i);
     spf_random_rotation(&r, orient + 4 * i);
@@ -196,23 +248,48 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   for (int i = 0; i < o.n_rho; i++)
     rhos[i] = lambda0 * (o.n_rho > 1 ? o.rho_min * pow(o.rho_max / o.rho_min, (double)i / (o.n_rho - 1)) : o.rho_min);
   int gen = 0, have_model = 0;
-  for (; !rc && gen < o.max_generations; gen++) {
+  if (!rc && resume) {
+    /* Continue after the resumed state's last complete generation: it holds everything
+     * the next generation reads, so the run goes on as if never stopped. */
+    gen = resume->generation;
+    have_model = resume->have_model;
+    if (resume != out) {
+      memcpy(orient, resume->orientations, sizeof(double) * 4 * (size_t)n_images);
+      memcpy(prev, resume->best, sizeof(int64_t) * (size_t)n_images);
+      memcpy(bd, resume->best_dist, sizeof(float) * (size_t)n_images);
+      memcpy(out->gap, resume->gap, sizeof(float) * (size_t)n_images);
+      memcpy(rho, resume->rho, sizeof(double) * (size_t)n3);
+      memcpy(u, resume->u, sizeof(double) * (size_t)n3);
+      memcpy(u_model, resume->u_model, sizeof(double) * (size_t)n3);
+      memcpy(support, resume->support, (size_t)n3);
+    }
+    for (int64_t i = 0; i < n_images; i++) sd[i] = bd[i] + out->gap[i];
+  }
+  out->generation = gen;
+  out->have_model = have_model;
+  /* A resumed run that had already met its stopping rule does nothing more. */
+  int stopped = resume && resume->generation > 1 && resume_stopped(resume, &o);
+  for (; !rc && !stopped && gen < o.max_generations; gen++) {
     spf_generation_log log = {.generation = gen, .fraction_changed = 1.0, .median_orientation_error_deg = NAN};
-    double t0 = omp_get_wtime();
+    double t0 = omp_get_wtime(), res_frac = 1;
     if (have_model) {
       /* Slice the model for every reference orientation, keep each image's best. */
       rc = spf_slicer_set_volume(sl, u_model);
       /* Resolution schedule: match on the inner pixels first. */
-      double frac = o.res_start >= 1 || o.res_generations <= 1
+      double frac = res_frac = o.res_start >= 1 || o.res_generations <= 1
                         ? 1.0
                         : fmin(1.0, o.res_start + (1.0 - o.res_start) * (gen - 1) / (o.res_generations - 1));
       for (int64_t p = 0; p < np; p++)
         weight[p] = sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]) <=
-                    frac * s_max * (1 + 1e-12);
+                            frac * s_max * (1 + 1e-12)
+                        ? pix_w[p]
+                        : 0.0f;
       spf_match_options mo;
       spf_match_default_options(&mo);
       mo.nthreads = nthreads;
       mo.pixel_weight = weight;
+      const int soft = K > 1 && gen <= o.soft_generations;
+      mo.keep = soft ? K : 1;
       spf_matcher_free(mt);
       mt = NULL;
       if (!rc) rc = spf_matcher_make(n_images, np, images, &mo, &mt);
@@ -232,9 +309,29 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
         spf_orientation_grid(o.n_references, best[i], 1, orient + 4 * i);
       }
       log.fraction_changed = (double)changed / (double)n_images;
+      if (soft) {
+        /* Boltzmann weights over the K nearest, at a temperature relative to the image's
+         * own best misfit: a rough model spreads each image over its plausible
+         * orientations (deterministic annealing, as EMC), a good one concentrates it. */
+        spf_matcher_nearest(mt, vi, vd);
+        for (int64_t i = 0; i < n_images; i++) {
+          const double d0 = vd[i * K], T = o.soft_tau * fmax(d0, 1e-30);
+          double sum = 0;
+          for (int k = 0; k < K; k++) {
+            const int64_t v = i * K + k;
+            vw[v] = vi[v] >= 0 ? exp(-((double)vd[v] - d0) / T) : 0.0;
+            sum += vw[v];
+            spf_orientation_grid(o.n_references, vi[v] >= 0 ? vi[v] : 0, 1, vq + 4 * v);
+          }
+          for (int k = 0; k < K; k++) vw[i * K + k] /= sum;
+        }
+      }
     }
     double t1 = omp_get_wtime();
-    rc = merge_images(mg, sl, n_images, np, images, orient, x, b);
+    const int merged_soft = have_model && K > 1 && gen <= o.soft_generations;
+    const float *pon = have_model && o.res_merge && res_frac < 1 ? weight : NULL;
+    rc = merged_soft ? merge_images(mg, sl, n_images, K, np, images, vq, vw, pon, x, b, mw)
+                     : merge_images(mg, sl, n_images, 1, np, images, orient, NULL, pon, x, b, mw);
     int chosen = 0;
     if (!rc) rc = spf_merger_solve_lcurve(mg, o.n_rho, rhos, o.phi * lambda0, have_model && o.use_prior ? u_model : NULL, u,
                                            &chosen, st);
@@ -249,7 +346,11 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     }
     double t3 = omp_get_wtime();
     if (rc) break;
+    if (o.slice_merged) memcpy(u_model, u, sizeof(double) * (size_t)n3);
     have_model = 1;
+    out->generation = gen + 1;
+    out->have_model = 1;
+    for (int64_t i = 0; i < n_images; i++) out->gap[i] = sd[i] - bd[i];
     log.cg_iterations = st[chosen].iterations;
     log.cg_residual = st[chosen].rel_residual;
     log.rho_chosen = st[chosen].rho;
@@ -266,21 +367,19 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
               gen, log.fraction_changed, log.median_orientation_error_deg, log.cg_iterations, log.cg_residual,
               log.rho_chosen, log.phase_error, (long long)log.support_size, log.t_slice_match, log.t_merge,
               log.t_phase);
-    if (on_generation && on_generation(ctx, &log, rho, M)) break;
+    out->last_fraction_changed = log.fraction_changed;
+    if (on_generation && on_generation(ctx, &log, out)) break;
     if (gen > 0 && log.fraction_changed < o.stop_fraction) {
       gen++;
       break;
     }
   }
-  if (!rc && best_dist) memcpy(best_dist, bd, sizeof(float) * (size_t)n_images);
-  if (!rc && gap)
-    for (int64_t i = 0; i < n_images; i++) gap[i] = sd[i] - bd[i];
-  if (generations_run) *generations_run = gen;
   spf_slicer_free(sl);
   spf_merger_free(mg);
   spf_matcher_free(mt);
-  free(x); free(b); free(u_model); free(rhos); free(refq); free(refm); free(slices);
-  free(best); free(prev); free(bd); free(sd); free(st); free(cyc); free(weight);
-  free(rho_prev); free(support);
+  free(x); free(b); free(rhos); free(refq); free(refm); free(slices);
+  free(best); free(sd); free(st); free(cyc); free(weight); free(pix_w);
+  free(mw); free(vq); free(vw); free(vi); free(vd);
+  free(rho_prev);
   return rc;
 }

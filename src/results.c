@@ -170,6 +170,13 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
   const int *ints[2] = {&st->generation, &st->have_model};
   const char *int_names[2] = {"generation", "have_model"};
   if (!rc) rc = put_root_attrs(o.file, path, CHECKPOINT_FORMAT, ints, int_names, NULL, config, msg, msg_len);
+  if (!rc) {
+    hid_t root = H5Gopen2(o.file, "/", H5P_DEFAULT);
+    rc = root >= 0 ? put_attr(root, "last_fraction_changed", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &st->last_fraction_changed)
+                   : SPF_ERR_IO;
+    if (root >= 0) H5Gclose(root);
+    if (rc) say(msg, msg_len, "%s: cannot write the attributes of /", path);
+  }
   return out_close(&o, path, rc, msg, msg_len);
 }
 
@@ -270,6 +277,15 @@ static hsize_t first_dim(hid_t file, const char *name)
   return dims[0];
 }
 
+static int get_attr_double(hid_t loc, const char *name, double *v)
+{
+  if (H5Aexists(loc, name) <= 0) return SPF_ERR_DATA;
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  herr_t e = a >= 0 ? H5Aread(a, H5T_NATIVE_DOUBLE, v) : -1;
+  if (a >= 0) H5Aclose(a);
+  return e < 0 ? SPF_ERR_DATA : SPF_OK;
+}
+
 static int get_attr_int(hid_t loc, const char *name, int *v)
 {
   if (H5Aexists(loc, name) <= 0) return SPF_ERR_DATA;
@@ -334,6 +350,7 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
     return SPF_ERR_IO;
   }
   int rc = SPF_OK, generation = 0, have_model = 0;
+  double last_changed = 1;
   char *format = NULL, *config = NULL;
   hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
   if (root < 0 || get_attr_text(root, "format", &format) || strcmp(format, CHECKPOINT_FORMAT) != 0) {
@@ -341,8 +358,9 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
     rc = SPF_ERR_DATA;
   }
   if (!rc && (get_attr_int(root, "generation", &generation) || get_attr_int(root, "have_model", &have_model) ||
-              generation < 0 || (have_model != 0 && have_model != 1))) {
-    say(msg, msg_len, "%s: attributes 'generation' / 'have_model' missing or invalid", path);
+              get_attr_double(root, "last_fraction_changed", &last_changed) || generation < 0 ||
+              (have_model != 0 && have_model != 1))) {
+    say(msg, msg_len, "%s: attributes 'generation' / 'have_model' / 'last_fraction_changed' missing or invalid", path);
     rc = SPF_ERR_DATA;
   }
   if (!rc && (rc = get_attr_text(root, "config", &config)) != SPF_OK)
@@ -391,6 +409,7 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
   if (!rc) {
     st->generation = generation;
     st->have_model = have_model;
+    st->last_fraction_changed = last_changed;
     if (config_out && config_len > 0) snprintf(config_out, config_len, "%s", config);
   }
   free(format);

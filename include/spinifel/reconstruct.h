@@ -11,6 +11,7 @@
 
 #include "spinifel/merging.h"
 #include "spinifel/phasing.h"
+#include "spinifel/results.h"
 
 typedef struct {
   int64_t M;               /* grid size, odd (default 31) */
@@ -27,8 +28,15 @@ typedef struct {
                               |s| <= res_start * s_max, rising linearly to all pixels at
                               generation res_generations (default 1: no schedule) */
   int res_generations;     /* default 5 */
+  int res_merge;           /* 1: merge only those pixels too (default 0) */
   int use_prior;           /* 1: merge with rho u0 from the previous model (default 1) */
   int continue_phasing;    /* 1: phase from the previous density and support (default 1) */
+  int pixel_weighting;     /* matching metric: 0 plain Euclidean, 1 weighted by 1 / the mean
+                              image (Poisson-like; default) */
+  int soft_k;              /* soft assignment: merge each image at its soft_k nearest references */
+  double soft_tau;         /*   with weights exp(-(d - d_best) / (soft_tau d_best)) */
+  int soft_generations;    /*   in generations 1 .. soft_generations (default 0: hard only) */
+  int slice_merged;        /* 1: slice the merged autocorrelation, not the phased model's */
   int start_from_truth;    /* diagnostics: generation 0 uses true_quats (default 0) */
   spf_merge_options merge;
   spf_phase_options phase;
@@ -50,18 +58,21 @@ typedef struct {
   double t_slice_match, t_merge, t_phase; /* seconds */
 } spf_generation_log;
 
-/* A callback after each generation (may be NULL); returns 0 to go on. */
-typedef int (*spf_generation_fn)(void *ctx, const spf_generation_log *log, const double *rho, int64_t M);
+/* A callback after each generation (may be NULL) with the log and the run's state (a
+ * checkpoint can be written from it); returns 0 to go on. */
+typedef int (*spf_generation_fn)(void *ctx, const spf_generation_log *log, const spf_run_state *state);
 
 /* Reconstruct from n_images images of n_pixels valid pixels each (images: image-major,
  * only the valid pixels, in the order of s), s: 3 * n_pixels reciprocal vectors (any
  * unit, consistent). true_quats (n_images * 4, may be NULL) only feeds the log.
- * Outputs: rho (M^3), u (M^3, the final merged autocorrelation), orientations
- * (n_images * 4), best_dist / confidence (n_images each, may be NULL). */
+ * out: the caller's state (M and n_images set, every array allocated) receives the
+ * result: orientations, best_dist and gap per image, rho, u (the last merged
+ * autocorrelation), u_model, support, generation (generations run).
+ * resume (may be NULL, may be out itself): a state after a complete generation, from
+ * which the run continues exactly as it would have without the stop. */
 int spf_reconstruct(int64_t n_images, int64_t n_pixels, const float *images, const double *s,
-                    const double *true_quats, const spf_reconstruct_options *o, spf_generation_fn on_generation,
-                    void *ctx, double *rho, double *u, double *orientations, float *best_dist, float *gap,
-                    int *generations_run);
+                    const double *true_quats, const spf_reconstruct_options *o, const spf_run_state *resume,
+                    spf_generation_fn on_generation, void *ctx, spf_run_state *out);
 
 /* Median angle (degrees) between true and found orientations after fitting the global
  * rotation between the two frames: the best of the relative rotations of up to 200

@@ -8,7 +8,7 @@
  *   rho, u, u_model (M, M, M) float64
  *   support        (M, M, M) uint8
  *   attributes on /: format = "spinifel checkpoint 1", generation (int), have_model (int),
- *                    config (text)
+ *                    last_fraction_changed (double), config (text)
  *
  * Files are written to "<path>.tmp.<pid>", synced and renamed into place: a failure or
  * a kill mid-write leaves no partial file and any previous file at path intact. Files
@@ -27,6 +27,7 @@ typedef struct {
   int64_t M, n_images;
   int generation;            /* generations completed */
   int have_model;            /* 0 before the first phasing */
+  double last_fraction_changed; /* of the last generation (1 for generation 0) */
   double *orientations;      /* n_images * 4 */
   int64_t *best;             /* n_images: reference index of the last match, -1 none */
   float *best_dist, *gap;    /* n_images (NaN before matching) */
