@@ -40,6 +40,8 @@ static int param_table(settings *s, param *t)
       {"images", T_I64, &s->images, 0, 1e15, 1, "use the first N images (0: all)"},
       {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
       {"refs", T_I64, &o->n_references, 1, 1e9, 1, "reference orientations for matching"},
+      {"refs-start", T_I64, &o->refs_start, 0, 1e9, 1, "references of generation 1 (0: refs), rising to refs"},
+      {"refs-gens", T_INT, &o->refs_generations, 1, 1000, 1, "generation at which refs is reached"},
       {"ref-batch", T_I64, &o->ref_batch, 1, 1e6, 1, "references sliced per batch (memory)"},
       {"generations", T_INT, &o->max_generations, 1, 1000, 0, "generation cap (a resume may raise it)"},
       {"stop-fraction", T_DOUBLE, &o->stop_fraction, 0, 1, 1, "stop when fewer images change orientation"},
@@ -221,6 +223,7 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
 {
   run_ctx *c = ctx;
   fprintf(c->log, "{\"generation\":%d", g->generation);
+  fprintf(c->log, ",\"n_references\":%lld", (long long)g->n_references);
   json_number(c->log, "fraction_changed", g->fraction_changed);
   json_number(c->log, "median_orientation_error_deg", g->median_orientation_error_deg);
   fprintf(c->log, ",\"cg_iterations\":%d", g->cg_iterations);

@@ -37,6 +37,8 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->slice_merged = 0;
   o->pixel_weighting = 1;
   o->soft_k = 1;
+  o->refs_start = 0;
+  o->refs_generations = 10;
   o->res_merge = 0;
   o->soft_tau = 0.05;
   o->soft_generations = 0;
@@ -129,42 +131,85 @@ double spf_orientation_error_median(int64_t n, const double *qt, const double *q
   return med;
 }
 
+/* Reference orientations of generation gen (>= 1): refs_start rising geometrically to
+ * n_references at generation refs_generations. */
+static int64_t refs_at(const spf_reconstruct_options *o, int gen)
+{
+  if (o->refs_start <= 0 || o->refs_start >= o->n_references || gen >= o->refs_generations) return o->n_references;
+  if (gen <= 1 || o->refs_generations <= 1) return o->refs_start;
+  const double t = (double)(gen - 1) / (o->refs_generations - 1);
+  return (int64_t)llround((double)o->refs_start * pow((double)o->n_references / (double)o->refs_start, t));
+}
+
 /* Whether a state's last generation met the stopping rule. */
 static int resume_stopped(const spf_run_state *st, const spf_reconstruct_options *o)
 {
   return st->last_fraction_changed < o->stop_fraction;
 }
 
-/* Add every image at its K orientations (view v = image v / K) with weights vw (NULL:
- * all 1) to the merger's sums. */
-static int merge_images(spf_merger *mg, const spf_slicer *sl, int64_t n_images, int K, int64_t np, const float *images,
-                        const double *quats, const double *vw, const float *pixel_on, double *x, double *b, double *w)
+/* One image at one orientation with a weight: key >= 0 is a reference of the grid,
+ * key < 0 the image's own orientation (generation 0). */
+typedef struct {
+  int64_t key, image;
+  double w;
+} view_t;
+
+static int cmp_view(const void *a, const void *b)
+{
+  const view_t *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  return x->image < y->image ? -1 : x->image > y->image;
+}
+
+/* Add the views to the merger's sums. The least-squares misfit of all images that share
+ * an orientation, sum_i w_i ||A u - d_i||^2, equals W ||A u - dbar||^2 + const with
+ * W = sum w_i and dbar the weighted mean image: one slice per distinct orientation
+ * carries the same information as every image, so the NUFFTs see at most
+ * min(images, references) slices whatever the soft assignment's spread. Views are sorted
+ * (orientation, image) so that every sum has a fixed order. */
+static int merge_views(spf_merger *mg, const spf_slicer *sl, int64_t n_views, view_t *v, int64_t n_refs,
+                       const double *own_quats, int64_t np, const float *images, const float *pixel_on, int64_t slots,
+                       double *x, double *b, double *w)
 {
   int rc = SPF_OK;
-  const int64_t n_views = n_images * K;
   spf_merger_clear(mg);
-  for (int64_t f = 0; f < n_views && !rc; f += MERGE_BATCH_IMAGES) {
-    const int64_t c = n_views - f < MERGE_BATCH_IMAGES ? n_views - f : MERGE_BATCH_IMAGES, n = c * np;
-    int64_t used = 0; /* views of zero weight add nothing: skip them */
-    for (int64_t i = 0; i < c; i++) {
-      const double wv = vw ? vw[f + i] : 1.0;
-      if (!(wv > 0)) continue;
-      double r[9];
-      spf_quat_to_matrix(quats + 4 * (f + i), r);
+  qsort(v, (size_t)n_views, sizeof *v, cmp_view);
+  const int64_t n = slots * np;
+  int64_t used = 0;
+  for (int64_t g = 0; g < n_views && !rc;) {
+    int64_t e = g;
+    while (e < n_views && v[e].key == v[g].key) e++;
+    double W = 0, *avg = b + used * np;
+    for (int64_t p = 0; p < np; p++) avg[p] = 0;
+    for (int64_t k = g; k < e; k++) {
+      if (!(v[k].w > 0)) continue;
+      const float *img = images + v[k].image * np;
+      for (int64_t p = 0; p < np; p++) avg[p] += v[k].w * img[p];
+      W += v[k].w;
+    }
+    if (W > 0) {
+      double q[4], r[9];
+      if (v[g].key >= 0) spf_orientation_grid(n_refs, v[g].key, 1, q);
+      else memcpy(q, own_quats + 4 * v[g].image, sizeof q);
+      spf_quat_to_matrix(q, r);
       spf_slicer_points(sl, r, x + used * np, x + n + used * np, x + 2 * n + used * np);
       for (int64_t p = 0; p < np; p++) {
-        b[used * np + p] = images[((f + i) / K) * np + p];
-        w[used * np + p] = pixel_on && !pixel_on[p] ? 0.0 : wv;
+        avg[p] /= W;
+        w[used * np + p] = pixel_on && !pixel_on[p] ? 0.0 : W;
       }
       used++;
     }
-    /* The three coordinate arrays are packed at stride n; close the gaps. */
-    if (used < c) {
-      memmove(x + used * np, x + n, sizeof(double) * (size_t)(used * np));
-      memmove(x + 2 * used * np, x + 2 * n, sizeof(double) * (size_t)(used * np));
+    g = e;
+    if (used == slots || (g >= n_views && used > 0)) {
+      /* The coordinate arrays are at stride n; close the gaps of a partial batch. */
+      const int64_t nu = used * np;
+      if (used < slots) {
+        memmove(x + nu, x + n, sizeof(double) * (size_t)nu);
+        memmove(x + 2 * nu, x + 2 * n, sizeof(double) * (size_t)nu);
+      }
+      rc = spf_merger_add_points(mg, nu, x, x + nu, x + 2 * nu, b, w);
+      used = 0;
     }
-    const int64_t nu = used * np;
-    if (nu) rc = spf_merger_add_points(mg, nu, x, x + nu, x + 2 * nu, b, vw || pixel_on ? w : NULL);
   }
   return rc;
 }
@@ -200,12 +245,11 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_merger *mg = NULL;
   spf_matcher *mt = NULL;
   const int K = o.soft_k > 1 && o.soft_generations > 0 ? o.soft_k : 1;
-  int64_t merge_pts = (n_images * K < MERGE_BATCH_IMAGES ? n_images * K : MERGE_BATCH_IMAGES) * np;
+  const int64_t slots = n_images < MERGE_BATCH_IMAGES ? n_images : MERGE_BATCH_IMAGES, merge_pts = slots * np;
   double *x = malloc(sizeof(double) * 3 * (size_t)merge_pts), *b = malloc(sizeof(double) * (size_t)merge_pts);
   double *mw = malloc(sizeof(double) * (size_t)merge_pts);
-  /* Soft assignment: each image's K nearest references and their weights. */
-  double *vq = K > 1 ? malloc(sizeof(double) * 4 * (size_t)(n_images * K)) : NULL;
-  double *vw = K > 1 ? malloc(sizeof(double) * (size_t)(n_images * K)) : NULL;
+  /* Each image's K nearest references (soft assignment) and the views to merge. */
+  view_t *views = malloc(sizeof(view_t) * (size_t)(n_images * K));
   int64_t *vi = K > 1 ? malloc(sizeof(int64_t) * (size_t)(n_images * K)) : NULL;
   float *vd = K > 1 ? malloc(sizeof(float) * (size_t)(n_images * K)) : NULL;
   double *rhos = malloc(sizeof(double) * (size_t)o.n_rho);
@@ -216,7 +260,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   float *sd = malloc(sizeof(float) * (size_t)n_images);
   spf_merge_stats *st = malloc(sizeof(spf_merge_stats) * (size_t)o.n_rho);
   spf_phase_cycle *cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(o.phase.n_cycles + 1));
-  int rc = (x && b && mw && (K == 1 || (vq && vw && vi && vd)) && rho_prev && rhos && refq && refm && slices && best && sd && st && cyc)
+  int rc = (x && b && mw && views && (K == 1 || (vi && vd)) && rho_prev && rhos && refq && refm && slices && best && sd && st && cyc)
                ? SPF_OK
                : SPF_ERR_ALLOC;
   for (int64_t i = 0; !rc && i < n_images; i++) bd[i] = sd[i] = NAN; /* no matching before generation 1 */
@@ -272,6 +316,9 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   for (; !rc && !stopped && gen < o.max_generations; gen++) {
     spf_generation_log log = {.generation = gen, .fraction_changed = 1.0, .median_orientation_error_deg = NAN};
     double t0 = omp_get_wtime(), res_frac = 1;
+    /* Reference schedule: a coarse grid while the model is rough, finer as it improves
+     * (the grid's covering radius bounds the orientation error). */
+    const int64_t n_refs = refs_at(&o, gen), n_refs_prev = refs_at(&o, gen - 1);
     if (have_model) {
       /* Slice the model for every reference orientation, keep each image's best. */
       rc = spf_slicer_set_volume(sl, u_model);
@@ -293,9 +340,9 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       spf_matcher_free(mt);
       mt = NULL;
       if (!rc) rc = spf_matcher_make(n_images, np, images, &mo, &mt);
-      for (int64_t f = 0; !rc && f < o.n_references; f += nb) {
-        const int64_t c = o.n_references - f < nb ? o.n_references - f : nb;
-        spf_orientation_grid(o.n_references, f, c, refq);
+      for (int64_t f = 0; !rc && f < n_refs; f += nb) {
+        const int64_t c = n_refs - f < nb ? n_refs - f : nb;
+        spf_orientation_grid(n_refs, f, c, refq);
         for (int64_t j = 0; j < c; j++) spf_quat_to_matrix(refq + 4 * j, refm + 9 * j);
         rc = spf_slicer_slice(sl, c, refm, slices);
         if (!rc) rc = spf_matcher_add_batch(mt, f, c, slices);
@@ -306,9 +353,11 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       for (int64_t i = 0; i < n_images; i++) {
         changed += best[i] != prev[i];
         prev[i] = best[i];
-        spf_orientation_grid(o.n_references, best[i], 1, orient + 4 * i);
+        spf_orientation_grid(n_refs, best[i], 1, orient + 4 * i);
       }
-      log.fraction_changed = (double)changed / (double)n_images;
+      /* Indices of different grids are not comparable: a new grid counts as all changed. */
+      log.fraction_changed = n_refs == n_refs_prev ? (double)changed / (double)n_images : 1.0;
+      log.n_references = n_refs;
       if (soft) {
         /* Boltzmann weights over the K nearest, at a temperature relative to the image's
          * own best misfit: a rough model spreads each image over its plausible
@@ -319,19 +368,20 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
           double sum = 0;
           for (int k = 0; k < K; k++) {
             const int64_t v = i * K + k;
-            vw[v] = vi[v] >= 0 ? exp(-((double)vd[v] - d0) / T) : 0.0;
-            sum += vw[v];
-            spf_orientation_grid(o.n_references, vi[v] >= 0 ? vi[v] : 0, 1, vq + 4 * v);
+            views[v] = (view_t){vi[v], i, vi[v] >= 0 ? exp(-((double)vd[v] - d0) / T) : 0.0};
+            sum += views[v].w;
           }
-          for (int k = 0; k < K; k++) vw[i * K + k] /= sum;
+          for (int k = 0; k < K; k++) views[i * K + k].w /= sum;
         }
       }
     }
     double t1 = omp_get_wtime();
     const int merged_soft = have_model && K > 1 && gen <= o.soft_generations;
     const float *pon = have_model && o.res_merge && res_frac < 1 ? weight : NULL;
-    rc = merged_soft ? merge_images(mg, sl, n_images, K, np, images, vq, vw, pon, x, b, mw)
-                     : merge_images(mg, sl, n_images, 1, np, images, orient, NULL, pon, x, b, mw);
+    if (!merged_soft)
+      for (int64_t i = 0; i < n_images; i++) views[i] = (view_t){have_model ? prev[i] : -1 - i, i, 1.0};
+    rc = merge_views(mg, sl, merged_soft ? n_images * K : n_images, views, n_refs, orient, np, images, pon,
+                     slots, x, b, mw);
     int chosen = 0;
     if (!rc) rc = spf_merger_solve_lcurve(mg, o.n_rho, rhos, o.phi * lambda0, have_model && o.use_prior ? u_model : NULL, u,
                                            &chosen, st);
@@ -379,7 +429,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_matcher_free(mt);
   free(x); free(b); free(rhos); free(refq); free(refm); free(slices);
   free(best); free(sd); free(st); free(cyc); free(weight); free(pix_w);
-  free(mw); free(vq); free(vw); free(vi); free(vd);
+  free(mw); free(views); free(vi); free(vd);
   free(rho_prev);
   return rc;
 }

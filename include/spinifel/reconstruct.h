@@ -17,6 +17,8 @@ typedef struct {
   int64_t M;               /* grid size, odd (default 31) */
   double oversampling;     /* NUFFT coordinates x = pi s / (s_max * oversampling) (default 1) */
   int64_t n_references;    /* reference orientations for matching (default 10000) */
+  int64_t refs_start;      /* reference schedule: generation 1 uses refs_start (0: n_references), */
+  int refs_generations;    /*   rising geometrically to n_references at this generation (default 10) */
   int64_t ref_batch;       /* references sliced per batch (default 1000) */
   int max_generations;     /* default 10 */
   double stop_fraction;    /* stop when fewer images change orientation (default 0.01) */
@@ -49,6 +51,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o);
 
 typedef struct {
   int generation;
+  int64_t n_references;         /* of this generation's grid (0 in generation 0) */
   double fraction_changed;      /* images whose best reference changed (1 in generation 0) */
   double median_orientation_error_deg; /* against the truth when given (else NAN) */
   int cg_iterations;
