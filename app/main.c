@@ -13,7 +13,8 @@ static void usage(FILE *out)
           "  info        print the build configuration and machine figures\n"
           "  selfcheck   check the NUFFT against direct sums (float and double, types 1 and 2)\n"
           "  simulate    simulate diffraction images of a molecule (PDB or built-in phantom)\n"
-          "  reconstruct recover orientations and the density (M-TIP; experimental)\n"
+          "  reconstruct recover orientations and the density (M-TIP)\n"
+          "  demo        simulate the built-in phantom and reconstruct it (a few minutes)\n"
           "  help        this message\n"
           "\n"
           "Run 'spinifel <command> --help' for a command's options.\n");
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
   if (!strcmp(cmd, "selfcheck")) return cmd_selfcheck(argc - 1, argv + 1);
   if (!strcmp(cmd, "simulate")) return cmd_simulate(argc - 1, argv + 1);
   if (!strcmp(cmd, "reconstruct")) return cmd_reconstruct(argc - 1, argv + 1);
+  if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);
     return 0;

@@ -38,6 +38,7 @@ void spf_merge_default_options(spf_merge_options *o)
   o->cg_max_iter = 100;
   o->cg_tol = 1e-6;
   o->nthreads = 0;
+  o->fftw_measure = 0;
 }
 
 void spf_merger_free(spf_merger *mg)
@@ -95,6 +96,7 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   spf_nufft_opts no;
   spf_nufft_default_opts(&no);
   no.nthreads = mg->o.nthreads;
+  no.fftw_measure = mg->o.fftw_measure;
   int64_t nb[3] = {m2, m2, m2}, ns[3] = {m, m, m};
   rc = spf_nufft_make_plan(1, 3, nb, +1, 1, mg->o.nufft_tol, &no, &mg->t1_big);
   if (!rc) rc = spf_nufft_make_plan(1, 3, ns, +1, 1, mg->o.nufft_tol, &no, &mg->t1_small);
@@ -119,11 +121,12 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   spf_fftw_threads_init();
   fftw_plan_with_nthreads(mg->o.nthreads);
   const int b = (int)m2, s = (int)m;
-  mg->big_r2c = fftw_plan_dft_r2c_3d(b, b, b, mg->pad, mg->pad_ft, FFTW_MEASURE);
-  mg->big_c2r = fftw_plan_dft_c2r_3d(b, b, b, mg->pad_ft, mg->pad, FFTW_MEASURE);
-  mg->kernel_r2c = fftw_plan_dft_r2c_3d(b, b, b, mg->kernel, mg->kernel_ft, FFTW_MEASURE);
-  mg->small_r2c = fftw_plan_dft_r2c_3d(s, s, s, mg->small, mg->small_ft, FFTW_MEASURE);
-  mg->small_c2r = fftw_plan_dft_c2r_3d(s, s, s, mg->small_ft, mg->small, FFTW_MEASURE);
+  const unsigned flags = mg->o.fftw_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
+  mg->big_r2c = fftw_plan_dft_r2c_3d(b, b, b, mg->pad, mg->pad_ft, flags);
+  mg->big_c2r = fftw_plan_dft_c2r_3d(b, b, b, mg->pad_ft, mg->pad, flags);
+  mg->kernel_r2c = fftw_plan_dft_r2c_3d(b, b, b, mg->kernel, mg->kernel_ft, flags);
+  mg->small_r2c = fftw_plan_dft_r2c_3d(s, s, s, mg->small, mg->small_ft, flags);
+  mg->small_c2r = fftw_plan_dft_c2r_3d(s, s, s, mg->small_ft, mg->small, flags);
   if (!mg->big_r2c || !mg->big_c2r || !mg->kernel_r2c || !mg->small_r2c || !mg->small_c2r) {
     spf_merger_free(mg);
     return SPF_ERR_FFTW;

@@ -62,6 +62,9 @@ int spf_slicer_make(int64_t M, int64_t n_pixels, const double *s, double s_max, 
   spf_nufft_opts o;
   spf_nufft_default_opts(&o);
   o.nthreads = sl->nthreads;
+  /* One FFT per volume: FFTW_MEASURE would not pay, and its timing-dependent plans
+   * would make runs differ in the last bits from one process to the next. */
+  o.fftw_measure = 0;
   int64_t n[3] = {M, M, M};
   int rc = spf_nufftf_make_plan(2, 3, n, +1, 1, tol, &o, &sl->plan);
   if (rc) {

@@ -24,6 +24,9 @@ typedef struct {
   int cg_max_iter;    /* conjugate-gradient iteration cap (default 100) */
   double cg_tol;      /* stop when ||residual|| <= cg_tol ||right-hand side|| (default 1e-6) */
   int nthreads;       /* 0: OpenMP default */
+  int fftw_measure;   /* 1: FFTW_MEASURE plans (faster FFTs, but timing-dependent plans make
+                         results differ in the last bits between processes); default 0:
+                         FFTW_ESTIMATE, so a run and its resume agree bit for bit */
 } spf_merge_options;
 
 void spf_merge_default_options(spf_merge_options *o);

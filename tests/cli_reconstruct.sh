@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# spinifel reconstruct: bad input, outputs, configuration file, resume. Usage: cli_reconstruct.sh SPINIFEL
+set -u
+bin="$1"
+fails=0
+passed=0
+tmp="$(mktemp -d /tmp/spf_cli_recXXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+check() { # check NAME EXPECTED_RC COMMAND...
+  local name="$1" want="$2"; shift 2
+  local out rc
+  out="$("$@" 2>&1)"; rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails + 1))
+  else
+    echo "ok   $name"; passed=$((passed + 1))
+  fi
+  LAST_OUT="$out"
+}
+expect() { # expect NAME CONDITION...
+  local name="$1"; shift
+  if "$@"; then echo "ok   $name"; passed=$((passed + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
+}
+one_line() { [ "$(echo "$LAST_OUT" | wc -l)" -eq 1 ]; }
+
+"$bin" simulate --images 200 --pixels 16 --distance 0.03 --no-noise -o "$tmp/d.h5" > /dev/null 2>&1
+small=(--M 15 --refs 300 --refs-start 0 --soft-k 8 --soft-gens 1 --phase-cycles 2 --threads 2)
+
+check "no dataset is a usage error" 2 "$bin" reconstruct -o "$tmp/o"
+check "missing file fails" 1 "$bin" reconstruct "$tmp/none.h5" -o "$tmp/o"
+expect "missing file: one line" one_line
+check "even M is a usage error" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --M 20
+check "unknown parameter is a usage error" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --frobnicate 3
+expect "unknown parameter: one line" one_line
+check "value out of range" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --refs 0
+printf '[reconstruct]\nrefs = many\n' > "$tmp/bad.ini"
+check "bad value in the configuration" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/bad.ini"
+expect "bad configuration: one line naming the file" bash -c "[ \"\$(echo '$LAST_OUT' | wc -l)\" -eq 1 ] && echo '$LAST_OUT' | grep -q bad.ini"
+printf '[reconstruct]\nnot a line\n' > "$tmp/bad2.ini"
+check "malformed configuration" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/bad2.ini"
+check "missing configuration" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/none.ini"
+check "resume without a checkpoint" 2 "$bin" reconstruct --resume "$tmp/none"
+mkdir -p "$tmp/empty"
+printf '[reconstruct]\ndata = %s\n' "$tmp/d.h5" > "$tmp/empty/config.ini"
+check "resume of a directory without checkpoint" 1 "$bin" reconstruct --resume "$tmp/empty"
+
+# A full run: every output, nothing temporary left.
+check "small reconstruction" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/full" --generations 3 "${small[@]}"
+for f in density.mrc results.h5 log.jsonl config.ini checkpoint.h5; do
+  expect "writes $f" test -s "$tmp/full/$f"
+done
+expect "no temporary files left" bash -c "! ls '$tmp/full' | grep -q tmp"
+expect "one log line per generation" bash -c "[ \$(wc -l < '$tmp/full/log.jsonl') -eq 3 ]"
+expect "log lines are JSON objects with timings" bash -c "grep -c '^{\"generation\":[0-9]*,.*\"t_merge\":[0-9.e-]*.*}\$' '$tmp/full/log.jsonl' | grep -qx 3"
+expect "effective configuration saved" grep -qx "refs = 300" "$tmp/full/config.ini"
+
+# The configuration file gives the same run as the flags; flags override it.
+printf '[reconstruct]\nM = 15\nrefs = 300\nrefs-start = 0\nsoft-k = 8\nsoft-gens = 1\nphase-cycles = 2\ngenerations = 9\n' > "$tmp/run.ini"
+check "run from a configuration file" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/cfg" --config "$tmp/run.ini" --generations 3 --threads 2
+expect "configuration file run equals the flags run" cmp -s "$tmp/full/density.mrc" "$tmp/cfg/density.mrc"
+
+# Stopped after 2 generations, resumed to 3: the same density as the uninterrupted run.
+check "two generations" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/part" --generations 2 "${small[@]}"
+check "resume takes only threads and generations" 2 "$bin" reconstruct --resume "$tmp/part" --refs 5
+check "resume to three generations" 0 "$bin" reconstruct --resume "$tmp/part" --generations 3 --threads 2
+expect "resumed density equals the uninterrupted one" cmp -s "$tmp/full/density.mrc" "$tmp/part/density.mrc"
+expect "resumed log has three lines" bash -c "[ \$(wc -l < '$tmp/part/log.jsonl') -eq 3 ]"
+sed -i 's/^refs = 300/refs = 301/' "$tmp/part/config.ini"
+check "resume refuses a changed configuration" 1 "$bin" reconstruct --resume "$tmp/part" --generations 4
+
+echo "$passed passed, $fails failed"
+[ "$fails" -eq 0 ]
