@@ -1,9 +1,23 @@
 /* The M-TIP driver: from images of unknown orientation to a density
  * (../shared/docs/mtip.md, "Outer loop"). Generation 0 merges with random orientations
- * (seeded) and phases; each later generation slices the phased model for the reference
+ * (seeded) and phases; each later generation slices the model for the reference
  * orientations, matches every image, merges with the new orientations and phases, until
  * the fraction of images whose orientation changed falls below a threshold or the
- * generation cap is reached. */
+ * generation cap is reached.
+ *
+ * Converging from random orientations needs more than the plain loop, which settles in
+ * a wrong local minimum (60-90 degrees median error on the tests' data). What the
+ * defaults do, each measured to matter on 2,000 phantom images of 32 x 32:
+ *  - the matching metric weights pixels by 1 / the mean image (Poisson-like), so the
+ *    outer shells, which carry the orientation, count as much as the bright centre;
+ *  - the slices come from the merged autocorrelation (the phased model's is only as good
+ *    as phasing, 10-15% Fourier error here);
+ *  - soft assignment (deterministic annealing, as in EMC) for the first generations: each
+ *    image is merged at its 64 nearest references with Boltzmann weights; this is cheap
+ *    because the merge takes one weighted mean image per distinct orientation;
+ *  - a coarse reference grid first, refined geometrically to the final one.
+ * Departures from mtip.md, documented here; the plain loop is soft_k = 1, refs_start = 0,
+ * slice_merged = 0, pixel_weighting = 0. */
 #ifndef SPINIFEL_RECONSTRUCT_H
 #define SPINIFEL_RECONSTRUCT_H
 
@@ -16,11 +30,11 @@
 typedef struct {
   int64_t M;               /* grid size, odd (default 31) */
   double oversampling;     /* NUFFT coordinates x = pi s / (s_max * oversampling) (default 1) */
-  int64_t n_references;    /* reference orientations for matching (default 10000) */
-  int64_t refs_start;      /* reference schedule: generation 1 uses refs_start (0: n_references), */
-  int refs_generations;    /*   rising geometrically to n_references at this generation (default 10) */
+  int64_t n_references;    /* reference orientations for matching (default 20000) */
+  int64_t refs_start;      /* reference schedule: generation 1 uses refs_start (default 2000; 0: n_references), */
+  int refs_generations;    /*   rising geometrically to n_references at this generation (default 16) */
   int64_t ref_batch;       /* references sliced per batch (default 1000) */
-  int max_generations;     /* default 10 */
+  int max_generations;     /* default 20 */
   double stop_fraction;    /* stop when fewer images change orientation (default 0.01) */
   int n_rho;               /* L-curve points (default 5) */
   double rho_min, rho_max; /* regularisation range relative to sum(w) / M^3 (default 1e-3 .. 10) */
@@ -35,16 +49,16 @@ typedef struct {
   int continue_phasing;    /* 1: phase from the previous density and support (default 1) */
   int pixel_weighting;     /* matching metric: 0 plain Euclidean, 1 weighted by 1 / the mean
                               image (Poisson-like; default) */
-  int soft_k;              /* soft assignment: merge each image at its soft_k nearest references */
-  double soft_tau;         /*   with weights exp(-(d - d_best) / (soft_tau d_best)) */
-  int soft_generations;    /*   in generations 1 .. soft_generations (default 0: hard only) */
-  int slice_merged;        /* 1: slice the merged autocorrelation, not the phased model's */
+  int soft_k;              /* soft assignment: merge each image at its soft_k nearest references (default 64) */
+  double soft_tau;         /*   with weights exp(-(d - d_best) / (soft_tau d_best)) (default 0.3) */
+  int soft_generations;    /*   in generations 1 .. soft_generations (default 8; 0: hard only) */
+  int slice_merged;        /* 1: slice the merged autocorrelation, not the phased model's (default 1) */
   int start_from_truth;    /* diagnostics: generation 0 uses true_quats (default 0) */
   spf_merge_options merge;
   spf_phase_options phase;
   uint64_t seed;
   int nthreads;
-  int verbose;             /* 1: a line per step on stderr */
+  int verbose;             /* 1: a line per generation on stderr */
 } spf_reconstruct_options;
 
 void spf_reconstruct_default_options(spf_reconstruct_options *o);
