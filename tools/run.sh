@@ -6,5 +6,7 @@ bash "$root/tools/install-deps.sh"
 bash "$root/tools/build.sh" "$root/build" > /dev/null
 "$root/build/spinifel" info
 "$root/build/spinifel" selfcheck
+# The demo: simulate 2,000 images of the built-in phantom, reconstruct them from random
+# orientations (a few minutes on 2 cores) into out/demo.
 mkdir -p "$root/out"
-"$root/build/spinifel" simulate --images 2000 --pixels 32 -o "$root/out/phantom.h5"
+"$root/build/spinifel" demo -o "$root/out/demo"
