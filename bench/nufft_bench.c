@@ -1,7 +1,7 @@
 /* NUFFT benchmark: one line per run with throughput and the time split.
  *
  *   nufft_bench [--type 1|2] [--n N] [--m M] [--prec double|float] [--tol T]
- *               [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P]
+ *               [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P] [--nondeterministic]
  *
  * Points are uniform random in [-pi, pi)^3, modes N^3. Throughput counts execute only
  * (points per second), as FINUFFT reports it; set_points (the sort) is timed apart.
@@ -18,7 +18,7 @@
 #include "spinifel/spinifel.h"
 
 typedef struct {
-  int type, prec_float, threads, reps, measure, pow2, maxsub;
+  int type, prec_float, threads, reps, measure, pow2, maxsub, nondet;
   int64_t n, m;
   double tol, upsampfac;
 } bench_args;
@@ -44,7 +44,7 @@ static double finufft_reference(const bench_args *a)
 static int usage(void)
 {
   fprintf(stderr, "usage: nufft_bench [--type 1|2] [--n N] [--m M] [--prec double|float] [--tol T]\n"
-                  "                   [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P]\n");
+                  "                   [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P] [--nondeterministic]\n");
   return 2;
 }
 
@@ -55,6 +55,7 @@ int main(int argc, char **argv)
   for (int i = 1; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(k, "--estimate")) { a.measure = 0; continue; }
+    if (!strcmp(k, "--nondeterministic")) { a.nondet = 1; continue; }
     if (!strcmp(k, "--pow2")) { a.pow2 = 1; continue; }
     if (!strcmp(k, "--no-pow2")) { a.pow2 = -2; continue; }
     if (!v) return usage();
@@ -102,6 +103,7 @@ int main(int argc, char **argv)
   o.fftw_measure = a.measure;
   o.pow2_fine_grid = a.pow2 == 1 ? 1 : a.pow2 == -2 ? 0 : -1;
   o.max_subproblem = a.maxsub;
+  o.deterministic = !a.nondet;
   int64_t nm[3] = {n, n, n};
   spf_nufft_plan pd = NULL;
   spf_nufftf_plan pf = NULL;
@@ -195,6 +197,7 @@ int main(int argc, char **argv)
          a.type, a.prec_float ? "float" : "double", (long long)n, (double)m, a.tol, a.threads, info.width,
          (long long)info.n_fine[0], t_plan, t_setpts, best, mpts, t_setpts_warm, tbest.spread, tbest.fft,
          tbest.deconvolve, sqrt(err / nrm), peak_rss_gib());
+  if (a.type == 1) printf(" | %s adds", a.nondet ? "unordered" : "ordered");
   if (ref > 0) printf(" | vs FINUFFT %.2fx", mpts / ref);
   printf("\n");
   if (a.prec_float) spf_nufftf_destroy(pf);

@@ -11,6 +11,7 @@ void spf_nufft_default_opts(spf_nufft_opts *o)
   o->kernel_eval = 1;
   o->sort = 1;
   o->max_subproblem = 0;
+  o->deterministic = 1;
   o->pow2_fine_grid = -1;
 }
 

@@ -47,7 +47,7 @@ typedef struct {
 } scratch_t;
 
 struct PLAN_S {
-  int type, dim, sign, ntransf, nthreads, modeord, kernel_eval, sort;
+  int type, dim, sign, ntransf, nthreads, modeord, kernel_eval, sort, deterministic;
   int64_t max_sub;
   int64_t n_modes[3], nf[3], n_modes_total, nf_total;
   double inv_nf[3];
@@ -354,7 +354,7 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   if (opts_in) o = *opts_in;
   else spf_nufft_default_opts(&o);
   if ((o.modeord != 0 && o.modeord != 1) || (o.upsampfac != 2.0 && o.upsampfac != 1.25) ||
-      o.nthreads < 0 || o.max_subproblem < 0 || (o.kernel_eval != 0 && o.kernel_eval != 1) ||
+      o.nthreads < 0 || o.max_subproblem < 0 || (o.kernel_eval != 0 && o.kernel_eval != 1) || (o.deterministic != 0 && o.deterministic != 1) ||
       o.pow2_fine_grid < -1 || o.pow2_fine_grid > 1)
     return SPF_ERR_OPTION;
 
@@ -366,6 +366,7 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   p->ntransf = ntransf;
   p->modeord = o.modeord;
   p->kernel_eval = o.kernel_eval;
+  p->deterministic = o.deterministic;
   p->sort = o.sort != 0;
   p->max_sub = o.max_subproblem > 0 ? o.max_subproblem : DEFAULT_MAX_SUB;
   p->nthreads = o.nthreads > 0 ? o.nthreads : omp_get_max_threads();
@@ -627,14 +628,26 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
 #pragma omp parallel num_threads(p->nthreads) reduction(|| : failed)
   {
     const int t = omp_get_thread_num();
+    if (p->deterministic) {
 #pragma omp for ordered schedule(static, 1)
-    for (int64_t s = 0; s < nsub; s++) {
-      const int64_t j0 = s * p->max_sub, j1 = j0 + p->max_sub < m ? j0 + p->max_sub : m;
-      p->spread(p, j0, j1, cs, t);
-      const int ok = p->scratch[t].box_cap != 0;
-      failed = failed || !ok;
+      for (int64_t s = 0; s < nsub; s++) {
+        const int64_t j0 = s * p->max_sub, j1 = j0 + p->max_sub < m ? j0 + p->max_sub : m;
+        p->spread(p, j0, j1, cs, t);
+        const int ok = p->scratch[t].box_cap != 0;
+        failed = failed || !ok;
 #pragma omp ordered
-      if (ok) add_box(p, t);
+        if (ok) add_box(p, t);
+      }
+    } else {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t s = 0; s < nsub; s++) {
+        const int64_t j0 = s * p->max_sub, j1 = j0 + p->max_sub < m ? j0 + p->max_sub : m;
+        p->spread(p, j0, j1, cs, t);
+        const int ok = p->scratch[t].box_cap != 0;
+        failed = failed || !ok;
+#pragma omp critical(spf_nufft_add_box)
+        if (ok) add_box(p, t);
+      }
     }
   }
   if (failed) return SPF_ERR_ALLOC;

@@ -45,6 +45,10 @@ typedef struct {
                                interpolation halves in speed on 2^k rows (cache-set
                                conflicts; measured in BENCHMARKS.md)
                             0: never;  1: yes */
+  int deterministic;    /* type 1: 1 (default): boxes are added to the fine grid in a fixed
+                           order, so repeated runs give the same bits (checkpoints, MPI);
+                           0: in whatever order threads finish, ~20% faster spreading
+                           (BENCHMARKS.md) but results vary in the last bits */
 } spf_nufft_opts;
 
 /* Fill opts with the defaults documented above. */
