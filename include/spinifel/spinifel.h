@@ -5,6 +5,7 @@
 
 #define SPINIFEL_VERSION "0.1.0"
 
+#include "spinifel/align.h"
 #include "spinifel/dataset.h"
 #include "spinifel/detector.h"
 #include "spinifel/error.h"
