@@ -203,6 +203,9 @@ static void usage(FILE *out)
 }
 
 typedef struct {
+  double t_step;                 /* start of the current step */
+  double last_step[3];           /* the previous generation's seconds per step (ETA) */
+  double cur_step[3];
   const char *outdir;
   const char *config;
   FILE *log;
@@ -219,9 +222,35 @@ static void json_number(FILE *f, const char *key, double v)
   else fprintf(f, ",\"%s\":null", key);
 }
 
+/* A progress line per step on a terminal: elapsed, and an ETA from this step's rate
+ * (matching) or from the previous generation's duration of the step. */
+static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t total)
+{
+  run_ctx *c = ctx;
+  if (!c->tty) return;
+  const double now = omp_get_wtime();
+  const int k = !strcmp(step, "slice+match") ? 0 : !strcmp(step, "merge") ? 1 : 2;
+  if (done == 0) c->t_step = now; /* slice+match starts where the last generation ended */
+  const double el = now - c->t_step;
+  double eta = k == 0 && done > 0 ? el / (double)done * (double)(total - done)
+                                  : (c->last_step[k] > el ? c->last_step[k] - el : 0);
+  if (done == total) {
+    eta = 0;
+    c->cur_step[k] = el;
+  }
+  fprintf(stderr, "\rgeneration %d/%d %-11s %3.0f%%  elapsed %5.1fs  ETA %5.1fs   ", gen + 1, c->max_gen, step,
+          total > 0 ? 100.0 * (double)done / (double)total : 100.0, el, eta);
+  fflush(stderr);
+}
+
 static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_state *st)
 {
   run_ctx *c = ctx;
+  for (int k = 0; k < 3; k++) {
+    c->last_step[k] = c->cur_step[k];
+    c->cur_step[k] = -1;
+  }
+  if (c->tty) fputc('\r', stderr);
   fprintf(c->log, "{\"generation\":%d", g->generation);
   fprintf(c->log, ",\"n_references\":%lld", (long long)g->n_references);
   json_number(c->log, "fraction_changed", g->fraction_changed);
@@ -248,6 +277,7 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
       fprintf(stderr, " | error %.1f deg", g->median_orientation_error_deg);
     fprintf(stderr, " | elapsed %.0fs, ETA <= %.0fs\n", el, per * (c->max_gen - g->generation - 1));
   }
+  c->t_step = omp_get_wtime();
   return c->rc;
 }
 
@@ -447,6 +477,10 @@ int cmd_reconstruct(int argc, char **argv)
     fprintf(stderr, "resuming %s after generation %d of %d\n", outdir, st.generation, o.max_generations);
   o.nthreads = (int)S.threads;
   o.verbose = 0;
+  o.on_step = on_step;
+  o.step_ctx = &c;
+  for (int k = 0; k < 3; k++) c.cur_step[k] = c.last_step[k] = -1;
+  c.t_step = c.t_start;
   rc = spf_reconstruct(n, np, img, s, q_true, &o, resumed ? &st : NULL, on_generation, &c, &st);
   fclose(c.log);
   if (c.rc) {

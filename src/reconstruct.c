@@ -51,6 +51,8 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->seed = 1;
   o->nthreads = 0;
   o->verbose = 0;
+  o->on_step = NULL;
+  o->step_ctx = NULL;
 }
 
 static const double ZFLIP[4] = {0, 0, 0, 1}; /* 180 degrees about the beam (z) */
@@ -349,6 +351,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
         for (int64_t j = 0; j < c; j++) spf_quat_to_matrix(refq + 4 * j, refm + 9 * j);
         rc = spf_slicer_slice(sl, c, refm, slices);
         if (!rc) rc = spf_matcher_add_batch(mt, f, c, slices);
+        if (o.on_step) o.on_step(o.step_ctx, gen, "slice+match", f + c, n_refs);
       }
       if (rc) break;
       spf_matcher_results(mt, best, bd, sd);
@@ -379,6 +382,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       }
     }
     double t1 = omp_get_wtime();
+    if (o.on_step) o.on_step(o.step_ctx, gen, "merge", 0, 1);
     const int merged_soft = have_model && K > 1 && gen <= o.soft_generations;
     const float *pon = have_model && o.res_merge && res_frac < 1 ? weight : NULL;
     if (!merged_soft)
@@ -389,6 +393,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     if (!rc) rc = spf_merger_solve_lcurve(mg, o.n_rho, rhos, o.phi * lambda0, have_model && o.use_prior ? u_model : NULL, u,
                                            &chosen, st);
     double t2 = omp_get_wtime();
+    if (o.on_step) o.on_step(o.step_ctx, gen, "merge", 1, 1);
+    if (o.on_step) o.on_step(o.step_ctx, gen, "phase", 0, 1);
     if (!rc) {
       /* Later generations continue from the previous density and support (as SpiniFEL
        * does): restarting from noise lets the model jump between generations. */
@@ -398,6 +404,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
                      have_model && o.continue_phasing ? support : NULL, rho, support, u_model, cyc);
     }
     double t3 = omp_get_wtime();
+    if (o.on_step) o.on_step(o.step_ctx, gen, "phase", 1, 1);
     if (rc) break;
     if (o.slice_merged) memcpy(u_model, u, sizeof(double) * (size_t)n3);
     have_model = 1;

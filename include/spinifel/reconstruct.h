@@ -27,6 +27,10 @@
 #include "spinifel/phasing.h"
 #include "spinifel/results.h"
 
+/* Progress within a generation: step is "slice+match" (done / total references),
+ * "merge" or "phase" (0 / 1 at the start, 1 / 1 at the end). */
+typedef void (*spf_step_fn)(void *ctx, int generation, const char *step, int64_t done, int64_t total);
+
 typedef struct {
   int64_t M;               /* grid size, odd (default 31) */
   double oversampling;     /* NUFFT coordinates x = pi s / (s_max * oversampling) (default 1) */
@@ -59,6 +63,8 @@ typedef struct {
   uint64_t seed;
   int nthreads;
   int verbose;             /* 1: a line per generation on stderr */
+  spf_step_fn on_step;     /* progress callback (default NULL) */
+  void *step_ctx;
 } spf_reconstruct_options;
 
 void spf_reconstruct_default_options(spf_reconstruct_options *o);
