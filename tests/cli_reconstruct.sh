@@ -44,6 +44,10 @@ mkdir -p "$tmp/empty"
 printf '[reconstruct]\ndata = %s\n' "$tmp/d.h5" > "$tmp/empty/config.ini"
 check "resume of a directory without checkpoint" 1 "$bin" reconstruct --resume "$tmp/empty"
 
+check "demo help" 0 "$bin" demo --help
+check "demo rejects an unknown option" 2 "$bin" demo --frobnicate 1
+check "demo rejects too few images" 2 "$bin" demo --images 5
+
 # A full run: every output, nothing temporary left.
 check "small reconstruction" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/full" --generations 3 "${small[@]}"
 for f in density.mrc results.h5 log.jsonl config.ini checkpoint.h5; do
