@@ -9,6 +9,7 @@
 #include "spinifel/dataset.h"
 #include "spinifel/detector.h"
 #include "spinifel/error.h"
+#include "spinifel/fsc.h"
 #include "spinifel/matching.h"
 #include "spinifel/merging.h"
 #include "spinifel/molecule.h"

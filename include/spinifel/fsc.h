@@ -1,0 +1,19 @@
+/* Fourier shell correlation of two densities on the same centred M^3 grid
+ * (../shared/docs/mtip.md, "Quality"): per shell of integer radius k of the Fourier
+ * index, FSC(k) = Re sum F1 F2* / sqrt(sum |F1|^2 sum |F2|^2). Shell k is the
+ * resolution d = M voxel / k. */
+#ifndef SPINIFEL_FSC_H
+#define SPINIFEL_FSC_H
+
+#include <stdint.h>
+
+/* fsc: (M - 1) / 2 + 1 values, shell 0 (the mean) to the Nyquist shell (M - 1) / 2.
+ * Densities are x fastest, M odd. */
+int spf_fsc(int64_t M, const double *a, const double *b, double *fsc);
+
+/* Resolution (in the unit of voxel) where the curve first falls below threshold,
+ * interpolated linearly between shells; the Nyquist resolution 2 voxel M / (M - 1) when
+ * it never does. */
+double spf_fsc_resolution(int64_t M, const double *fsc, double voxel, double threshold);
+
+#endif

@@ -1,0 +1,72 @@
+/* Fourier shell correlation (see fsc.h). */
+#include "spinifel/fsc.h"
+
+#include <complex.h> /* before fftw3.h: fftw_complex is then double complex */
+#include <fftw3.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "fftw_threads.h"
+#include "spinifel/error.h"
+
+int spf_fsc(int64_t M, const double *a, const double *b, double *fsc)
+{
+  if (!a || !b || !fsc) return SPF_ERR_NULL;
+  if (M < 3 || M % 2 == 0) return SPF_ERR_SIZE;
+  const int64_t n = M * M * M, h = M / 2 + 1, ns = (M - 1) / 2 + 1;
+  double *re = fftw_malloc(sizeof(double) * (size_t)n);
+  fftw_complex *fa = fftw_malloc(sizeof(fftw_complex) * (size_t)(M * M * h));
+  fftw_complex *fb = fftw_malloc(sizeof(fftw_complex) * (size_t)(M * M * h));
+  double *num = calloc((size_t)ns, sizeof(double)), *da = calloc((size_t)ns, sizeof(double));
+  double *db = calloc((size_t)ns, sizeof(double));
+  int rc = re && fa && fb && num && da && db ? SPF_OK : SPF_ERR_ALLOC;
+  fftw_plan p = NULL;
+  if (!rc) {
+    spf_fftw_threads_init();
+    fftw_plan_with_nthreads(1);
+    p = fftw_plan_dft_r2c_3d((int)M, (int)M, (int)M, re, fa, FFTW_ESTIMATE);
+    if (!p) rc = SPF_ERR_ALLOC;
+  }
+  if (!rc) {
+    /* Shifts of the origin change phases equally in both: the FSC does not see them. */
+    for (int64_t i = 0; i < n; i++) re[i] = a[i];
+    fftw_execute_dft_r2c(p, re, fa);
+    for (int64_t i = 0; i < n; i++) re[i] = b[i];
+    fftw_execute_dft_r2c(p, re, fb);
+    for (int64_t z = 0; z < M; z++)
+      for (int64_t y = 0; y < M; y++)
+        for (int64_t x = 0; x < h; x++) {
+          const int64_t kz = z <= M / 2 ? z : z - M, ky = y <= M / 2 ? y : y - M;
+          const int64_t k = llround(sqrt((double)(x * x + ky * ky + kz * kz)));
+          if (k >= ns) continue;
+          /* The half spectrum holds each mode with x > 0 once for two (Friedel mates). */
+          const double mult = x == 0 ? 1.0 : 2.0;
+          const int64_t i = (z * M + y) * h + x;
+          num[k] += mult * creal(fa[i] * conj(fb[i]));
+          da[k] += mult * creal(fa[i] * conj(fa[i]));
+          db[k] += mult * creal(fb[i] * conj(fb[i]));
+        }
+    for (int64_t k = 0; k < ns; k++) fsc[k] = da[k] > 0 && db[k] > 0 ? num[k] / sqrt(da[k] * db[k]) : 0.0;
+  }
+  if (p) fftw_destroy_plan(p);
+  fftw_free(re);
+  fftw_free(fa);
+  fftw_free(fb);
+  free(num);
+  free(da);
+  free(db);
+  return rc;
+}
+
+double spf_fsc_resolution(int64_t M, const double *fsc, double voxel, double threshold)
+{
+  const int64_t ns = (M - 1) / 2 + 1;
+  for (int64_t k = 1; k < ns; k++)
+    if (fsc[k] < threshold) {
+      /* Linear between shells k - 1 and k (shell 0 counts as above). */
+      const double f0 = k > 1 ? fsc[k - 1] : 1.0, t = f0 > fsc[k] ? (f0 - threshold) / (f0 - fsc[k]) : 0.0;
+      const double kc = (double)(k - 1) + t;
+      return kc > 0 ? (double)M * voxel / kc : INFINITY;
+    }
+  return (double)M * voxel / (double)(ns - 1);
+}
