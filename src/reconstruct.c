@@ -272,7 +272,9 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   if (!rc) rc = spf_slicer_make(M, np, s, s_max, o.oversampling, o.slice_tol, nb, nthreads, &sl);
   if (!rc) rc = spf_merger_make(M, &o.merge, &mg);
   float *weight = malloc(sizeof(float) * (size_t)np), *pix_w = malloc(sizeof(float) * (size_t)np);
-  if (!weight || !pix_w) rc = SPF_ERR_ALLOC;
+  float *mt_weight = malloc(sizeof(float) * (size_t)np);
+  int mt_keep = 0;
+  if (!weight || !pix_w || !mt_weight) rc = SPF_ERR_ALLOC;
   /* Pixel weights for matching: the mean image is the same for every orientation, so
    * 1 / mean is a Poisson-like (chi-square) metric that lets every resolution shell
    * speak, not only the bright centre, whose near-spherical speckle says little about
@@ -342,9 +344,17 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       mo.pixel_weight = weight;
       const int soft = K > 1 && gen <= o.soft_generations;
       mo.keep = soft ? K : 1;
-      spf_matcher_free(mt);
-      mt = NULL;
-      if (!rc) rc = spf_matcher_make(n_images, np, images, &mo, &mt);
+      /* The matcher holds the weighted images: made again only when the weights or the
+       * kept list's length change (the schedules), reset otherwise. */
+      if (mt && mo.keep == mt_keep && !memcmp(weight, mt_weight, sizeof(float) * (size_t)np)) {
+        spf_matcher_reset(mt);
+      } else {
+        spf_matcher_free(mt);
+        mt = NULL;
+        if (!rc) rc = spf_matcher_make(n_images, np, images, &mo, &mt);
+        mt_keep = mo.keep;
+        memcpy(mt_weight, weight, sizeof(float) * (size_t)np);
+      }
       for (int64_t f = 0; !rc && f < n_refs; f += nb) {
         const int64_t c = n_refs - f < nb ? n_refs - f : nb;
         spf_orientation_grid(n_refs, f, c, refq);
@@ -438,7 +448,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_merger_free(mg);
   spf_matcher_free(mt);
   free(x); free(b); free(rhos); free(refq); free(refm); free(slices);
-  free(best); free(sd); free(st); free(cyc); free(weight); free(pix_w);
+  free(best); free(sd); free(st); free(cyc); free(weight); free(pix_w); free(mt_weight);
   free(mw); free(views); free(vi); free(vd);
   free(rho_prev);
   return rc;
