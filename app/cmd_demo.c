@@ -35,23 +35,14 @@ static int compare_with_phantom(const char *outdir)
   }
   const int64_t M = dims[0], n3 = M * M * M;
   spf_molecule *mol = NULL;
-  int *type = NULL, n_types = 0;
-  spf_gaussian_form_factor ff[128];
   double *rho = malloc(sizeof(double) * (size_t)n3), *truth = malloc(sizeof(double) * (size_t)n3);
   double *aligned = malloc(sizeof(double) * (size_t)n3), *fsc = malloc(sizeof(double) * (size_t)M);
-  float *tf = malloc(sizeof(float) * (size_t)n3);
-  rc = rho && truth && aligned && fsc && tf ? SPF_OK : SPF_ERR_ALLOC;
+  rc = rho && truth && aligned && fsc ? SPF_OK : SPF_ERR_ALLOC;
   if (!rc) rc = spf_molecule_phantom(1, 2000, &mol); /* as simulate's default */
-  if (!rc) {
-    spf_molecule_centre(mol);
-    type = malloc(sizeof(int) * (size_t)mol->n_atoms);
-    rc = type ? spf_molecule_scattering_types(mol, type, ff, &n_types) : SPF_ERR_ALLOC;
-  }
-  if (!rc) rc = spf_scattering_density(mol->n_atoms, mol->xyz, type, n_types, ff, 2 * M_PI * M_PI * voxel * voxel, M,
-                                       voxel, origin, 0, tf);
+  if (!rc) rc = spf_reference_density(mol, M, voxel, 0, truth);
   spf_align_result ar;
   if (!rc) {
-    for (int64_t i = 0; i < n3; i++) rho[i] = map[i], truth[i] = tf[i];
+    for (int64_t i = 0; i < n3; i++) rho[i] = map[i];
     rc = spf_align(M, truth, rho, NULL, &ar, aligned);
   }
   if (!rc) rc = spf_fsc(M, truth, aligned, fsc);
@@ -64,7 +55,7 @@ static int compare_with_phantom(const char *outdir)
            spf_fsc_resolution(M, fsc, voxel, 0.143), 2 * voxel * M / (M - 1));
   }
   spf_molecule_free(mol);
-  free(type); free(map); free(rho); free(truth); free(aligned); free(fsc); free(tf);
+  free(map); free(rho); free(truth); free(aligned); free(fsc);
   return rc ? 1 : 0;
 }
 

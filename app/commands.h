@@ -10,5 +10,6 @@ int cmd_selfcheck(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_fsc(int argc, char **argv);
 
 #endif

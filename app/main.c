@@ -15,6 +15,7 @@ static void usage(FILE *out)
           "  simulate    simulate diffraction images of a molecule (PDB or built-in phantom)\n"
           "  reconstruct recover orientations and the density (M-TIP)\n"
           "  demo        simulate the built-in phantom and reconstruct it (a few minutes)\n"
+          "  fsc         align two densities (or one and a PDB / the phantom), FSC resolution\n"
           "  help        this message\n"
           "\n"
           "Run 'spinifel <command> --help' for a command's options.\n");
@@ -32,6 +33,7 @@ int main(int argc, char **argv)
   if (!strcmp(cmd, "simulate")) return cmd_simulate(argc - 1, argv + 1);
   if (!strcmp(cmd, "reconstruct")) return cmd_reconstruct(argc - 1, argv + 1);
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
+  if (!strcmp(cmd, "fsc")) return cmd_fsc(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);
     return 0;

@@ -8,6 +8,7 @@
 
 #include "fftw_threads.h"
 #include "spinifel/error.h"
+#include "spinifel/scattering.h"
 
 int spf_fsc(int64_t M, const double *a, const double *b, double *fsc)
 {
@@ -69,4 +70,36 @@ double spf_fsc_resolution(int64_t M, const double *fsc, double voxel, double thr
       return kc > 0 ? (double)M * voxel / kc : INFINITY;
     }
   return (double)M * voxel / (double)(ns - 1);
+}
+
+int spf_reference_density(const spf_molecule *m, int64_t M, double voxel, int nthreads, double *out)
+{
+  if (!m || !out) return SPF_ERR_NULL;
+  if (M < 1 || !(voxel > 0)) return SPF_ERR_SIZE;
+  const int64_t n3 = M * M * M;
+  int *type = malloc(sizeof(int) * (size_t)(m->n_atoms > 0 ? m->n_atoms : 1));
+  double *xyz = malloc(sizeof(double) * 3 * (size_t)(m->n_atoms > 0 ? m->n_atoms : 1));
+  float *map = malloc(sizeof(float) * (size_t)n3);
+  spf_gaussian_form_factor ff[128];
+  int n_types = 0, rc = type && xyz && map ? SPF_OK : SPF_ERR_ALLOC;
+  if (!rc) rc = spf_molecule_scattering_types(m, type, ff, &n_types);
+  if (!rc) {
+    /* Centred as spf_molecule_centre does (atomic number times occupancy). */
+    double c[3] = {0, 0, 0}, wsum = 0;
+    for (int64_t i = 0; i < m->n_atoms; i++) {
+      const double za = m->z[i] * m->occupancy[i];
+      for (int k = 0; k < 3; k++) c[k] += za * m->xyz[3 * i + k];
+      wsum += za;
+    }
+    for (int64_t i = 0; i < m->n_atoms; i++)
+      for (int k = 0; k < 3; k++) xyz[3 * i + k] = m->xyz[3 * i + k] - (wsum > 0 ? c[k] / wsum : 0);
+    const double o = -0.5 * (double)(M - 1) * voxel, origin[3] = {o, o, o};
+    rc = spf_scattering_density(m->n_atoms, xyz, type, n_types, ff, 2 * M_PI * M_PI * voxel * voxel, M, voxel, origin,
+                                nthreads, map);
+  }
+  for (int64_t i = 0; !rc && i < n3; i++) out[i] = map[i];
+  free(type);
+  free(xyz);
+  free(map);
+  return rc;
 }

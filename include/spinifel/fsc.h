@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "spinifel/molecule.h"
+
 /* fsc: (M - 1) / 2 + 1 values, shell 0 (the mean) to the Nyquist shell (M - 1) / 2.
  * Densities are x fastest, M odd. */
 int spf_fsc(int64_t M, const double *a, const double *b, double *fsc);
@@ -15,5 +17,11 @@ int spf_fsc(int64_t M, const double *a, const double *b, double *fsc);
  * interpolated linearly between shells; the Nyquist resolution 2 voxel M / (M - 1) when
  * it never does. */
 double spf_fsc_resolution(int64_t M, const double *fsc, double voxel, double threshold);
+
+/* A reference density for a reconstruction: the molecule (atoms centred on their centre
+ * of mass, the simulator's form factors) on a centred M^3 grid of the given voxel
+ * (Angstrom), each atom blurred by B = 2 pi^2 voxel^2 so the map is band-limited for its
+ * grid (the same map `simulate --mrc` writes, on this grid). */
+int spf_reference_density(const spf_molecule *m, int64_t M, double voxel, int nthreads, double *out);
 
 #endif
