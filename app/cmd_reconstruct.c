@@ -255,6 +255,7 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
   fprintf(c->log, ",\"n_references\":%lld", (long long)g->n_references);
   json_number(c->log, "fraction_changed", g->fraction_changed);
   json_number(c->log, "median_orientation_error_deg", g->median_orientation_error_deg);
+  json_number(c->log, "p90_orientation_error_deg", g->p90_orientation_error_deg);
   fprintf(c->log, ",\"cg_iterations\":%d", g->cg_iterations);
   json_number(c->log, "cg_residual", g->cg_residual);
   json_number(c->log, "rho", g->rho_chosen);

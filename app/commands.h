@@ -11,5 +11,6 @@ int cmd_simulate(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_fsc(int argc, char **argv);
+int cmd_orientations(int argc, char **argv);
 
 #endif

@@ -429,7 +429,10 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     log.t_slice_match = t1 - t0;
     log.t_merge = t2 - t1;
     log.t_phase = t3 - t2;
-    if (true_quats) log.median_orientation_error_deg = spf_orientation_error_median(n_images, true_quats, orient, NULL);
+    log.p90_orientation_error_deg = NAN;
+    if (true_quats)
+      log.median_orientation_error_deg =
+          spf_orientation_error_median(n_images, true_quats, orient, &log.p90_orientation_error_deg);
     if (o.verbose)
       fprintf(stderr,
               "generation %d: changed %.3f, median orientation error %.2f deg, CG %d it (residual %.1e, rho %.3g), "

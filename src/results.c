@@ -419,6 +419,32 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
 
 /* ------------------------------------------------------------------ intensity */
 
+int spf_results_read_orientations(const char *path, int64_t n_images, double *orientations, char *msg, size_t msg_len)
+{
+  if (!path || !orientations) return SPF_ERR_NULL;
+  if (n_images < 1) return SPF_ERR_SIZE;
+  quiet_hdf5();
+  if (access(path, R_OK) != 0) {
+    say(msg, msg_len, "%s: cannot open", path);
+    return SPF_ERR_IO;
+  }
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0) {
+    say(msg, msg_len, "%s: not an HDF5 file, or a damaged one", path);
+    return SPF_ERR_IO;
+  }
+  const hsize_t dq[2] = {(hsize_t)n_images, 4};
+  hid_t ds = open_checked(f, path, "orientations", 2, dq, msg, msg_len);
+  int rc = ds < 0 ? SPF_ERR_DATA : SPF_OK;
+  if (!rc && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, orientations) < 0) {
+    say(msg, msg_len, "%s: cannot read dataset 'orientations' (damaged file?)", path);
+    rc = SPF_ERR_IO;
+  }
+  if (ds >= 0) H5Dclose(ds);
+  H5Fclose(f);
+  return rc;
+}
+
 int spf_intensity_from_autocorrelation(int64_t m, const double *u, double *intensity)
 {
   if (!u || !intensity) return SPF_ERR_NULL;

@@ -58,6 +58,14 @@ expect "one log line per generation" bash -c "[ \$(wc -l < '$tmp/full/log.jsonl'
 expect "log lines are JSON objects with timings" bash -c "grep -c '^{\"generation\":[0-9]*,.*\"t_merge\":[0-9.e-]*.*}\$' '$tmp/full/log.jsonl' | grep -qx 3"
 expect "effective configuration saved" grep -qx "refs = 300" "$tmp/full/config.ini"
 
+# Orientation accuracy as a command, equal to the reconstruction's own report.
+check "orientation accuracy" 0 "$bin" orientations "$tmp/full/results.h5" "$tmp/d.h5"
+expect "orientation accuracy: median and 90th percentile" grep -q "median [0-9.]* deg, 90th percentile [0-9.]* deg" <<< "$LAST_OUT"
+expect "log has the 90th percentile" grep -q '"p90_orientation_error_deg":[0-9]' "$tmp/full/log.jsonl"
+check "orientation accuracy: wrong image count" 1 "$bin" orientations "$tmp/full/results.h5" "$tmp/d.h5" --images 50
+check "orientation accuracy: missing results" 1 "$bin" orientations "$tmp/none.h5" "$tmp/d.h5"
+check "orientation accuracy: one file" 2 "$bin" orientations "$tmp/d.h5"
+
 # The configuration file gives the same run as the flags; flags override it.
 printf '[reconstruct]\nM = 15\nrefs = 300\nrefs-start = 0\nsoft-k = 8\nsoft-gens = 1\nphase-cycles = 2\ngenerations = 9\n' > "$tmp/run.ini"
 check "run from a configuration file" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/cfg" --config "$tmp/run.ini" --generations 3 --threads 2

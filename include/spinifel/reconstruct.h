@@ -74,6 +74,7 @@ typedef struct {
   int64_t n_references;         /* of this generation's grid (0 in generation 0) */
   double fraction_changed;      /* images whose best reference changed (1 in generation 0) */
   double median_orientation_error_deg; /* against the truth when given (else NAN) */
+  double p90_orientation_error_deg;    /* its 90th percentile */
   int cg_iterations;
   double cg_residual, rho_chosen;
   double phase_error;           /* final Fourier-space error of phasing */

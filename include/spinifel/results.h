@@ -59,6 +59,10 @@ int spf_results_write(const char *path, int64_t M, const double *rho, const doub
                       const double *orientations, const float *best_dist, const float *gap, double voxel_angstrom,
                       int generations, const char *config, char *msg, size_t msg_len);
 
+/* The orientations (n_images x 4) of a results file; another count gives SPF_ERR_DATA
+ * naming the shapes. */
+int spf_results_read_orientations(const char *path, int64_t n_images, double *orientations, char *msg, size_t msg_len);
+
 /* The 3D intensity of a centred real autocorrelation: I = Re FFT(u) on the same centred grid
  * (u index a <-> position a - (M-1)/2, I index a <-> mode a - (M-1)/2), M odd. Uses FFTW
  * (double) with FFTW_ESTIMATE and one thread; FFTW's planner is not thread-safe, so do not
