@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
   spf_reconstruct_options o;
   int64_t images, threads;
+  int half;
   char data[1024];
   char output[1024];
 } settings;
@@ -38,6 +39,7 @@ static int param_table(settings *s, param *t)
       {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout)"},
       {"output", T_TEXT, s->output, 0, 0, 0, "output directory"},
       {"images", T_I64, &s->images, 0, 1e15, 1, "use the first N images (0: all)"},
+      {"half", T_INT, &s->half, 0, 2, 1, "0: all images; 1 or 2: that half of a random split (seed)"},
       {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
       {"refs", T_I64, &o->n_references, 1, 1e9, 1, "reference orientations for matching"},
       {"refs-start", T_I64, &o->refs_start, 0, 1e9, 1, "references of generation 1 (0: refs), rising to refs"},
@@ -188,6 +190,8 @@ static void usage(FILE *out)
           "  configuration), log.jsonl (a line per generation), checkpoint.h5 (after every\n"
           "  generation), and at the end density.mrc and results.h5.\n"
           "  --resume OUTDIR continues a stopped run from its last complete generation.\n"
+          "  --half-sets reconstructs two random halves of the images independently into\n"
+          "  OUTDIR/half1 and OUTDIR/half2 and reports the gold-standard FSC between them.\n"
           "parameters (default):\n");
   char def[64];
   for (int i = 0; i < n; i++) {
@@ -304,6 +308,47 @@ static int trim_log(const char *path, int n)
   return rc;
 }
 
+/* --half-sets: two independent runs, each on one half of a seeded random split of the
+ * images (OUTDIR/half1, OUTDIR/half2: ordinary run directories, resumable one by one),
+ * then the gold-standard FSC between their aligned densities. */
+static int run_half_sets(int argc, char **argv, const char *resume_dir, int half, const char *outdir)
+{
+  if (resume_dir || half) {
+    fprintf(stderr, "spinifel reconstruct: --half-sets cannot be combined with --resume or --half (resume "
+                    "OUTDIR/half1 and OUTDIR/half2 one by one)\n");
+    return 2;
+  }
+  char **args = malloc(sizeof(char *) * (size_t)(argc + 5));
+  char dirs[2][2100], h[2][2] = {"1", "2"};
+  if (!args) return 1;
+  for (int k = 0; k < 2; k++) {
+    int m = 0;
+    for (int i = 0; i < argc; i++)
+      if (strcmp(argv[i], "--half-sets")) args[m++] = argv[i];
+    snprintf(dirs[k], sizeof dirs[k], "%.2000s/half%d", outdir, k + 1);
+    args[m++] = "--half";
+    args[m++] = h[k];
+    args[m++] = "-o";
+    args[m++] = dirs[k];
+    printf("== half %d of the images into %s\n", k + 1, dirs[k]);
+    fflush(stdout);
+    const int rc = cmd_reconstruct(m, args);
+    if (rc) {
+      free(args);
+      return rc;
+    }
+  }
+  free(args);
+  char a[2200], b[2200], csv[2200];
+  snprintf(a, sizeof a, "%s/density.mrc", dirs[0]);
+  snprintf(b, sizeof b, "%s/density.mrc", dirs[1]);
+  snprintf(csv, sizeof csv, "%.2000s/fsc_halves.csv", outdir);
+  char *fargs[] = {"fsc", a, b, "-o", csv};
+  printf("== gold standard: the half sets' densities aligned and compared (curve in %s)\n", csv);
+  fflush(stdout);
+  return cmd_fsc(5, fargs);
+}
+
 int cmd_reconstruct(int argc, char **argv)
 {
   settings S;
@@ -311,6 +356,7 @@ int cmd_reconstruct(int argc, char **argv)
   spf_reconstruct_default_options(&S.o);
   const char *resume_dir = NULL;
   char path[2100];
+  int half_sets = 0;
   /* Pass 1: --config and --resume, so flags override the file. */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -335,6 +381,10 @@ int cmd_reconstruct(int argc, char **argv)
     const char *a = argv[i], *v;
     if (!strcmp(a, "--config") || !strcmp(a, "--resume")) {
       i++;
+      continue;
+    }
+    if (!strcmp(a, "--half-sets")) {
+      half_sets = 1;
       continue;
     }
     if (a[0] != '-') {
@@ -380,6 +430,7 @@ int cmd_reconstruct(int argc, char **argv)
     fprintf(stderr, "spinifel reconstruct: cannot create %s: %s\n", outdir, strerror(errno));
     return 1;
   }
+  if (half_sets) return run_half_sets(argc, argv, resume_dir, S.half, outdir);
   static char config[16384], config_results[16384], stored[16384];
   config_text(&S, 0, config, sizeof config);
   config_text(&S, 1, config_results, sizeof config_results);
@@ -391,7 +442,39 @@ int cmd_reconstruct(int argc, char **argv)
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;
   }
-  const int64_t n = S.images > 0 && S.images < d->h.n_images ? S.images : d->h.n_images, np_all = d->n_pixels;
+  const int64_t n_all = S.images > 0 && S.images < d->h.n_images ? S.images : d->h.n_images, np_all = d->n_pixels;
+  /* Half sets: a seeded random split (Fisher-Yates), each half in file order. */
+  int64_t *slot = malloc(sizeof(int64_t) * (size_t)n_all), n = n_all;
+  if (!slot) {
+    fprintf(stderr, "spinifel reconstruct: out of memory\n");
+    return 1;
+  }
+  for (int64_t i = 0; i < n_all; i++) slot[i] = i;
+  if (S.half) {
+    if (n_all < 4) {
+      fprintf(stderr, "spinifel reconstruct: --half needs at least 4 images\n");
+      return 2;
+    }
+    int64_t *perm = malloc(sizeof(int64_t) * (size_t)n_all);
+    if (!perm) {
+      fprintf(stderr, "spinifel reconstruct: out of memory\n");
+      return 1;
+    }
+    spf_rng r;
+    spf_rng_seed(&r, S.o.seed, 0x5EED5EEDull);
+    for (int64_t i = 0; i < n_all; i++) perm[i] = i;
+    for (int64_t i = n_all - 1; i > 0; i--) {
+      const int64_t j = (int64_t)(spf_rng_next(&r) % (uint64_t)(i + 1)), t = perm[i];
+      perm[i] = perm[j];
+      perm[j] = t;
+    }
+    /* Image perm[k] belongs to half 1 when k < n_all / 2. */
+    for (int64_t k = 0; k < n_all; k++) slot[perm[k]] = (k < n_all / 2) == (S.half == 1) ? 0 : -1;
+    n = 0;
+    for (int64_t i = 0; i < n_all; i++)
+      if (slot[i] == 0) slot[i] = n++;
+    free(perm);
+  }
   int64_t np = 0;
   for (int64_t p = 0; p < np_all; p++) np += d->mask[p] != 0;
   if (o.start_from_truth && !d->h.has_orientations) {
@@ -425,13 +508,19 @@ int cmd_reconstruct(int argc, char **argv)
       for (int k = 0; k < 3; k++) s[3 * v + k] = d->s[3 * p + k];
       v++;
     }
-  for (int64_t f = 0; !rc && f < n; f += 64) {
-    const int64_t c = n - f < 64 ? n - f : 64;
-    rc = spf_dataset_read_images(d, f, c, all, q_true ? q_true + 4 * f : NULL, msg, sizeof msg);
-    for (int64_t i = 0; !rc && i < c; i++)
+  double qchunk[4 * 64];
+  for (int64_t f = 0; !rc && f < n_all; f += 64) {
+    const int64_t c = n_all - f < 64 ? n_all - f : 64;
+    rc = spf_dataset_read_images(d, f, c, all, q_true ? qchunk : NULL, msg, sizeof msg);
+    for (int64_t i = 0; !rc && i < c; i++) {
+      const int64_t at = slot[f + i];
+      if (at < 0) continue;
+      if (q_true) memcpy(q_true + 4 * at, qchunk + 4 * i, sizeof(double) * 4);
       for (int64_t p = 0, v = 0; p < np_all; p++)
-        if (d->mask[p]) img[(f + i) * np + v++] = all[i * np_all + p];
+        if (d->mask[p]) img[at * np + v++] = all[i * np_all + p];
+    }
   }
+  free(slot);
   spf_dataset_close_reader(d);
   free(all);
   if (rc) {

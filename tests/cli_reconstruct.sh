@@ -58,6 +58,14 @@ expect "one log line per generation" bash -c "[ \$(wc -l < '$tmp/full/log.jsonl'
 expect "log lines are JSON objects with timings" bash -c "grep -c '^{\"generation\":[0-9]*,.*\"t_merge\":[0-9.e-]*.*}\$' '$tmp/full/log.jsonl' | grep -qx 3"
 expect "effective configuration saved" grep -qx "refs = 300" "$tmp/full/config.ini"
 
+# Half sets: two independent runs and the gold-standard FSC between them.
+check "half sets" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/hs" --half-sets --generations 2 "${small[@]}"
+expect "half sets: both runs and the curve" test -s "$tmp/hs/half1/density.mrc" -a -s "$tmp/hs/half2/density.mrc" -a -s "$tmp/hs/fsc_halves.csv"
+expect "half sets: the resolution is reported" grep -q "FSC 0.5 at [0-9.]* A" <<< "$LAST_OUT"
+expect "half sets: each half's configuration names it" bash -c "grep -qx 'half = 1' '$tmp/hs/half1/config.ini' && grep -qx 'half = 2' '$tmp/hs/half2/config.ini'"
+check "half sets cannot be resumed as a whole" 2 "$bin" reconstruct --resume "$tmp/hs/half1" --half-sets
+check "half 1 resumes on its own" 0 "$bin" reconstruct --resume "$tmp/hs/half1" --generations 3 --threads 2
+
 # Orientation accuracy as a command, equal to the reconstruction's own report.
 check "orientation accuracy" 0 "$bin" orientations "$tmp/full/results.h5" "$tmp/d.h5"
 expect "orientation accuracy: median and 90th percentile" grep -q "median [0-9.]* deg, 90th percentile [0-9.]* deg" <<< "$LAST_OUT"
