@@ -188,7 +188,7 @@ static void usage(FILE *out)
           "  Parameters come from the defaults, then the configuration file ([reconstruct]\n"
           "  section, NAME = VALUE), then the flags. OUTDIR receives config.ini (the effective\n"
           "  configuration), log.jsonl (a line per generation), checkpoint.h5 (after every\n"
-          "  generation), and at the end density.mrc and results.h5.\n"
+          "  generation), and at the end density.mrc, results.h5, pictures (PNG) and report.html.\n"
           "  --resume OUTDIR continues a stopped run from its last complete generation.\n"
           "  --half-sets reconstructs two random halves of the images independently into\n"
           "  OUTDIR/half1 and OUTDIR/half2 and reports the gold-standard FSC between them.\n"
@@ -346,7 +346,13 @@ static int run_half_sets(int argc, char **argv, const char *resume_dir, int half
   char *fargs[] = {"fsc", a, b, "-o", csv};
   printf("== gold standard: the half sets' densities aligned and compared (curve in %s)\n", csv);
   fflush(stdout);
-  return cmd_fsc(5, fargs);
+  int rc = cmd_fsc(5, fargs);
+  char msg[1024] = "";
+  if (!rc && plot_outdir(outdir, msg, sizeof msg)) {
+    fprintf(stderr, "spinifel reconstruct: pictures: %s\n", msg);
+    rc = 1;
+  }
+  return rc;
 }
 
 int cmd_reconstruct(int argc, char **argv)
@@ -598,9 +604,13 @@ int cmd_reconstruct(int argc, char **argv)
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;
   }
+  if (plot_outdir(outdir, msg, sizeof msg)) {
+    fprintf(stderr, "spinifel reconstruct: pictures: %s\n", msg);
+    return 1;
+  }
   printf("reconstructed %lld images in %d generations, %.1f s; voxel %.2f A, resolution %.2f A at the edge; wrote "
-         "%s/density.mrc and %s/results.h5\n",
-         (long long)n, st.generation, omp_get_wtime() - c.t_start, voxel_a, 1e10 / s_max, outdir, outdir);
+         "%s/density.mrc, results.h5 and report.html\n",
+         (long long)n, st.generation, omp_get_wtime() - c.t_start, voxel_a, 1e10 / s_max, outdir);
   if (q_true) {
     double p90, med = spf_orientation_error_median(n, q_true, st.orientations, &p90);
     printf("orientation error: median %.2f deg, 90th percentile %.2f deg\n", med, p90);

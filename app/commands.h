@@ -12,5 +12,8 @@ int cmd_reconstruct(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_fsc(int argc, char **argv);
 int cmd_orientations(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+/* The pictures and report.html of a reconstruction's output directory (plot). */
+int plot_outdir(const char *outdir, char *msg, size_t len);
 
 #endif

@@ -17,6 +17,7 @@ static void usage(FILE *out)
           "  demo        simulate the built-in phantom and reconstruct it (a few minutes)\n"
           "  fsc         align two densities (or one and a PDB / the phantom), FSC resolution\n"
           "  orientations  accuracy of reconstructed orientations against a dataset's truth\n"
+          "  plot        pictures and report.html of a reconstruction's output directory\n"
           "  help        this message\n"
           "\n"
           "Run 'spinifel <command> --help' for a command's options.\n");
@@ -36,6 +37,7 @@ int main(int argc, char **argv)
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
   if (!strcmp(cmd, "fsc")) return cmd_fsc(argc - 1, argv + 1);
   if (!strcmp(cmd, "orientations")) return cmd_orientations(argc - 1, argv + 1);
+  if (!strcmp(cmd, "plot")) return cmd_plot(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     usage(stdout);
     return 0;

@@ -445,6 +445,28 @@ int spf_results_read_orientations(const char *path, int64_t n_images, double *or
   return rc;
 }
 
+int spf_results_read_volume(const char *path, const char *name, int64_t M, double *out, char *msg, size_t msg_len)
+{
+  if (!path || !name || !out) return SPF_ERR_NULL;
+  if (M < 1) return SPF_ERR_SIZE;
+  quiet_hdf5();
+  hid_t f = access(path, R_OK) == 0 && H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0) {
+    say(msg, msg_len, "%s: cannot open, or not an HDF5 file", path);
+    return SPF_ERR_IO;
+  }
+  const hsize_t dv[3] = {(hsize_t)M, (hsize_t)M, (hsize_t)M};
+  hid_t ds = open_checked(f, path, name, 3, dv, msg, msg_len);
+  int rc = ds < 0 ? SPF_ERR_DATA : SPF_OK;
+  if (!rc && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+    say(msg, msg_len, "%s: cannot read dataset '%s' (damaged file?)", path, name);
+    rc = SPF_ERR_IO;
+  }
+  if (ds >= 0) H5Dclose(ds);
+  H5Fclose(f);
+  return rc;
+}
+
 int spf_intensity_from_autocorrelation(int64_t m, const double *u, double *intensity)
 {
   if (!u || !intensity) return SPF_ERR_NULL;

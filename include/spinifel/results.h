@@ -63,6 +63,9 @@ int spf_results_write(const char *path, int64_t M, const double *rho, const doub
  * naming the shapes. */
 int spf_results_read_orientations(const char *path, int64_t n_images, double *orientations, char *msg, size_t msg_len);
 
+/* One M^3 volume of a results file ("intensity", "autocorrelation", "density"). */
+int spf_results_read_volume(const char *path, const char *name, int64_t M, double *out, char *msg, size_t msg_len);
+
 /* The 3D intensity of a centred real autocorrelation: I = Re FFT(u) on the same centred grid
  * (u index a <-> position a - (M-1)/2, I index a <-> mode a - (M-1)/2), M odd. Uses FFTW
  * (double) with FFTW_ESTIMATE and one thread; FFTW's planner is not thread-safe, so do not

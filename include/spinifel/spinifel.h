@@ -16,6 +16,7 @@
 #include "spinifel/mrc.h"
 #include "spinifel/nufft.h"
 #include "spinifel/phasing.h"
+#include "spinifel/picture.h"
 #include "spinifel/random.h"
 #include "spinifel/reconstruct.h"
 #include "spinifel/results.h"
