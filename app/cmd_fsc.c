@@ -21,6 +21,7 @@ static void usage(FILE *out)
           "  --assembly        apply the PDB's BIOMT assembly\n"
           "  --phantom         reference: the built-in phantom (simulate's default, 2000 atoms)\n"
           "  -o, --csv FILE    write the curve: shell, resolution_A, fsc\n"
+          "  --png FILE        draw the curve, with the 0.5 and 0.143 lines and the resolution\n"
           "  --rotations N     rotations of the coarse search (default 4000)\n"
           "  --threads K       threads (default: all)\n"
           "Maps: MRC mode 2, cubic, odd size, same size and voxel.\n");
@@ -57,7 +58,7 @@ static int load(const char *path, double **out, int64_t *M, double *voxel)
 
 int cmd_fsc(int argc, char **argv)
 {
-  const char *maps[2] = {NULL, NULL}, *pdb = NULL, *csv = NULL;
+  const char *maps[2] = {NULL, NULL}, *pdb = NULL, *csv = NULL, *png = NULL;
   int assembly = 0, phantom = 0, nmaps = 0;
   int64_t rotations = 4000, threads = 0;
   for (int i = 1; i < argc; i++) {
@@ -85,6 +86,7 @@ int cmd_fsc(int argc, char **argv)
     if (!(v = arg_value("fsc", argc, argv, &i))) return 2;
     if (!strcmp(a, "--pdb")) pdb = v;
     else if (!strcmp(a, "-o") || !strcmp(a, "--csv")) csv = v;
+    else if (!strcmp(a, "--png")) png = v;
     else if (!strcmp(a, "--rotations")) {
       if (arg_int64("fsc", a, v, 10, 10000000, &rotations)) return 2;
     } else if (!strcmp(a, "--threads")) {
@@ -162,13 +164,29 @@ int cmd_fsc(int argc, char **argv)
       return 1;
     }
   }
+  const double r05 = spf_fsc_resolution(M, fsc, voxel, 0.5), r0143 = spf_fsc_resolution(M, fsc, voxel, 0.143);
+  if (png) {
+    double *x = malloc(sizeof(double) * (size_t)ns);
+    char msg[1024] = "", name[96];
+    snprintf(name, sizeof name, "FSC 0.5 at %.1f A, 0.143 at %.1f A", r05, r0143);
+    for (int64_t k = 0; x && k < ns; k++) x[k] = (double)k / (M * voxel);
+    spf_plot p = {.title = "Fourier shell correlation", .xlabel = "1 / resolution (1/A)", .ylabel = "FSC",
+                  .n_points = (int)ns, .n_series = 1, .x = x, .y = {fsc}, .names = {name},
+                  .n_hlines = 2, .hlines = {0.5, 0.143}, .n_vlines = isfinite(r05) ? 1 : 0, .vlines = {1.0 / r05},
+                  .ymin = -0.2, .ymax = 1.05};
+    rc = x ? spf_picture_plot(png, &p, msg, sizeof msg) : SPF_ERR_ALLOC;
+    free(x);
+    if (rc) {
+      fprintf(stderr, "spinifel fsc: %s\n", *msg ? msg : spf_strerror(rc));
+      return 1;
+    }
+  }
   const double angle = 2 * acos(fmin(1.0, fabs(ar.quat[0]))) * 180 / M_PI;
   printf("aligned %s to %s: correlation %.4f, rotation (w x y z) %.5f %.5f %.5f %.5f (%.1f deg), %s hand\n",
          nmaps == 2 ? maps[1] : pdb ? pdb : "the phantom", maps[0], ar.correlation, ar.quat[0], ar.quat[1],
          ar.quat[2], ar.quat[3], angle, ar.inverted ? "other" : "same");
-  printf("FSC 0.5 at %.2f A, 0.143 at %.2f A (grid %lld^3 of %.3f A, Nyquist %.2f A)\n",
-         spf_fsc_resolution(M, fsc, voxel, 0.5), spf_fsc_resolution(M, fsc, voxel, 0.143), (long long)M, voxel,
-         M * voxel / (double)(ns - 1));
+  printf("FSC 0.5 at %.2f A, 0.143 at %.2f A (grid %lld^3 of %.3f A, Nyquist %.2f A)\n", r05, r0143, (long long)M,
+         voxel, M * voxel / (double)(ns - 1));
   free(a);
   free(b);
   free(aligned);

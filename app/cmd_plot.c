@@ -101,8 +101,10 @@ static int plot_fsc(const char *outdir, char *msg, size_t len, double *res05, do
   const double voxel = d1 / (double)M;
   *res05 = spf_fsc_resolution(M, y, voxel, 0.5);
   *res0143 = spf_fsc_resolution(M, y, voxel, 0.143);
+  char name[96];
+  snprintf(name, sizeof name, "half 1 vs 2: 0.5 at %.1f A, 0.143 at %.1f A", *res05, *res0143);
   spf_plot p = {.title = "Gold-standard FSC (half sets)", .xlabel = "1 / resolution (1/A)", .ylabel = "FSC",
-                .n_points = n, .n_series = 1, .x = k, .y = {y}, .names = {"half 1 vs half 2"}, .n_hlines = 2,
+                .n_points = n, .n_series = 1, .x = k, .y = {y}, .names = {name}, .n_hlines = 2,
                 .hlines = {0.5, 0.143}, .n_vlines = isfinite(*res05) ? 1 : 0, .vlines = {1.0 / *res05},
                 .ymin = -0.2, .ymax = 1.05};
   snprintf(path, sizeof path, "%.4000s/fsc.png", outdir);
@@ -270,10 +272,19 @@ int plot_outdir(const char *outdir, char *msg, size_t len)
   snprintf(path, sizeof path, "%.4000s/results.h5", outdir);
   if (!rc) rc = spf_results_read_volume(path, "intensity", M, vol, msg, len);
   if (!rc) {
-    /* Rings at the Nyquist resolution and twice and four times it. */
-    const double nyq = 2 * voxel * M / (M - 1), rings[3] = {4 * nyq, 2 * nyq, nyq * 1.02};
+    /* Rings at round resolutions: the finest on the grid, then about 2 and 4 times it. */
+    static const double nice[] = {2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200, 300, 500};
+    const int n_nice = (int)(sizeof nice / sizeof *nice);
+    const double nyq = 2 * voxel * M / (M - 1);
+    double rings[3];
+    int nr = 0;
+    for (int i = 0, want = 0; i < n_nice && nr < 3; i++)
+      if (nice[i] >= nyq * (want ? 2 * rings[nr - 1] / nyq : 1.0) - 1e-9) {
+        rings[nr++] = nice[i];
+        want = 1;
+      }
     snprintf(path, sizeof path, "%.4000s/intensity.png", outdir);
-    rc = spf_picture_intensity(path, M, vol, voxel, 3, rings, "3D intensity", msg, len);
+    rc = spf_picture_intensity(path, M, vol, voxel, nr, rings, "3D intensity", msg, len);
   }
   snprintf(path, sizeof path, "%.4000s/results.h5", outdir);
   if (!rc) rc = spf_results_read_volume(path, "autocorrelation", M, vol, msg, len);

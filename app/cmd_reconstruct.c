@@ -27,7 +27,7 @@ typedef struct {
 typedef struct {
   spf_reconstruct_options o;
   int64_t images, threads;
-  int half;
+  int half, pictures_each;
   char data[1024];
   char output[1024];
 } settings;
@@ -66,6 +66,7 @@ static int param_table(settings *s, param *t)
       {"phase-cycles", T_INT, &o->phase.n_cycles, 0, 10000, 1, "phasing cycles per generation"},
       {"beta", T_DOUBLE, &o->phase.beta, 0.01, 1, 1, "HIO feedback"},
       {"start-from-truth", T_INT, &o->start_from_truth, 0, 1, 1, "diagnostics: start from the file's orientations"},
+      {"pictures-each", T_INT, &s->pictures_each, 0, 1, 0, "1: also draw density_genNNN.png after every generation"},
       {"threads", T_I64, &s->threads, 0, 1024, 0, "threads (0: all)"},
   };
   const int n = (int)(sizeof p / sizeof p[0]);
@@ -214,7 +215,8 @@ typedef struct {
   const char *config;
   FILE *log;
   int64_t n_images;
-  int max_gen, tty;
+  int max_gen, tty, pictures_each;
+  double voxel;
   double t_start;
   char msg[1024];
   int rc;
@@ -273,6 +275,12 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
   char path[2100];
   snprintf(path, sizeof path, "%s/checkpoint.h5", c->outdir);
   c->rc = spf_checkpoint_write(path, st, c->config, c->msg, sizeof c->msg);
+  if (!c->rc && c->pictures_each) {
+    char title[64];
+    snprintf(title, sizeof title, "Density after generation %d", g->generation);
+    snprintf(path, sizeof path, "%.2000s/density_gen%03d.png", c->outdir, g->generation);
+    c->rc = spf_picture_density(path, st->M, st->rho, c->voxel, title, c->msg, sizeof c->msg);
+  }
   if (c->tty) {
     const double el = omp_get_wtime() - c->t_start, per = el / (g->generation + 1);
     fprintf(stderr,
@@ -403,7 +411,7 @@ int cmd_reconstruct(int argc, char **argv)
     }
     if (!(v = arg_value("reconstruct", argc, argv, &i))) return 2;
     const char *name = !strcmp(a, "-o") ? "output" : a + (a[1] == '-' ? 2 : 1);
-    if (resume_dir && strcmp(name, "threads") && strcmp(name, "generations")) {
+    if (resume_dir && strcmp(name, "threads") && strcmp(name, "generations") && strcmp(name, "pictures-each")) {
       fprintf(stderr, "spinifel reconstruct: --resume takes only --threads and --generations (the run's configuration "
                       "is in %s)\n", path);
       return 2;
@@ -563,7 +571,11 @@ int cmd_reconstruct(int argc, char **argv)
     return 1;
   }
   run_ctx c = {.outdir = outdir, .config = config_results, .n_images = n, .max_gen = o.max_generations,
-               .tty = isatty(fileno(stderr)), .t_start = omp_get_wtime()};
+               .tty = isatty(fileno(stderr)), .t_start = omp_get_wtime(), .pictures_each = S.pictures_each};
+  double smax0 = 0;
+  for (int64_t p = 0; p < np; p++)
+    smax0 = fmax(smax0, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
+  c.voxel = 1e10 / (2.0 * smax0 * o.oversampling);
   c.log = fopen(path, resumed ? "a" : "w");
   if (!c.log) {
     fprintf(stderr, "spinifel reconstruct: cannot write %s: %s\n", path, strerror(errno));

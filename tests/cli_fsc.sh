@@ -34,6 +34,8 @@ check "the phantom's map against the phantom" 0 "$bin" fsc "$tmp/p3.mrc" --phant
 corr="$(echo "$LAST_OUT" | sed -n 's/.*correlation \([0-9.]*\),.*/\1/p')"
 expect "simulate's map is the reference density (correlation $corr > 0.99)" awk -v c="$corr" 'BEGIN { exit !(c > 0.99) }'
 
+check "the curve as a picture" 0 "$bin" fsc "$tmp/p3.mrc" --phantom --rotations 200 --png "$tmp/fsc.png"
+expect "picture written" bash -c "[ \$(stat -c %s '$tmp/fsc.png') -gt 2000 ]"
 check "missing map" 1 "$bin" fsc "$tmp/none.mrc" --phantom
 check "no reference" 2 "$bin" fsc "$tmp/p3.mrc"
 check "two references" 2 "$bin" fsc "$tmp/p3.mrc" "$tmp/p3.mrc" --phantom

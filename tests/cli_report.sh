@@ -11,8 +11,8 @@ ok() { echo "ok   $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL $1"; fails=$((fails + 1)); }
 "$bin" simulate --images 200 --pixels 16 --distance 0.03 --no-noise -o "$tmp/d.h5" > /dev/null 2>&1
 if "$bin" reconstruct "$tmp/d.h5" -o "$tmp/r" --M 15 --refs 300 --refs-start 0 --soft-k 8 --soft-gens 1 \
-     --phase-cycles 2 --generations 2 --threads 2 > "$tmp/out.txt" 2>&1; then ok "reconstruct"; else bad "reconstruct: $(cat "$tmp/out.txt")"; fi
-for f in density intensity gallery convergence; do
+     --phase-cycles 2 --generations 2 --threads 2 --pictures-each 1 > "$tmp/out.txt" 2>&1; then ok "reconstruct"; else bad "reconstruct: $(cat "$tmp/out.txt")"; fi
+for f in density intensity gallery convergence density_gen000 density_gen001; do
   p="$tmp/r/$f.png"
   # A PNG: its signature, and more than a blank canvas's few hundred bytes.
   if [ -s "$p" ] && [ "$(head -c 8 "$p" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && [ "$(stat -c %s "$p")" -gt 2000 ]; then
