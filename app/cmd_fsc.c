@@ -103,17 +103,19 @@ int cmd_fsc(int argc, char **argv)
   }
   double *a = NULL, *b = NULL, voxel = 0;
   int64_t M = 0;
-  int rc = load(maps[0], &a, &M, &voxel);
+  double *aligned = NULL, *fsc = NULL;
+  int rc = load(maps[0], &a, &M, &voxel), status = 0;
   if (rc) return rc;
   const int64_t n3 = M * M * M;
   if (nmaps == 2) {
     int64_t M2;
     double voxel2;
-    if ((rc = load(maps[1], &b, &M2, &voxel2))) return rc;
+    if ((status = load(maps[1], &b, &M2, &voxel2))) goto out;
     if (M2 != M || fabs(voxel2 - voxel) > 1e-4 * voxel) {
       fprintf(stderr, "spinifel fsc: %s is %lld^3 of %.4g A, %s is %lld^3 of %.4g A: the grids must match\n", maps[0],
               (long long)M, voxel, maps[1], (long long)M2, voxel2);
-      return 2;
+      status = 2;
+      goto out;
     }
   } else {
     spf_molecule *mol = NULL;
@@ -132,7 +134,8 @@ int cmd_fsc(int argc, char **argv)
     spf_molecule_free(mol);
     if (rc) {
       fprintf(stderr, "spinifel fsc: %s\n", *msg ? msg : spf_strerror(rc));
-      return 1;
+      status = 1;
+      goto out;
     }
   }
   spf_align_options ao;
@@ -140,12 +143,14 @@ int cmd_fsc(int argc, char **argv)
   ao.n_rotations = rotations;
   ao.nthreads = (int)threads;
   spf_align_result ar;
-  double *aligned = malloc(sizeof(double) * (size_t)n3), *fsc = malloc(sizeof(double) * (size_t)M);
+  aligned = malloc(sizeof(double) * (size_t)n3);
+  fsc = malloc(sizeof(double) * (size_t)M);
   rc = aligned && fsc ? spf_align(M, a, b, &ao, &ar, aligned) : SPF_ERR_ALLOC;
   if (!rc) rc = spf_fsc(M, a, aligned, fsc);
   if (rc) {
     fprintf(stderr, "spinifel fsc: %s\n", spf_strerror(rc));
-    return 1;
+    status = 1;
+    goto out;
   }
   const int64_t ns = (M - 1) / 2 + 1;
   if (csv) {
@@ -161,7 +166,8 @@ int cmd_fsc(int argc, char **argv)
     if (!ok || rename(tmp, csv) != 0) {
       fprintf(stderr, "spinifel fsc: cannot write %s: %s\n", csv, strerror(errno));
       remove(tmp);
-      return 1;
+      status = 1;
+      goto out;
     }
   }
   const double r05 = spf_fsc_resolution(M, fsc, voxel, 0.5), r0143 = spf_fsc_resolution(M, fsc, voxel, 0.143);
@@ -178,7 +184,8 @@ int cmd_fsc(int argc, char **argv)
     free(x);
     if (rc) {
       fprintf(stderr, "spinifel fsc: %s\n", *msg ? msg : spf_strerror(rc));
-      return 1;
+      status = 1;
+      goto out;
     }
   }
   const double angle = 2 * acos(fmin(1.0, fabs(ar.quat[0]))) * 180 / M_PI;
@@ -187,9 +194,10 @@ int cmd_fsc(int argc, char **argv)
          ar.quat[2], ar.quat[3], angle, ar.inverted ? "other" : "same");
   printf("FSC 0.5 at %.2f A, 0.143 at %.2f A (grid %lld^3 of %.3f A, Nyquist %.2f A)\n", r05, r0143, (long long)M,
          voxel, M * voxel / (double)(ns - 1));
+out:
   free(a);
   free(b);
   free(aligned);
   free(fsc);
-  return 0;
+  return status;
 }
