@@ -467,6 +467,8 @@ int cmd_reconstruct(int argc, char **argv)
   if (S.half) {
     if (n_all < 4) {
       fprintf(stderr, "spinifel reconstruct: --half needs at least 4 images\n");
+      free(slot);
+      spf_dataset_close_reader(d);
       return 2;
     }
     int64_t *perm = malloc(sizeof(int64_t) * (size_t)n_all);
