@@ -21,6 +21,7 @@ int cmd_info(int argc, char **argv)
   printf("spinifel %s\n", SPINIFEL_VERSION);
   printf("fftw: %s\n", fftw_version);
   printf("openmp threads: %d\n", omp_get_max_threads());
+  printf("mpi: %s\n", spf_mpi_available() ? "built in (run under mpirun to scale out)" : "not built (one process)");
   printf("memory: %.1f GiB\n", (double)pages * (double)page / (1024.0 * 1024.0 * 1024.0));
 #if defined(__AVX512F__)
   printf("simd: avx512f\n");

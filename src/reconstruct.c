@@ -51,6 +51,8 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->seed = 1;
   o->nthreads = 0;
   o->verbose = 0;
+  o->comm = NULL;
+  o->first_image = 0;
   o->on_step = NULL;
   o->step_ctx = NULL;
 }
@@ -279,23 +281,34 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
    * 1 / mean is a Poisson-like (chi-square) metric that lets every resolution shell
    * speak, not only the bright centre, whose near-spherical speckle says little about
    * the orientation. */
+  /* Over ranks: the images are spread, the sums and counts are added. */
+  const spf_comm *cm = o.comm;
+  int64_t n_total = n_images;
+  double *pix_sum = malloc(sizeof(double) * (size_t)np);
+  if (!pix_sum) rc = SPF_ERR_ALLOC;
+  rc = spf_comm_agree(cm, rc);
   for (int64_t p = 0; !rc && p < np; p++) {
-    double mean = 0;
+    pix_sum[p] = 0;
     if (o.pixel_weighting == 1)
-      for (int64_t i = 0; i < n_images; i++) mean += images[i * np + p];
-    mean /= (double)n_images;
+      for (int64_t i = 0; i < n_images; i++) pix_sum[p] += images[i * np + p];
+  }
+  if (!rc) rc = spf_comm_sum_double(cm, pix_sum, np);
+  if (!rc) rc = spf_comm_sum_int64(cm, &n_total, 1);
+  for (int64_t p = 0; !rc && p < np; p++) {
+    const double mean = pix_sum[p] / (double)n_total;
     pix_w[p] = o.pixel_weighting != 1 ? 1.0f : mean > 0 ? (float)(1.0 / mean) : 0.0f;
   }
+  free(pix_sum);
   /* Generation 0: random orientations, one seeded stream per image. */
   for (int64_t i = 0; !rc && !resume && i < n_images; i++) {
     spf_rng r;
-    spf_rng_seed(&r, o.seed, (uint64_t)i);
+    spf_rng_seed(&r, o.seed, (uint64_t)(o.first_image + i));
     spf_random_rotation(&r, orient + 4 * i);
     if (o.start_from_truth && true_quats) memcpy(orient + 4 * i, true_quats + 4 * i, sizeof(double) * 4);
     prev[i] = -1;
   }
   /* Regularisation relative to the data's weight per grid point. */
-  const double lambda0 = (double)n_images * (double)np / (double)n3;
+  const double lambda0 = (double)n_total * (double)np / (double)n3;
   for (int i = 0; i < o.n_rho; i++)
     rhos[i] = lambda0 * (o.n_rho > 1 ? o.rho_min * pow(o.rho_max / o.rho_min, (double)i / (o.n_rho - 1)) : o.rho_min);
   int gen = 0, have_model = 0;
@@ -363,6 +376,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
         if (!rc) rc = spf_matcher_add_batch(mt, f, c, slices);
         if (o.on_step) o.on_step(o.step_ctx, gen, "slice+match", f + c, n_refs);
       }
+      rc = spf_comm_agree(cm, rc);
       if (rc) break;
       spf_matcher_results(mt, best, bd, sd);
       int64_t changed = 0;
@@ -372,7 +386,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
         spf_orientation_grid(n_refs, best[i], 1, orient + 4 * i);
       }
       /* Indices of different grids are not comparable: a new grid counts as all changed. */
-      log.fraction_changed = n_refs == n_refs_prev ? (double)changed / (double)n_images : 1.0;
+      rc = spf_comm_sum_int64(cm, &changed, 1);
+      log.fraction_changed = n_refs == n_refs_prev ? (double)changed / (double)n_total : 1.0;
       log.n_references = n_refs;
       if (soft) {
         /* Boltzmann weights over the K nearest, at a temperature relative to the image's
@@ -397,8 +412,24 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     const float *pon = have_model && o.res_merge && res_frac < 1 ? weight : NULL;
     if (!merged_soft)
       for (int64_t i = 0; i < n_images; i++) views[i] = (view_t){have_model ? prev[i] : -1 - i, i, 1.0};
-    rc = merge_views(mg, sl, merged_soft ? n_images * K : n_images, views, n_refs, orient, np, images, pon,
-                     slots, x, b, mw);
+    if (!rc)
+      rc = merge_views(mg, sl, merged_soft ? n_images * K : n_images, views, n_refs, orient, np, images, pon, slots, x,
+                       b, mw);
+    rc = spf_comm_agree(cm, rc);
+    if (!rc && cm && cm->active) {
+      /* The Toeplitz kernel and right-hand side are sums over images: add the ranks'.
+       * Rank 0's total goes to all, so every rank solves and phases the same numbers
+       * (and reaches the same result without a broadcast of the model). */
+      double *kern, *rhs, *wb2;
+      int64_t kl, rl;
+      spf_merger_sums(mg, &kern, &kl, &rhs, &rl, &wb2);
+      rc = spf_comm_sum_double(cm, kern, kl);
+      if (!rc) rc = spf_comm_sum_double(cm, rhs, rl);
+      if (!rc) rc = spf_comm_sum_double(cm, wb2, 1);
+      if (!rc) rc = spf_comm_bcast(cm, kern, kl * (int64_t)sizeof(double), 0);
+      if (!rc) rc = spf_comm_bcast(cm, rhs, rl * (int64_t)sizeof(double), 0);
+      if (!rc) rc = spf_comm_bcast(cm, wb2, (int64_t)sizeof(double), 0);
+    }
     int chosen = 0;
     if (!rc) rc = spf_merger_solve_lcurve(mg, o.n_rho, rhos, o.phi * lambda0, have_model && o.use_prior ? u_model : NULL, u,
                                            &chosen, st);
@@ -430,7 +461,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     log.t_merge = t2 - t1;
     log.t_phase = t3 - t2;
     log.p90_orientation_error_deg = NAN;
-    if (true_quats)
+    if (true_quats && !(cm && cm->active))
       log.median_orientation_error_deg =
           spf_orientation_error_median(n_images, true_quats, orient, &log.p90_orientation_error_deg);
     if (o.verbose)

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "spinifel/merging.h"
+#include "spinifel/mpi.h"
 #include "spinifel/phasing.h"
 #include "spinifel/results.h"
 
@@ -63,6 +64,8 @@ typedef struct {
   uint64_t seed;
   int nthreads;
   int verbose;             /* 1: a line per generation on stderr */
+  const spf_comm *comm;    /* MPI: the images are this rank's share (default NULL: one process) */
+  int64_t first_image;     /*   global index of this rank's first image (default 0) */
   spf_step_fn on_step;     /* progress callback (default NULL) */
   void *step_ctx;
 } spf_reconstruct_options;

@@ -13,6 +13,7 @@
 #include "spinifel/matching.h"
 #include "spinifel/merging.h"
 #include "spinifel/molecule.h"
+#include "spinifel/mpi.h"
 #include "spinifel/mrc.h"
 #include "spinifel/nufft.h"
 #include "spinifel/phasing.h"

@@ -1,0 +1,169 @@
+/* Scale-out: shares, collectives and a distributed reconstruction against the
+ * single-process one. Run directly it checks one process; tests/cli_mpi.sh runs it
+ * under mpirun with 2 and 3 ranks ("--ranks N": skip, 77, when MPI is not built). */
+#include <math.h>
+
+#include "spinifel/spinifel.h"
+#include "testing.h"
+#ifdef SPINIFEL_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static spf_comm C;
+
+static void shares_cover_every_item_once(void)
+{
+  for (int size = 1; size <= 5; size++)
+    for (int64_t n = 0; n <= 11; n++) {
+      int64_t next = 0, bad = 0, lo = INT64_MAX, hi = 0;
+      for (int r = 0; r < size; r++) {
+        int64_t first, count;
+        spf_share(n, r, size, &first, &count);
+        bad += first != next;
+        next = first + count;
+        lo = count < lo ? count : lo;
+        hi = count > hi ? count : hi;
+      }
+      CHECK(!bad && next == n && hi - lo <= 1, "n %lld over %d ranks", (long long)n, size);
+    }
+}
+
+static void collectives_add_and_agree(void)
+{
+  double v[3] = {1, 2, C.rank};
+  int64_t k = C.rank + 1;
+  CHECK(spf_comm_sum_double(&C, v, 3) == SPF_OK && spf_comm_sum_int64(&C, &k, 1) == SPF_OK, "sums");
+  CHECK(v[0] == C.size && v[1] == 2 * C.size && v[2] == C.size * (C.size - 1) / 2.0, "double sums %g %g %g", v[0],
+        v[1], v[2]);
+  CHECK(k == (int64_t)C.size * (C.size + 1) / 2, "int64 sum %lld", (long long)k);
+  /* An error on the last rank reaches every rank. */
+  const int rc = spf_comm_agree(&C, C.rank == C.size - 1 ? SPF_ERR_DATA : SPF_OK);
+  CHECK(rc == SPF_ERR_DATA, "agreed code %d", rc);
+}
+
+/* Every rank reconstructs its share; rank 0 compares with the whole problem in one
+ * process. Not yet equal to float rounding (issue 6 stays open on it): after generation
+ * 0 the merged autocorrelation differs by ~2e-5 (relative) with 2 ranks, since CG,
+ * stopped at its iteration cap on an ill-conditioned system, amplifies the different
+ * summation order; over generations the differences grow and a few matches change.
+ * Checked here: generation 0 within 1e-4, and a 4-generation run ends on every rank. */
+static void distributed_generation0_matches_single_process(void)
+{
+  spf_detector_geometry g;
+  spf_detector_default_geometry(&g);
+  g.nx = g.ny = 12;
+  g.distance_m = 0.03;
+  spf_detector *det;
+  CHECK(spf_detector_make(&g, &det) == SPF_OK, "detector");
+  const int64_t M = 9, n3 = M * M * M, n = 90, np = det->n_pixels;
+  double *rho0 = calloc(n3, sizeof(double)), *u0 = malloc(sizeof(double) * n3), *q = malloc(sizeof(double) * 4 * n);
+  double *rot = malloc(sizeof(double) * 9 * n);
+  float *img = malloc(sizeof(float) * n * np);
+  spf_rng r;
+  spf_rng_seed(&r, 5, 0);
+  for (int64_t z = 2; z < 7; z++)
+    for (int64_t y = 3; y < 6; y++)
+      for (int64_t x = 2; x < 6; x++) rho0[(z * M + y) * M + x] = spf_rng_uniform(&r);
+  spf_autocorrelation(M, rho0, u0, 1);
+  for (int64_t i = 0; i < n; i++) {
+    spf_random_rotation(&r, q + 4 * i);
+    spf_quat_to_matrix(q + 4 * i, rot + 9 * i);
+  }
+  spf_slicer *sl;
+  spf_slicer_make(M, np, det->s, det->s_max, 1.0, 1e-6, n, 1, &sl);
+  spf_slicer_set_volume(sl, u0);
+  spf_slicer_slice(sl, n, rot, img);
+  spf_slicer_free(sl);
+  spf_reconstruct_options o;
+  spf_reconstruct_default_options(&o);
+  o.M = M;
+  o.n_references = 400;
+  o.refs_start = 100;
+  o.refs_generations = 3;
+  o.soft_k = 8;
+  o.soft_generations = 1;
+  o.max_generations = 1;
+  o.stop_fraction = 0;
+  o.phase.n_cycles = 2;
+  o.nthreads = 1;
+  int64_t first, count;
+  spf_share(n, C.rank, C.size, &first, &count);
+  spf_run_state whole = {.M = M, .n_images = n}, part = {.M = M, .n_images = count};
+  spf_run_state *sts[2] = {&whole, &part};
+  for (int k = 0; k < 2; k++) {
+    spf_run_state *s = sts[k];
+    s->orientations = malloc(sizeof(double) * 4 * s->n_images);
+    s->best = malloc(sizeof(int64_t) * s->n_images);
+    s->best_dist = malloc(sizeof(float) * s->n_images);
+    s->gap = malloc(sizeof(float) * s->n_images);
+    s->rho = malloc(sizeof(double) * n3);
+    s->u = malloc(sizeof(double) * n3);
+    s->u_model = malloc(sizeof(double) * n3);
+    s->support = malloc(n3);
+  }
+  if (C.rank == 0) CHECK(spf_reconstruct(n, np, img, det->s, NULL, &o, NULL, NULL, NULL, &whole) == SPF_OK, "one process");
+  o.comm = &C;
+  o.first_image = first;
+  CHECK(spf_reconstruct(count, np, img + first * np, det->s, NULL, &o, NULL, NULL, NULL, &part) == SPF_OK,
+        "distributed");
+  int64_t counts[64];
+  for (int k = 0; k < C.size && k < 64; k++) {
+    int64_t f;
+    spf_share(n, k, C.size, &f, &counts[k]);
+  }
+  int64_t *best_all = malloc(sizeof(int64_t) * n);
+  CHECK(spf_comm_gather(&C, part.best, count, best_all, counts, sizeof(int64_t), 0) == SPF_OK, "gather");
+  if (C.rank == 0) {
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; i++) differ += best_all[i] != whole.best[i];
+    double d = 0, nrm = 0;
+    for (int64_t i = 0; i < n3; i++) d += pow(part.u[i] - whole.u[i], 2), nrm += whole.u[i] * whole.u[i];
+    CHECK(differ == 0, "%d ranks: %lld of %lld orientations differ from one process", C.size, (long long)differ,
+          (long long)n);
+    CHECK(sqrt(d / nrm) < 1e-4, "%d ranks: merged autocorrelation differs by %.2e (relative)", C.size, sqrt(d / nrm));
+    printf("  %d ranks: %lld orientations differ, merged autocorrelation relative difference %.2e\n", C.size, (long long)differ, sqrt(d / nrm));
+  }
+  /* Several generations, soft and hard, on every rank: all finish together. */
+  o.max_generations = 4;
+  CHECK(spf_reconstruct(count, np, img + first * np, det->s, NULL, &o, NULL, NULL, NULL, &part) == SPF_OK &&
+            part.generation == 4,
+        "distributed, 4 generations");
+  for (int k = 0; k < 2; k++) {
+    spf_run_state *s = sts[k];
+    free(s->orientations); free(s->best); free(s->best_dist); free(s->gap);
+    free(s->rho); free(s->u); free(s->u_model); free(s->support);
+  }
+  free(best_all); free(rho0); free(u0); free(q); free(rot); free(img);
+  spf_detector_free(det);
+}
+
+int main(int argc, char **argv)
+{
+  int want = argc == 3 && !strcmp(argv[1], "--ranks") ? atoi(argv[2]) : 1;
+#ifdef SPINIFEL_HAVE_MPI
+  MPI_Init(&argc, &argv);
+#else
+  if (want > 1) {
+    printf("skip: built without MPI\n");
+    return 77;
+  }
+#endif
+  spf_comm_world(&C);
+  if (C.size != want) {
+    fprintf(stderr, "expected %d ranks, have %d\n", want, C.size);
+#ifdef SPINIFEL_HAVE_MPI
+    MPI_Finalize();
+#endif
+    return 1;
+  }
+  RUN_TEST(shares_cover_every_item_once);
+  RUN_TEST(collectives_add_and_agree);
+  RUN_TEST(distributed_generation0_matches_single_process);
+  int rc = test_summary();
+  /* Every rank's verdict counts. */
+  rc = spf_comm_agree(&C, rc);
+#ifdef SPINIFEL_HAVE_MPI
+  MPI_Finalize();
+#endif
+  return rc;
+}
