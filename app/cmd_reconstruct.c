@@ -215,7 +215,7 @@ typedef struct {
   const char *config;
   FILE *log;
   int64_t n_images;
-  int max_gen, tty, pictures_each;
+  int max_gen, tty, pictures_each, rank, distributed;
   double voxel;
   double t_start;
   char msg[1024];
@@ -233,7 +233,7 @@ static void json_number(FILE *f, const char *key, double v)
 static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t total)
 {
   run_ctx *c = ctx;
-  if (!c->tty) return;
+  if (!c->tty || c->rank != 0) return;
   const double now = omp_get_wtime();
   const int k = !strcmp(step, "slice+match") ? 0 : !strcmp(step, "merge") ? 1 : 2;
   if (done == 0) c->t_step = now; /* slice+match starts where the last generation ended */
@@ -252,6 +252,7 @@ static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t 
 static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_state *st)
 {
   run_ctx *c = ctx;
+  if (c->rank != 0) return 0; /* rank 0 reports for all */
   for (int k = 0; k < 3; k++) {
     c->last_step[k] = c->cur_step[k];
     c->cur_step[k] = -1;
@@ -274,7 +275,8 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
   fflush(c->log);
   char path[2100];
   snprintf(path, sizeof path, "%s/checkpoint.h5", c->outdir);
-  c->rc = spf_checkpoint_write(path, st, c->config, c->msg, sizeof c->msg);
+  /* Distributed runs hold the images' state on every rank: no checkpoint yet. */
+  c->rc = c->distributed ? SPF_OK : spf_checkpoint_write(path, st, c->config, c->msg, sizeof c->msg);
   if (!c->rc && c->pictures_each) {
     char title[64];
     snprintf(title, sizeof title, "Density after generation %d", g->generation);
@@ -444,6 +446,13 @@ int cmd_reconstruct(int argc, char **argv)
     fprintf(stderr, "spinifel reconstruct: cannot create %s: %s\n", outdir, strerror(errno));
     return 1;
   }
+  spf_comm cw;
+  spf_comm_world(&cw);
+  if (cw.active && (half_sets || resume_dir || S.half)) {
+    if (cw.rank == 0)
+      fprintf(stderr, "spinifel reconstruct: under mpirun, --half-sets, --half and --resume are not supported yet\n");
+    return 2;
+  }
   if (half_sets) return run_half_sets(argc, argv, resume_dir, S.half, outdir);
   static char config[16384], config_results[16384], stored[16384];
   config_text(&S, 0, config, sizeof config);
@@ -491,6 +500,12 @@ int cmd_reconstruct(int argc, char **argv)
       if (slot[i] == 0) slot[i] = n++;
     free(perm);
   }
+  /* Under mpirun: this rank's contiguous share of the images, read and held alone. */
+  int64_t first = 0;
+  if (cw.active) {
+    spf_share(n_all, cw.rank, cw.size, &first, &n);
+    for (int64_t i = 0; i < n_all; i++) slot[i] = i >= first && i < first + n ? i - first : -1;
+  }
   int64_t np = 0;
   for (int64_t p = 0; p < np_all; p++) np += d->mask[p] != 0;
   if (o.start_from_truth && !d->h.has_orientations) {
@@ -527,6 +542,9 @@ int cmd_reconstruct(int argc, char **argv)
   double qchunk[4 * 64];
   for (int64_t f = 0; !rc && f < n_all; f += 64) {
     const int64_t c = n_all - f < 64 ? n_all - f : 64;
+    int64_t mine = 0;
+    for (int64_t i = 0; i < c; i++) mine += slot[f + i] >= 0;
+    if (!mine) continue; /* other ranks' images are not read */
     rc = spf_dataset_read_images(d, f, c, all, q_true ? qchunk : NULL, msg, sizeof msg);
     for (int64_t i = 0; !rc && i < c; i++) {
       const int64_t at = slot[f + i];
@@ -563,7 +581,7 @@ int cmd_reconstruct(int argc, char **argv)
     resumed = 1;
   }
   snprintf(path, sizeof path, "%s/config.ini", outdir);
-  if (write_text_file(path, config)) {
+  if (cw.rank == 0 && write_text_file(path, config)) {
     fprintf(stderr, "spinifel reconstruct: cannot write %s\n", path);
     return 1;
   }
@@ -578,8 +596,8 @@ int cmd_reconstruct(int argc, char **argv)
   for (int64_t p = 0; p < np; p++)
     smax0 = fmax(smax0, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
   c.voxel = 1e10 / (2.0 * smax0 * o.oversampling);
-  c.log = fopen(path, resumed ? "a" : "w");
-  if (!c.log) {
+  c.log = cw.rank == 0 ? fopen(path, resumed ? "a" : "w") : NULL;
+  if (cw.rank == 0 && !c.log) {
     fprintf(stderr, "spinifel reconstruct: cannot write %s: %s\n", path, strerror(errno));
     return 1;
   }
@@ -591,8 +609,12 @@ int cmd_reconstruct(int argc, char **argv)
   o.step_ctx = &c;
   for (int k = 0; k < 3; k++) c.cur_step[k] = c.last_step[k] = -1;
   c.t_step = c.t_start;
+  o.comm = &cw;
+  o.first_image = first;
+  c.rank = cw.rank;
+  c.distributed = cw.active;
   rc = spf_reconstruct(n, np, img, s, q_true, &o, resumed ? &st : NULL, on_generation, &c, &st);
-  fclose(c.log);
+  if (c.log) fclose(c.log);
   if (c.rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", c.msg);
     return 1;
@@ -600,6 +622,40 @@ int cmd_reconstruct(int argc, char **argv)
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", spf_strerror(rc));
     return 1;
+  }
+  if (cw.active) {
+    /* Rank 0 gathers every image's orientation, distance and confidence (and truth)
+     * and writes the outputs; the volumes are the same on every rank. */
+    int64_t *counts = malloc(sizeof(int64_t) * (size_t)cw.size);
+    double *qa = cw.rank == 0 ? malloc(sizeof(double) * 4 * (size_t)n_all) : NULL;
+    double *ta = cw.rank == 0 && q_true ? malloc(sizeof(double) * 4 * (size_t)n_all) : NULL;
+    float *da = cw.rank == 0 ? malloc(sizeof(float) * (size_t)n_all) : NULL;
+    float *ga = cw.rank == 0 ? malloc(sizeof(float) * (size_t)n_all) : NULL;
+    rc = counts && (cw.rank || (qa && da && ga && (!q_true || ta))) ? SPF_OK : SPF_ERR_ALLOC;
+    rc = spf_comm_agree(&cw, rc);
+    for (int r = 0; !rc && r < cw.size; r++) {
+      int64_t f0;
+      spf_share(n_all, r, cw.size, &f0, &counts[r]);
+    }
+    if (!rc) rc = spf_comm_gather(&cw, st.orientations, n, qa, counts, 4 * (int64_t)sizeof(double), 0);
+    if (!rc) rc = spf_comm_gather(&cw, st.best_dist, n, da, counts, (int64_t)sizeof(float), 0);
+    if (!rc) rc = spf_comm_gather(&cw, st.gap, n, ga, counts, (int64_t)sizeof(float), 0);
+    if (!rc && q_true) rc = spf_comm_gather(&cw, q_true, n, ta, counts, 4 * (int64_t)sizeof(double), 0);
+    free(counts);
+    if (rc) {
+      fprintf(stderr, "spinifel reconstruct: %s\n", spf_strerror(rc));
+      return 1;
+    }
+    if (cw.rank != 0) return 0;
+    free(st.orientations);
+    free(st.best_dist);
+    free(st.gap);
+    free(q_true);
+    st.orientations = qa;
+    st.best_dist = da;
+    st.gap = ga;
+    q_true = ta;
+    n = n_all;
   }
   double s_max = 0;
   for (int64_t p = 0; p < np; p++)

@@ -33,7 +33,16 @@ int main(int argc, char **argv)
   if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
   if (!strcmp(cmd, "selfcheck")) return cmd_selfcheck(argc - 1, argv + 1);
   if (!strcmp(cmd, "simulate")) return cmd_simulate(argc - 1, argv + 1);
-  if (!strcmp(cmd, "reconstruct")) return cmd_reconstruct(argc - 1, argv + 1);
+  if (!strcmp(cmd, "reconstruct")) {
+    /* Under mpirun every rank runs this with its share of the images. */
+    if (spf_mpi_init(&argc, &argv)) {
+      fprintf(stderr, "spinifel: MPI failed to start\n");
+      return 1;
+    }
+    const int rc = cmd_reconstruct(argc - 1, argv + 1);
+    spf_mpi_finalize();
+    return rc;
+  }
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
   if (!strcmp(cmd, "fsc")) return cmd_fsc(argc - 1, argv + 1);
   if (!strcmp(cmd, "orientations")) return cmd_orientations(argc - 1, argv + 1);

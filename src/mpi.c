@@ -1,6 +1,7 @@
 /* Collectives over MPI, or single-process no-ops (see mpi.h). */
 #include "spinifel/mpi.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "spinifel/error.h"
@@ -8,6 +9,29 @@
 #ifdef SPINIFEL_HAVE_MPI
 #include <mpi.h>
 #endif
+
+int spf_mpi_init(int *argc, char ***argv)
+{
+#ifdef SPINIFEL_HAVE_MPI
+  /* Only under a launcher: a plain run stays a plain process (no MPI start-up). */
+  if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK")) return SPF_OK;
+  return MPI_Init(argc, argv) == MPI_SUCCESS ? SPF_OK : SPF_ERR_MPI;
+#else
+  (void)argc;
+  (void)argv;
+  return SPF_OK;
+#endif
+}
+
+void spf_mpi_finalize(void)
+{
+#ifdef SPINIFEL_HAVE_MPI
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (init && !fin) MPI_Finalize();
+#endif
+}
 
 int spf_mpi_available(void)
 {

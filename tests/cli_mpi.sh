@@ -11,4 +11,25 @@ for np in 2 3; do
   if [ "$rc" -eq 77 ]; then echo "skip: built without MPI"; exit 77; fi
   if [ "$rc" -ne 0 ]; then echo "FAIL $np ranks (exit $rc): $out"; fails=$((fails + 1)); else echo "ok   $np ranks: $(echo "$out" | grep ranks:)"; fi
 done
+# The command line under mpirun: each rank reads its share, rank 0 writes the outputs.
+bin="$1"
+tmp="$(mktemp -d /tmp/spf_cli_mpiXXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+"$bin" simulate --images 200 --pixels 16 --distance 0.03 --no-noise -o "$tmp/d.h5" > /dev/null 2>&1
+args=(--M 15 --refs 1000 --refs-start 300 --refs-gens 4 --generations 4 --soft-gens 2 --threads 1)
+one="$("$bin" reconstruct "$tmp/d.h5" -o "$tmp/one" "${args[@]}" 2>&1 | grep "orientation error")"
+two="$(OMP_NUM_THREADS=1 timeout 300 mpirun --oversubscribe --allow-run-as-root -np 2 "$bin" reconstruct "$tmp/d.h5" \
+       -o "$tmp/two" "${args[@]}" 2>&1 | grep "orientation error")"
+if [ -n "$one" ] && [ "$one" = "$two" ]; then echo "ok   2 ranks on the command line: $two"
+else echo "FAIL 2 ranks on the command line: '$two' vs one process '$one'"; fails=$((fails + 1)); fi
+if [ -s "$tmp/two/results.h5" ] && [ -s "$tmp/two/report.html" ] && [ "$(wc -l < "$tmp/two/log.jsonl")" -eq 4 ]; then
+  echo "ok   rank 0 wrote the outputs and one log"
+else echo "FAIL outputs of the 2-rank run"; fails=$((fails + 1)); fi
+# A bad input ends every rank, with an error, without hanging.
+if OMP_NUM_THREADS=1 timeout 120 mpirun --oversubscribe --allow-run-as-root -np 2 "$bin" reconstruct "$tmp/none.h5" \
+     -o "$tmp/bad" > /dev/null 2>&1; then echo "FAIL a missing file succeeded"; fails=$((fails + 1))
+else
+  rc=$?
+  if [ "$rc" -eq 124 ]; then echo "FAIL a missing file hung"; fails=$((fails + 1)); else echo "ok   a missing file ends all ranks (exit $rc)"; fi
+fi
 [ "$fails" -eq 0 ]

@@ -14,6 +14,11 @@ typedef struct {
 /* The world communicator when MPI is built in and initialised; otherwise rank 0 of 1. */
 void spf_comm_world(spf_comm *c);
 
+/* Start MPI when the program runs under a launcher (mpirun sets its variables); a plain
+ * run stays one process. Finalize at exit (no-op when not started). */
+int spf_mpi_init(int *argc, char ***argv);
+void spf_mpi_finalize(void);
+
 /* 1 when the library was built with MPI. */
 int spf_mpi_available(void);
 
