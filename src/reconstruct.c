@@ -148,6 +148,33 @@ static int64_t refs_at(const spf_reconstruct_options *o, int gen)
   return (int64_t)llround((double)o->refs_start * pow((double)o->n_references / (double)o->refs_start, t));
 }
 
+/* The orientation error over all ranks' images: gathered to rank 0, the figures
+ * broadcast (e: median, 90th percentile). */
+static int distributed_error(const spf_comm *cm, int64_t n, const double *qt, const double *qf, double e[2])
+{
+  int64_t *counts = malloc(sizeof(int64_t) * (size_t)cm->size), *ones = malloc(sizeof(int64_t) * (size_t)cm->size);
+  int rc = counts && ones ? SPF_OK : SPF_ERR_ALLOC;
+  for (int r = 0; ones && r < cm->size; r++) ones[r] = 1;
+  rc = spf_comm_agree(cm, rc);
+  if (!rc) rc = spf_comm_gather(cm, &n, 1, counts, ones, (int64_t)sizeof(int64_t), 0);
+  int64_t total = 0;
+  for (int r = 0; !rc && cm->rank == 0 && r < cm->size; r++) total += counts[r];
+  double *at = cm->rank == 0 ? malloc(sizeof(double) * 4 * (size_t)(total > 0 ? total : 1)) : NULL;
+  double *af = cm->rank == 0 ? malloc(sizeof(double) * 4 * (size_t)(total > 0 ? total : 1)) : NULL;
+  if (!rc && cm->rank == 0 && (!at || !af)) rc = SPF_ERR_ALLOC;
+  rc = spf_comm_agree(cm, rc);
+  if (!rc) rc = spf_comm_gather(cm, qt, n, at, counts, 4 * (int64_t)sizeof(double), 0);
+  if (!rc) rc = spf_comm_gather(cm, qf, n, af, counts, 4 * (int64_t)sizeof(double), 0);
+  e[0] = e[1] = NAN;
+  if (!rc && cm->rank == 0) e[0] = spf_orientation_error_median(total, at, af, &e[1]);
+  if (!rc) rc = spf_comm_bcast(cm, e, 2 * (int64_t)sizeof(double), 0);
+  free(counts);
+  free(ones);
+  free(at);
+  free(af);
+  return rc;
+}
+
 /* Whether a state's last generation met the stopping rule. */
 static int resume_stopped(const spf_run_state *st, const spf_reconstruct_options *o)
 {
@@ -464,6 +491,13 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     if (true_quats && !(cm && cm->active))
       log.median_orientation_error_deg =
           spf_orientation_error_median(n_images, true_quats, orient, &log.p90_orientation_error_deg);
+    if (true_quats && cm && cm->active) {
+      double e[2];
+      rc = distributed_error(cm, n_images, true_quats, orient, e);
+      if (rc) break;
+      log.median_orientation_error_deg = e[0];
+      log.p90_orientation_error_deg = e[1];
+    }
     if (o.verbose)
       fprintf(stderr,
               "generation %d: changed %.3f, median orientation error %.2f deg, CG %d it (residual %.1e, rho %.3g), "

@@ -25,6 +25,10 @@ else echo "FAIL 2 ranks on the command line: '$two' vs one process '$one'"; fail
 if [ -s "$tmp/two/results.h5" ] && [ -s "$tmp/two/report.html" ] && [ "$(wc -l < "$tmp/two/log.jsonl")" -eq 4 ]; then
   echo "ok   rank 0 wrote the outputs and one log"
 else echo "FAIL outputs of the 2-rank run"; fails=$((fails + 1)); fi
+errs() { grep -o '"median_orientation_error_deg":[0-9.]*' "$1" | tr '\n' ' '; }
+if [ -n "$(errs "$tmp/one/log.jsonl")" ] && [ "$(errs "$tmp/one/log.jsonl")" = "$(errs "$tmp/two/log.jsonl")" ]; then
+  echo "ok   the 2-rank log has every generation's orientation error, as one process's"
+else echo "FAIL the 2-rank log's orientation errors: $(errs "$tmp/two/log.jsonl")"; fails=$((fails + 1)); fi
 # A bad input ends every rank, with an error, without hanging.
 if OMP_NUM_THREADS=1 timeout 120 mpirun --oversubscribe --allow-run-as-root -np 2 "$bin" reconstruct "$tmp/none.h5" \
      -o "$tmp/bad" > /dev/null 2>&1; then echo "FAIL a missing file succeeded"; fails=$((fails + 1))
