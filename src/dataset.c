@@ -3,28 +3,17 @@
 
 #include <hdf5.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "spinifel/detector.h"
+#include "hdf5_util.h"
 #include "spinifel/error.h"
 
 #define EV_PER_JOULE 6.241509074e18
 
-static void say(char *msg, size_t len, const char *fmt, ...)
-{
-  if (!msg || !len) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, len, fmt, ap);
-  va_end(ap);
-}
-
-/* HDF5 prints its error stack by default; errors here become codes and messages. */
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 struct spf_dataset_writer_s {
   spf_dataset_header h;
