@@ -517,18 +517,10 @@ int cmd_reconstruct(int argc, char **argv)
   float *all = malloc(sizeof(float) * (size_t)np_all * 64), *img = malloc(sizeof(float) * (size_t)(n * np));
   double *s = malloc(sizeof(double) * 3 * (size_t)np);
   double *q_true = d->h.has_orientations ? malloc(sizeof(double) * 4 * (size_t)n) : NULL;
-  spf_run_state st = {.M = M, .n_images = n};
-  st.orientations = malloc(sizeof(double) * 4 * (size_t)n);
-  st.best = malloc(sizeof(int64_t) * (size_t)n);
-  st.best_dist = malloc(sizeof(float) * (size_t)n);
-  st.gap = malloc(sizeof(float) * (size_t)n);
-  st.rho = malloc(sizeof(double) * (size_t)n3);
-  st.u = malloc(sizeof(double) * (size_t)n3);
-  st.u_model = malloc(sizeof(double) * (size_t)n3);
-  st.support = malloc((size_t)n3);
+  spf_run_state st;
+  const int st_rc = spf_run_state_make(M, n, &st);
   float *map = malloc(sizeof(float) * (size_t)n3);
-  if (!all || !img || !s || (d->h.has_orientations && !q_true) || !st.orientations || !st.best || !st.best_dist ||
-      !st.gap || !st.rho || !st.u || !st.u_model || !st.support || !map) {
+  if (!all || !img || !s || (d->h.has_orientations && !q_true) || st_rc || !map) {
     fprintf(stderr, "spinifel reconstruct: out of memory for %lld images of %lld pixels\n", (long long)n,
             (long long)np);
     return 1;
@@ -592,10 +584,12 @@ int cmd_reconstruct(int argc, char **argv)
   }
   run_ctx c = {.outdir = outdir, .config = config_results, .n_images = n, .max_gen = o.max_generations,
                .tty = isatty(fileno(stderr)), .t_start = omp_get_wtime(), .pictures_each = S.pictures_each};
-  double smax0 = 0;
+  double s_max = 0;
   for (int64_t p = 0; p < np; p++)
-    smax0 = fmax(smax0, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
-  c.voxel = 1e10 / (2.0 * smax0 * o.oversampling);
+    s_max = fmax(s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
+  /* Voxel of the grid: x = pi s / (s_max os) <=> spacing 1 / (2 s_max os). */
+  const double voxel_a = 1e10 / (2.0 * s_max * o.oversampling);
+  c.voxel = voxel_a;
   c.log = cw.rank == 0 ? fopen(path, resumed ? "a" : "w") : NULL;
   if (cw.rank == 0 && !c.log) {
     fprintf(stderr, "spinifel reconstruct: cannot write %s: %s\n", path, strerror(errno));
@@ -657,11 +651,6 @@ int cmd_reconstruct(int argc, char **argv)
     q_true = ta;
     n = n_all;
   }
-  double s_max = 0;
-  for (int64_t p = 0; p < np; p++)
-    s_max = fmax(s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
-  /* Voxel of the grid: x = pi s / (s_max os) <=> spacing 1 / (2 s_max os). */
-  const double voxel_a = 1e10 / (2.0 * s_max * o.oversampling);
   for (int64_t i = 0; i < n3; i++) map[i] = (float)st.rho[i];
   snprintf(path, sizeof path, "%s/density.mrc", outdir);
   const double origin[3] = {-0.5 * (M - 1) * voxel_a, -0.5 * (M - 1) * voxel_a, -0.5 * (M - 1) * voxel_a};
@@ -686,7 +675,6 @@ int cmd_reconstruct(int argc, char **argv)
     printf("orientation error: median %.2f deg, 90th percentile %.2f deg\n", med, p90);
   }
   free(img); free(s); free(q_true); free(map);
-  free(st.orientations); free(st.best); free(st.best_dist); free(st.gap);
-  free(st.rho); free(st.u); free(st.u_model); free(st.support);
+  spf_run_state_free(&st);
   return 0;
 }

@@ -5,30 +5,63 @@
 #include <fcntl.h>
 #include <fftw3.h>
 #include <hdf5.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "fftw_threads.h"
+#include "hdf5_util.h"
 #include "spinifel/error.h"
 
 #define CHECKPOINT_FORMAT "spinifel checkpoint 1"
 /* M^3 doubles must fit in memory and in FFTW's int dimensions long before this. */
 #define MAX_M 65536
 
-static void say(char *msg, size_t len, const char *fmt, ...)
+
+int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st)
 {
-  if (!msg || !len) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, len, fmt, ap);
-  va_end(ap);
+  if (!st) return SPF_ERR_NULL;
+  memset(st, 0, sizeof *st);
+  if (M < 1 || n_images < 1) return SPF_ERR_SIZE;
+  if (M > MAX_M) return SPF_ERR_TOO_BIG;
+  const size_t n = (size_t)n_images, n3 = (size_t)(M * M * M);
+  st->M = M;
+  st->n_images = n_images;
+  st->last_fraction_changed = 1;
+  st->orientations = malloc(sizeof(double) * 4 * n);
+  st->best = malloc(sizeof(int64_t) * n);
+  st->best_dist = malloc(sizeof(float) * n);
+  st->gap = malloc(sizeof(float) * n);
+  st->rho = malloc(sizeof(double) * n3);
+  st->u = malloc(sizeof(double) * n3);
+  st->u_model = malloc(sizeof(double) * n3);
+  st->support = malloc(n3);
+  if (!st->orientations || !st->best || !st->best_dist || !st->gap || !st->rho || !st->u || !st->u_model ||
+      !st->support) {
+    spf_run_state_free(st);
+    return SPF_ERR_ALLOC;
+  }
+  return SPF_OK;
 }
 
-/* HDF5 prints its error stack by default; errors here become codes and messages. */
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+void spf_run_state_free(spf_run_state *st)
+{
+  if (!st) return;
+  free(st->orientations);
+  free(st->best);
+  free(st->best_dist);
+  free(st->gap);
+  free(st->rho);
+  free(st->u);
+  free(st->u_model);
+  free(st->support);
+  st->orientations = NULL;
+  st->best = NULL;
+  st->best_dist = st->gap = NULL;
+  st->rho = st->u = st->u_model = NULL;
+  st->support = NULL;
+}
 
 /* ------------------------------------------------------------------ writing */
 
@@ -331,6 +364,19 @@ static int get_attr_text(hid_t loc, const char *name, char **out)
   return rc;
 }
 
+/* Open an existing HDF5 file for reading; -1 with a one-line message otherwise. */
+static hid_t open_read(const char *path, char *msg, size_t msg_len)
+{
+  quiet_hdf5();
+  if (access(path, R_OK) != 0) {
+    say(msg, msg_len, "%s: cannot open", path);
+    return -1;
+  }
+  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+  if (f < 0) say(msg, msg_len, "%s: not an HDF5 file, or a damaged one", path);
+  return f;
+}
+
 int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, size_t config_len, char *msg,
                         size_t msg_len)
 {
@@ -339,16 +385,8 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
     return SPF_ERR_NULL;
   if (st->M < 1 || st->n_images < 1) return SPF_ERR_SIZE;
   if (st->M > MAX_M) return SPF_ERR_TOO_BIG;
-  quiet_hdf5();
-  if (access(path, R_OK) != 0) {
-    say(msg, msg_len, "%s: cannot open", path);
-    return SPF_ERR_IO;
-  }
-  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-  if (f < 0) {
-    say(msg, msg_len, "%s: not an HDF5 file, or a damaged one", path);
-    return SPF_ERR_IO;
-  }
+  hid_t f = open_read(path, msg, msg_len);
+  if (f < 0) return SPF_ERR_IO;
   int rc = SPF_OK, generation = 0, have_model = 0;
   double last_changed = 1;
   char *format = NULL, *config = NULL;
@@ -419,44 +457,13 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
 
 /* ------------------------------------------------------------------ intensity */
 
-int spf_results_read_orientations(const char *path, int64_t n_images, double *orientations, char *msg, size_t msg_len)
+/* One whole dataset of the expected shape, as doubles. */
+static int read_array(const char *path, const char *name, int rank, const hsize_t *dims, double *out, char *msg,
+                      size_t msg_len)
 {
-  if (!path || !orientations) return SPF_ERR_NULL;
-  if (n_images < 1) return SPF_ERR_SIZE;
-  quiet_hdf5();
-  if (access(path, R_OK) != 0) {
-    say(msg, msg_len, "%s: cannot open", path);
-    return SPF_ERR_IO;
-  }
-  hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-  if (f < 0) {
-    say(msg, msg_len, "%s: not an HDF5 file, or a damaged one", path);
-    return SPF_ERR_IO;
-  }
-  const hsize_t dq[2] = {(hsize_t)n_images, 4};
-  hid_t ds = open_checked(f, path, "orientations", 2, dq, msg, msg_len);
-  int rc = ds < 0 ? SPF_ERR_DATA : SPF_OK;
-  if (!rc && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, orientations) < 0) {
-    say(msg, msg_len, "%s: cannot read dataset 'orientations' (damaged file?)", path);
-    rc = SPF_ERR_IO;
-  }
-  if (ds >= 0) H5Dclose(ds);
-  H5Fclose(f);
-  return rc;
-}
-
-int spf_results_read_volume(const char *path, const char *name, int64_t M, double *out, char *msg, size_t msg_len)
-{
-  if (!path || !name || !out) return SPF_ERR_NULL;
-  if (M < 1) return SPF_ERR_SIZE;
-  quiet_hdf5();
-  hid_t f = access(path, R_OK) == 0 && H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-  if (f < 0) {
-    say(msg, msg_len, "%s: cannot open, or not an HDF5 file", path);
-    return SPF_ERR_IO;
-  }
-  const hsize_t dv[3] = {(hsize_t)M, (hsize_t)M, (hsize_t)M};
-  hid_t ds = open_checked(f, path, name, 3, dv, msg, msg_len);
+  hid_t f = open_read(path, msg, msg_len);
+  if (f < 0) return SPF_ERR_IO;
+  hid_t ds = open_checked(f, path, name, rank, dims, msg, msg_len);
   int rc = ds < 0 ? SPF_ERR_DATA : SPF_OK;
   if (!rc && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
     say(msg, msg_len, "%s: cannot read dataset '%s' (damaged file?)", path, name);
@@ -465,6 +472,22 @@ int spf_results_read_volume(const char *path, const char *name, int64_t M, doubl
   if (ds >= 0) H5Dclose(ds);
   H5Fclose(f);
   return rc;
+}
+
+int spf_results_read_orientations(const char *path, int64_t n_images, double *orientations, char *msg, size_t msg_len)
+{
+  if (!path || !orientations) return SPF_ERR_NULL;
+  if (n_images < 1) return SPF_ERR_SIZE;
+  const hsize_t dq[2] = {(hsize_t)n_images, 4};
+  return read_array(path, "orientations", 2, dq, orientations, msg, msg_len);
+}
+
+int spf_results_read_volume(const char *path, const char *name, int64_t M, double *out, char *msg, size_t msg_len)
+{
+  if (!path || !name || !out) return SPF_ERR_NULL;
+  if (M < 1) return SPF_ERR_SIZE;
+  const hsize_t dv[3] = {(hsize_t)M, (hsize_t)M, (hsize_t)M};
+  return read_array(path, name, 3, dv, out, msg, msg_len);
 }
 
 int spf_intensity_from_autocorrelation(int64_t m, const double *u, double *intensity)

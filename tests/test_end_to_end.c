@@ -66,15 +66,8 @@ static void phantom_converges_from_random_orientations(void)
     o.soft_generations = 2;
   }
   const int64_t M = o.M, n3 = M * M * M;
-  spf_run_state st = {.M = M, .n_images = n};
-  st.orientations = malloc(sizeof(double) * 4 * n);
-  st.best = malloc(sizeof(int64_t) * n);
-  st.best_dist = malloc(sizeof(float) * n);
-  st.gap = malloc(sizeof(float) * n);
-  st.rho = malloc(sizeof(double) * n3);
-  st.u = malloc(sizeof(double) * n3);
-  st.u_model = malloc(sizeof(double) * n3);
-  st.support = malloc(n3);
+  spf_run_state st;
+  CHECK(spf_run_state_make(M, n, &st) == SPF_OK, "state");
   CHECK(spf_reconstruct(n, np, s.images, det->s, s.quats, &o, NULL, NULL, NULL, &st) == SPF_OK, "reconstruct");
   double p90, med = spf_orientation_error_median(n, s.quats, st.orientations, &p90);
   const double limit = small ? 100 : 10; /* random orientations: about 100 */
@@ -97,8 +90,7 @@ static void phantom_converges_from_random_orientations(void)
   printf("  %lld images, %d generations: median orientation error %.2f deg (90th percentile %.2f); density "
          "correlation with the truth %.3f after alignment (hand %d)\n",
          (long long)n, st.generation, med, p90, ar.correlation, ar.inverted);
-  free(st.orientations); free(st.best); free(st.best_dist); free(st.gap);
-  free(st.rho); free(st.u); free(st.u_model); free(st.support);
+  spf_run_state_free(&st);
   free(tf); free(truth); free(w); free(s.images); free(s.quats); free(type);
   spf_scattering_free(sc);
   spf_molecule_free(mol);

@@ -88,19 +88,8 @@ static void distributed_generation0_matches_single_process(void)
   o.nthreads = 1;
   int64_t first, count;
   spf_share(n, C.rank, C.size, &first, &count);
-  spf_run_state whole = {.M = M, .n_images = n}, part = {.M = M, .n_images = count};
-  spf_run_state *sts[2] = {&whole, &part};
-  for (int k = 0; k < 2; k++) {
-    spf_run_state *s = sts[k];
-    s->orientations = malloc(sizeof(double) * 4 * s->n_images);
-    s->best = malloc(sizeof(int64_t) * s->n_images);
-    s->best_dist = malloc(sizeof(float) * s->n_images);
-    s->gap = malloc(sizeof(float) * s->n_images);
-    s->rho = malloc(sizeof(double) * n3);
-    s->u = malloc(sizeof(double) * n3);
-    s->u_model = malloc(sizeof(double) * n3);
-    s->support = malloc(n3);
-  }
+  spf_run_state whole, part;
+  CHECK(spf_run_state_make(M, n, &whole) == SPF_OK && spf_run_state_make(M, count, &part) == SPF_OK, "states");
   if (C.rank == 0) CHECK(spf_reconstruct(n, np, img, det->s, NULL, &o, NULL, NULL, NULL, &whole) == SPF_OK, "one process");
   o.comm = &C;
   o.first_image = first;
@@ -128,11 +117,8 @@ static void distributed_generation0_matches_single_process(void)
   CHECK(spf_reconstruct(count, np, img + first * np, det->s, NULL, &o, NULL, NULL, NULL, &part) == SPF_OK &&
             part.generation == 4,
         "distributed, 4 generations");
-  for (int k = 0; k < 2; k++) {
-    spf_run_state *s = sts[k];
-    free(s->orientations); free(s->best); free(s->best_dist); free(s->gap);
-    free(s->rho); free(s->u); free(s->u_model); free(s->support);
-  }
+  spf_run_state_free(&whole);
+  spf_run_state_free(&part);
   free(best_all); free(rho0); free(u0); free(q); free(rot); free(img);
   spf_detector_free(det);
 }

@@ -48,28 +48,6 @@ typedef struct {
   spf_run_state *copy;
 } stop_ctx;
 
-static void state_alloc(spf_run_state *st, int64_t M, int64_t n)
-{
-  const int64_t n3 = M * M * M;
-  memset(st, 0, sizeof *st);
-  st->M = M;
-  st->n_images = n;
-  st->orientations = malloc(sizeof(double) * 4 * n);
-  st->best = malloc(sizeof(int64_t) * n);
-  st->best_dist = malloc(sizeof(float) * n);
-  st->gap = malloc(sizeof(float) * n);
-  st->rho = malloc(sizeof(double) * n3);
-  st->u = malloc(sizeof(double) * n3);
-  st->u_model = malloc(sizeof(double) * n3);
-  st->support = malloc(n3);
-}
-
-static void state_free(spf_run_state *st)
-{
-  free(st->orientations); free(st->best); free(st->best_dist); free(st->gap);
-  free(st->rho); free(st->u); free(st->u_model); free(st->support);
-}
-
 static void state_copy(spf_run_state *dst, const spf_run_state *src)
 {
   const int64_t n = src->n_images, n3 = src->M * src->M * src->M;
@@ -135,9 +113,9 @@ static void resume_gives_the_uninterrupted_result(void)
   o.phase.n_cycles = 2;
   o.nthreads = 2;
   spf_run_state full, part, saved;
-  state_alloc(&full, M, n);
-  state_alloc(&part, M, n);
-  state_alloc(&saved, M, n);
+  CHECK(spf_run_state_make(M, n, &full) == SPF_OK && spf_run_state_make(M, n, &part) == SPF_OK &&
+            spf_run_state_make(M, n, &saved) == SPF_OK,
+        "states");
   CHECK(spf_reconstruct(n, np, img, det->s, q, &o, NULL, NULL, NULL, &full) == SPF_OK, "uninterrupted run");
   CHECK(full.generation == 4, "generations run %d", full.generation);
   stop_ctx c = {2, &saved};
@@ -159,9 +137,9 @@ static void resume_gives_the_uninterrupted_result(void)
   saved.M = 7;
   CHECK(spf_reconstruct(n, np, img, det->s, q, &o, &saved, NULL, NULL, &part) == SPF_ERR_DATA, "wrong-size state");
   saved.M = M;
-  state_free(&full);
-  state_free(&part);
-  state_free(&saved);
+  spf_run_state_free(&full);
+  spf_run_state_free(&part);
+  spf_run_state_free(&saved);
   spf_detector_free(det);
   free(rho0); free(u0); free(q); free(rot); free(img);
 }

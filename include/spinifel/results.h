@@ -35,6 +35,11 @@ typedef struct {
   uint8_t *support;          /* M^3 */
 } spf_run_state;
 
+/* Allocate every array of a state for M^3 volumes and n_images images (generation 0,
+ * no model); SPF_ERR_ALLOC leaves nothing allocated. Free with spf_run_state_free. */
+int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st);
+void spf_run_state_free(spf_run_state *st);
+
 /* Write a checkpoint (HDF5, temp name + rename, so a kill mid-write keeps the previous
  * checkpoint intact). config: the run's effective configuration as text, stored so that
  * a resume can refuse a different configuration. Every array and config are required
