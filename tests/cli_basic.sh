@@ -2,18 +2,7 @@
 # The command-line program: exit codes and one-line errors. Usage: cli_basic.sh SPINIFEL
 set -u
 bin="$1"
-fails=0
-check() { # check NAME EXPECTED_RC COMMAND...
-  local name="$1" want="$2"; shift 2
-  local out rc
-  out="$("$@" 2>&1)"; rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails + 1))
-  else
-    echo "ok   $name"
-  fi
-  LAST_OUT="$out"
-}
+source "$(dirname "$0")/lib_cli.sh"
 check "no command is a usage error" 2 "$bin"
 check "unknown command is a usage error" 2 "$bin" frobnicate
 [ "$(echo "$LAST_OUT" | wc -l)" -eq 1 ] || { echo "FAIL unknown command error is not one line"; fails=$((fails + 1)); }
@@ -23,5 +12,4 @@ check "info succeeds" 0 "$bin" info
 check "info rejects extra arguments" 2 "$bin" info extra
 check "selfcheck passes" 0 "$bin" selfcheck
 echo "$LAST_OUT" | grep -q "all passed" || { echo "FAIL selfcheck summary missing"; fails=$((fails + 1)); }
-echo "$((7 - fails)) passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

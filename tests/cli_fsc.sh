@@ -2,25 +2,9 @@
 # spinifel fsc: alignment and FSC of maps, against a map or the phantom; bad input. Usage: cli_fsc.sh SPINIFEL
 set -u
 bin="$1"
-fails=0
-passed=0
+source "$(dirname "$0")/lib_cli.sh"
 tmp="$(mktemp -d /tmp/spf_cli_fscXXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
-check() { # check NAME EXPECTED_RC COMMAND...
-  local name="$1" want="$2"; shift 2
-  local out rc
-  out="$("$@" 2>&1)"; rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails + 1))
-  else
-    echo "ok   $name"; passed=$((passed + 1))
-  fi
-  LAST_OUT="$out"
-}
-expect() { # expect NAME CONDITION...
-  local name="$1"; shift
-  if "$@"; then echo "ok   $name"; passed=$((passed + 1)); else echo "FAIL $name: $LAST_OUT"; fails=$((fails + 1)); fi
-}
 # Reference maps of the phantom at 3 A and 4 A voxels.
 "$bin" simulate --images 2 --pixels 8 --voxel 3 -o "$tmp/a.h5" --mrc "$tmp/p3.mrc" > /dev/null 2>&1
 "$bin" simulate --images 2 --pixels 8 --voxel 4 -o "$tmp/b.h5" --mrc "$tmp/p4.mrc" > /dev/null 2>&1
@@ -44,5 +28,4 @@ expect "grids that differ: one line" bash -c "[ \$(echo '$LAST_OUT' | wc -l) -eq
 check "missing PDB" 1 "$bin" fsc "$tmp/p3.mrc" --pdb "$tmp/none.pdb"
 check "unwritable curve" 1 "$bin" fsc "$tmp/p3.mrc" --phantom --rotations 50 -o "$tmp/no/dir/c.csv"
 expect "no temporary file left" bash -c "! ls '$tmp' | grep -q tmp"
-echo "$passed passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -2,26 +2,9 @@
 # spinifel reconstruct: bad input, outputs, configuration file, resume. Usage: cli_reconstruct.sh SPINIFEL
 set -u
 bin="$1"
-fails=0
-passed=0
+source "$(dirname "$0")/lib_cli.sh"
 tmp="$(mktemp -d /tmp/spf_cli_recXXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
-check() { # check NAME EXPECTED_RC COMMAND...
-  local name="$1" want="$2"; shift 2
-  local out rc
-  out="$("$@" 2>&1)"; rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    echo "FAIL $name: exit $rc, expected $want: $out"; fails=$((fails + 1))
-  else
-    echo "ok   $name"; passed=$((passed + 1))
-  fi
-  LAST_OUT="$out"
-}
-expect() { # expect NAME CONDITION...
-  local name="$1"; shift
-  if "$@"; then echo "ok   $name"; passed=$((passed + 1)); else echo "FAIL $name"; fails=$((fails + 1)); fi
-}
-one_line() { [ "$(echo "$LAST_OUT" | wc -l)" -eq 1 ]; }
 
 "$bin" simulate --images 200 --pixels 16 --distance 0.03 --no-noise -o "$tmp/d.h5" > /dev/null 2>&1
 small=(--M 15 --refs 300 --refs-start 0 --soft-k 8 --soft-gens 1 --phase-cycles 2 --threads 2)
@@ -88,5 +71,4 @@ expect "resumed log has three lines" bash -c "[ \$(wc -l < '$tmp/part/log.jsonl'
 sed -i 's/^refs = 300/refs = 301/' "$tmp/part/config.ini"
 check "resume refuses a changed configuration" 1 "$bin" reconstruct --resume "$tmp/part" --generations 4
 
-echo "$passed passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish
