@@ -63,6 +63,8 @@ static int param_table(settings *s, param *t)
       {"rho-max", T_DOUBLE, &o->rho_max, 1e-12, 1e12, 1, "largest regularisation (relative)"},
       {"phi", T_DOUBLE, &o->phi, 0, 1e12, 1, "ball penalty (relative)"},
       {"cg-iterations", T_INT, &o->merge.cg_max_iter, 1, 100000, 1, "CG iteration cap"},
+      {"cg-tol", T_DOUBLE, &o->merge.cg_tol, 1e-15, 1, 1, "CG tolerance (relative residual)"},
+      {"preconditioner", T_INT, &o->merge.preconditioner, 0, 1, 1, "1: circulant preconditioner for CG"},
       {"phase-cycles", T_INT, &o->phase.n_cycles, 0, 10000, 1, "phasing cycles per generation"},
       {"beta", T_DOUBLE, &o->phase.beta, 0.01, 1, 1, "HIO feedback"},
       {"start-from-truth", T_INT, &o->start_from_truth, 0, 1, 1, "diagnostics: start from the file's orientations"},

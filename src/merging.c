@@ -20,6 +20,7 @@ struct spf_merger_s {
   double *rhs;             /* Re sum_j w_j b_j exp(-i k . x_j) */
   double wb2;              /* sum_j w_j b_j^2 */
   fftw_complex *kernel_ft; /* r2c transform of kernel, refreshed when the sums change */
+  double *circ;            /* eigenvalues of the circulant approximation (M^3 r2c layout) */
   int kernel_dirty;
   double *pad;             /* (2M)^3 real */
   fftw_complex *pad_ft;
@@ -39,6 +40,7 @@ void spf_merge_default_options(spf_merge_options *o)
   o->cg_tol = 1e-6;
   o->nthreads = 0;
   o->fftw_measure = 0;
+  o->preconditioner = 1;
 }
 
 void spf_merger_free(spf_merger *mg)
@@ -51,6 +53,7 @@ void spf_merger_free(spf_merger *mg)
     if (plans[i]) fftw_destroy_plan(plans[i]);
   fftw_free(mg->kernel);
   fftw_free(mg->kernel_ft);
+  free(mg->circ);
   fftw_free(mg->pad);
   fftw_free(mg->pad_ft);
   fftw_free(mg->small);
@@ -80,7 +83,8 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   if (!mg) return SPF_ERR_ALLOC;
   if (opts) mg->o = *opts;
   else spf_merge_default_options(&mg->o);
-  if (mg->o.cg_max_iter < 1 || !(mg->o.cg_tol > 0) || mg->o.nthreads < 0) {
+  if (mg->o.cg_max_iter < 1 || !(mg->o.cg_tol > 0) || mg->o.nthreads < 0 ||
+      (mg->o.preconditioner != 0 && mg->o.preconditioner != 1)) {
     free(mg);
     return SPF_ERR_OPTION;
   }
@@ -111,10 +115,11 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   mg->small = fftw_malloc(sizeof(double) * (size_t)mg->n_small);
   mg->small_ft = fftw_malloc(sizeof(fftw_complex) * (size_t)mg->n_small_spec);
   mg->rhs = malloc(sizeof(double) * (size_t)mg->n_small);
+  mg->circ = malloc(sizeof(double) * (size_t)mg->n_small_spec);
   mg->big_out = malloc(sizeof(double complex) * (size_t)mg->n_big);
   mg->small_out = malloc(sizeof(double complex) * (size_t)mg->n_small);
   if (!mg->kernel || !mg->kernel_ft || !mg->pad || !mg->pad_ft || !mg->small || !mg->small_ft || !mg->rhs ||
-      !mg->big_out || !mg->small_out) {
+      !mg->circ || !mg->big_out || !mg->small_out) {
     spf_merger_free(mg);
     return SPF_ERR_ALLOC;
   }
@@ -198,12 +203,66 @@ void spf_merger_sums(spf_merger *mg, double **kernel, int64_t *kernel_len, doubl
   if (wb2) *wb2 = &mg->wb2;
 }
 
+/* T. Chan's circulant for the M^3 section of the Toeplitz operator: along each axis, the
+ * circulant's entry at offset j in [0, M) averages the diagonals j and j - M, weighted by
+ * their lengths M - j and j; in 3D the weights multiply. Its eigenvalues (real, as the
+ * kernel is even) are the r2c transform. */
+static void refresh_circulant(spf_merger *mg)
+{
+  const int64_t m = mg->m, m2 = mg->m2, mh = m / 2 + 1;
+  for (int64_t j3 = 0; j3 < m; j3++)
+    for (int64_t j2 = 0; j2 < m; j2++)
+      for (int64_t j1 = 0; j1 < m; j1++) {
+        const int64_t j[3] = {j3, j2, j1};
+        double c = 0;
+        for (int s = 0; s < 8; s++) {
+          double wt = 1;
+          int64_t d[3];
+          for (int a = 0; a < 3; a++) {
+            const int up = (s >> a) & 1;
+            wt *= (double)(up ? j[a] : m - j[a]) / (double)m;
+            d[a] = up ? j[a] + m : j[a]; /* j - M mod 2M */
+          }
+          if (wt != 0) c += wt * mg->kernel[(d[0] * m2 + d[1]) * m2 + d[2]];
+        }
+        mg->small[(j3 * m + j2) * m + j1] = c;
+      }
+  fftw_execute(mg->small_r2c);
+  for (int64_t i = 0; i < m * m * mh; i++) {
+    const double lam = creal(mg->small_ft[i]);
+    mg->circ[i] = lam > 0 ? lam : 0; /* A* W A is positive semi-definite */
+  }
+}
+
 static void refresh_kernel(spf_merger *mg)
 {
   if (!mg->kernel_dirty) return;
   /* kernel_r2c preserves its input (r2c out of place). */
   fftw_execute(mg->kernel_r2c);
+  if (mg->o.preconditioner) refresh_circulant(mg);
   mg->kernel_dirty = 0;
+}
+
+/* z = C^-1 r with C = circulant(T) + rho I + phi F* P F, all diagonal in the M^3 FFT. */
+static void apply_preconditioner(spf_merger *mg, double rho, double phi, const double *r, double *z)
+{
+  const int64_t m = mg->m, mh = m / 2 + 1, rad = (m - 1) / 2;
+  memcpy(mg->small, r, sizeof(double) * (size_t)mg->n_small);
+  fftw_execute(mg->small_r2c);
+  const double norm = 1.0 / (double)mg->n_small;
+  for (int64_t j3 = 0; j3 < m; j3++) {
+    int64_t q3 = j3 <= rad ? j3 : j3 - m;
+    for (int64_t j2 = 0; j2 < m; j2++) {
+      int64_t q2 = j2 <= rad ? j2 : j2 - m;
+      for (int64_t j1 = 0; j1 < mh; j1++) {
+        const int64_t i = (j3 * m + j2) * mh + j1;
+        double den = mg->circ[i] + rho + (q3 * q3 + q2 * q2 + j1 * j1 <= rad * rad ? 0.0 : phi);
+        mg->small_ft[i] *= den > 0 ? norm / den : 0.0;
+      }
+    }
+  }
+  fftw_execute(mg->small_c2r);
+  memcpy(z, mg->small, sizeof(double) * (size_t)mg->n_small);
 }
 
 /* out = A* W A u (Toeplitz part only). */
@@ -288,23 +347,31 @@ int spf_merger_solve(spf_merger *mg, double rho, double phi, const double *u0, d
     u[i] = u0 ? u0[i] : 0.0;
   }
   apply_operator(mg, rho, phi, u, hp);
-  for (int64_t i = 0; i < n; i++) p[i] = r[i] = rhs[i] - hp[i];
+  for (int64_t i = 0; i < n; i++) r[i] = rhs[i] - hp[i];
+  /* Preconditioned CG; z = C^-1 r (z = r without a preconditioner) lives in p's buffer
+   * at first and in hp's after each step. */
+  const int pc = mg->o.preconditioner;
+  if (pc) apply_preconditioner(mg, rho, phi, r, p);
+  else memcpy(p, r, sizeof(double) * (size_t)n);
   const double rhs_norm = sqrt(dot(rhs, rhs, n));
-  double rr = dot(r, r, n);
+  double rr = dot(r, r, n), rz = dot(r, p, n);
   int it = 0;
   while (it < mg->o.cg_max_iter && sqrt(rr) > mg->o.cg_tol * rhs_norm) {
     apply_operator(mg, rho, phi, p, hp);
     const double php = dot(p, hp, n);
-    if (!(php > 0)) break; /* the operator is singular along p: nothing more to gain */
-    const double alpha = rr / php;
+    if (!(php > 0) || !(rz > 0)) break; /* singular along p: nothing more to gain */
+    const double alpha = rz / php;
     for (int64_t i = 0; i < n; i++) {
       u[i] += alpha * p[i];
       r[i] -= alpha * hp[i];
     }
-    const double rr_new = dot(r, r, n);
-    const double beta = rr_new / rr;
-    for (int64_t i = 0; i < n; i++) p[i] = r[i] + beta * p[i];
-    rr = rr_new;
+    rr = dot(r, r, n);
+    if (pc) apply_preconditioner(mg, rho, phi, r, hp);
+    else memcpy(hp, r, sizeof(double) * (size_t)n);
+    const double rz_new = dot(r, hp, n);
+    const double beta = rz_new / rz;
+    for (int64_t i = 0; i < n; i++) p[i] = hp[i] + beta * p[i];
+    rz = rz_new;
     it++;
   }
   if (stats) {

@@ -75,6 +75,23 @@ static void random_points(int64_t np, double radius, uint64_t seed, double *x)
   for (int64_t j = 0; j < 3 * np; j++) x[j] = radius * (2 * spf_rng_uniform(&r) - 1);
 }
 
+/* Points at uniformly random radius and direction: density ~ 1/|x|^2, crowding the
+ * origin as slices through it do. */
+static void radial_points(int64_t np, double radius, uint64_t seed, double *x)
+{
+  spf_rng r;
+  spf_rng_seed(&r, seed, 0);
+  for (int64_t j = 0; j < np; j++) {
+    double d[3], n2;
+    do {
+      for (int a = 0; a < 3; a++) d[a] = 2 * spf_rng_uniform(&r) - 1;
+      n2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+    } while (n2 > 1 || n2 < 1e-6);
+    const double t = radius * spf_rng_uniform(&r) / sqrt(n2);
+    for (int a = 0; a < 3; a++) x[a * np + j] = t * d[a];
+  }
+}
+
 static void operator_matches_dense_matrix(void)
 {
   const int64_t m = 5, n = 125, np = 300;
@@ -121,14 +138,19 @@ static void operator_matches_dense_matrix(void)
   spf_merger_free(mg);
   o.cg_tol = 1e-13;
   o.cg_max_iter = 1000;
-  spf_merger_make(m, &o, &mg);
-  spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, w);
   spf_merge_stats st;
-  CHECK(spf_merger_solve(mg, rho, phi, u, sol, &st) == SPF_OK, "solve");
-  err = nrm = 0;
-  for (int64_t a = 0; a < n; a++) err += pow(sol[a] - rhs[a], 2), nrm += rhs[a] * rhs[a];
-  CHECK(sqrt(err / nrm) < 1e-9, "CG vs dense solve: relative difference %.2e after %d iterations",
-        sqrt(err / nrm), st.iterations);
+  /* Plain, then preconditioned CG (the default, kept for the misfit check below). */
+  for (int pc = 0; pc <= 1; pc++) {
+    o.preconditioner = pc;
+    spf_merger_make(m, &o, &mg);
+    spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, w);
+    CHECK(spf_merger_solve(mg, rho, phi, u, sol, &st) == SPF_OK, "solve");
+    err = nrm = 0;
+    for (int64_t a = 0; a < n; a++) err += pow(sol[a] - rhs[a], 2), nrm += rhs[a] * rhs[a];
+    CHECK(sqrt(err / nrm) < 1e-9, "CG (preconditioner %d) vs dense solve: relative difference %.2e after %d iterations",
+          pc, sqrt(err / nrm), st.iterations);
+    if (!pc) spf_merger_free(mg);
+  }
   double misfit = 0;
   for (int64_t j = 0; j < np; j++) {
     double complex au = 0;
@@ -169,7 +191,7 @@ static void exact_data_recover_true_autocorrelation(void)
     u_true[a] = s;
   }
   double *x = malloc(sizeof(double) * 3 * np), *b = malloc(sizeof(double) * np);
-  random_points(np, M_PI, 10, x);
+  radial_points(np, M_PI, 10, x);
   int64_t nm[3] = {m, m, m};
   double complex *c = malloc(sizeof(double complex) * np), f[729];
   for (int64_t a = 0; a < n; a++) f[a] = u_true[a];
@@ -180,11 +202,23 @@ static void exact_data_recover_true_autocorrelation(void)
   spf_merge_default_options(&o);
   o.cg_tol = 1e-10;
   o.cg_max_iter = 500;
-  spf_merger_make(m, &o, &mg);
-  spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, NULL);
   double u[729];
   spf_merge_stats st;
+  /* The points crowd the origin, like slices through it: the circulant preconditioner
+   * (density compensation) must cut the iterations. */
+  o.preconditioner = 0;
+  spf_merger_make(m, &o, &mg);
+  spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, NULL);
   spf_merger_solve(mg, 1e-6 * np, 1e-2 * np, NULL, u, &st);
+  const int plain_iterations = st.iterations;
+  spf_merger_free(mg);
+  o.preconditioner = 1;
+  spf_merger_make(m, &o, &mg);
+  spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, NULL);
+  spf_merger_solve(mg, 1e-6 * np, 1e-2 * np, NULL, u, &st);
+  CHECK(st.iterations < plain_iterations, "preconditioned CG took %d iterations, plain %d", st.iterations,
+        plain_iterations);
+  printf("  CG iterations to 1e-10: %d preconditioned, %d plain\n", st.iterations, plain_iterations);
   double err = 0, nrm = 0;
   for (int64_t a = 0; a < n; a++) err += pow(u[a] - u_true[a], 2), nrm += u_true[a] * u_true[a];
   printf("  recovery: relative error %.2e, %d CG iterations, misfit %.2e\n", sqrt(err / nrm), st.iterations,

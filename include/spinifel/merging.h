@@ -11,7 +11,13 @@
  * A* W A is the convolution with T(d) = sum_j w_j exp(i d . x_j), d in [-M, M)^3, one
  * type-1 NUFFT onto the 2M grid; A* W b is one type-1 NUFFT onto the M grid. Both are
  * sums over points, accumulated batch by batch (and, across MPI ranks, by a sum). The
- * solve is conjugate gradients with zero-padded FFT convolutions on (2M)^3.
+ * solve is conjugate gradients with zero-padded FFT convolutions on (2M)^3, preconditioned
+ * by T. Chan's optimal circulant approximation of A* W A (exact for rho I and the ball
+ * penalty, which are circulant on the M grid): its eigenvalues are the sampling density
+ * of the points smoothed to the grid, so the preconditioner is a density compensation.
+ * Without it CG stops at its cap far from the solution, and the early-stopped iterate is
+ * so sensitive that a change of summation order (MPI ranks) in the last bit of the sums
+ * changes the result in the fifth digit.
  *
  * u layout: u[(i3 * M + i2) * M + i1], i = k + (M-1)/2. */
 #ifndef SPINIFEL_MERGING_H
@@ -27,6 +33,7 @@ typedef struct {
   int fftw_measure;   /* 1: FFTW_MEASURE plans (faster FFTs, but timing-dependent plans make
                          results differ in the last bits between processes); default 0:
                          FFTW_ESTIMATE, so a run and its resume agree bit for bit */
+  int preconditioner; /* 1: circulant (T. Chan) preconditioner (default); 0: plain CG */
 } spf_merge_options;
 
 void spf_merge_default_options(spf_merge_options *o);
