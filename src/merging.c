@@ -400,41 +400,76 @@ static double menger(double x1, double y1, double x2, double y2, double x3, doub
   return den > 0 ? 2.0 * cross / den : 0.0;
 }
 
-int spf_merger_solve_lcurve(spf_merger *mg, int n_rho, const double *rhos, double phi, const double *u0,
-                            double *u, int *chosen, spf_merge_stats *stats)
+/* The L-curve's corner: the interior point of largest |curvature| of (log misfit, log
+ * ||u||); with fewer than three values, the first. */
+static int lcurve_corner(int n_rho, const spf_merge_stats *st)
+{
+  int best = 0;
+  double best_k = -INFINITY;
+  for (int i = 1; i + 1 < n_rho; i++) {
+    double k = menger(log(st[i - 1].data_misfit + 1e-300), log(st[i - 1].solution_norm + 1e-300),
+                      log(st[i].data_misfit + 1e-300), log(st[i].solution_norm + 1e-300),
+                      log(st[i + 1].data_misfit + 1e-300), log(st[i + 1].solution_norm + 1e-300));
+    k = fabs(k);
+    if (k > best_k) {
+      best_k = k;
+      best = i;
+    }
+  }
+  return best;
+}
+
+enum { STAT_FIELDS = 7 };
+
+static void stats_pack(const spf_merge_stats *s, double *d)
+{
+  d[0] = s->iterations, d[1] = s->rel_residual, d[2] = s->data_misfit, d[3] = s->solution_norm;
+  d[4] = s->rho, d[5] = s->phi, d[6] = s->seconds;
+}
+
+static void stats_unpack(const double *d, spf_merge_stats *s)
+{
+  *s = (spf_merge_stats){(int)d[0], d[1], d[2], d[3], d[4], d[5], d[6]};
+}
+
+int spf_merger_solve_lcurve_shared(spf_merger *mg, const spf_comm *comm, int n_rho, const double *rhos, double phi,
+                                   const double *u0, double *u, int *chosen, spf_merge_stats *stats)
 {
   if (!mg || !rhos || !u) return SPF_ERR_NULL;
   if (n_rho < 1) return SPF_ERR_SIZE;
+  const int rank = comm && comm->active ? comm->rank : 0, size = comm && comm->active ? comm->size : 1;
   const int64_t n = mg->n_small;
-  double *sol = malloc(sizeof(double) * (size_t)(n * n_rho));
+  const int mine = (n_rho - rank + size - 1) / size; /* values rank, rank + size, ... */
+  double *sol = malloc(sizeof(double) * (size_t)(n * (mine > 0 ? mine : 1)));
+  double *packed = calloc((size_t)n_rho * STAT_FIELDS, sizeof(double));
   spf_merge_stats *st = malloc(sizeof(spf_merge_stats) * (size_t)n_rho);
-  if (!sol || !st) {
-    free(sol);
-    free(st);
-    return SPF_ERR_ALLOC;
+  int rc = sol && packed && st ? SPF_OK : SPF_ERR_ALLOC;
+  for (int i = rank; i < n_rho && !rc; i += size) {
+    rc = spf_merger_solve(mg, rhos[i], phi, u0, sol + (i / size) * n, &st[i]);
+    if (!rc) stats_pack(&st[i], packed + i * STAT_FIELDS);
   }
-  int rc = SPF_OK;
-  for (int i = 0; i < n_rho && !rc; i++) rc = spf_merger_solve(mg, rhos[i], phi, u0, sol + i * n, &st[i]);
+  /* Each value was solved on one rank and is zero elsewhere: the sum is a copy. */
+  rc = spf_comm_agree(comm, rc);
+  if (!rc) rc = spf_comm_sum_double(comm, packed, (int64_t)n_rho * STAT_FIELDS);
   int best = 0;
-  if (!rc && n_rho >= 3) {
-    double best_k = -INFINITY;
-    for (int i = 1; i + 1 < n_rho; i++) {
-      double k = menger(log(st[i - 1].data_misfit + 1e-300), log(st[i - 1].solution_norm + 1e-300),
-                        log(st[i].data_misfit + 1e-300), log(st[i].solution_norm + 1e-300),
-                        log(st[i + 1].data_misfit + 1e-300), log(st[i + 1].solution_norm + 1e-300));
-      k = fabs(k);
-      if (k > best_k) {
-        best_k = k;
-        best = i;
-      }
-    }
+  if (!rc) {
+    for (int i = 0; i < n_rho; i++) stats_unpack(packed + i * STAT_FIELDS, &st[i]);
+    best = lcurve_corner(n_rho, st);
+    if (rank == best % size) memcpy(u, sol + (best / size) * n, sizeof(double) * (size_t)n);
+    rc = spf_comm_bcast(comm, u, n * (int64_t)sizeof(double), best % size);
   }
   if (!rc) {
-    memcpy(u, sol + best * n, sizeof(double) * (size_t)n);
     if (chosen) *chosen = best;
     if (stats) memcpy(stats, st, sizeof(spf_merge_stats) * (size_t)n_rho);
   }
   free(sol);
+  free(packed);
   free(st);
   return rc;
+}
+
+int spf_merger_solve_lcurve(spf_merger *mg, int n_rho, const double *rhos, double phi, const double *u0,
+                            double *u, int *chosen, spf_merge_stats *stats)
+{
+  return spf_merger_solve_lcurve_shared(mg, NULL, n_rho, rhos, phi, u0, u, chosen, stats);
 }

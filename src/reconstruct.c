@@ -458,8 +458,10 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       if (!rc) rc = spf_comm_bcast(cm, wb2, (int64_t)sizeof(double), 0);
     }
     int chosen = 0;
-    if (!rc) rc = spf_merger_solve_lcurve(mg, o.n_rho, rhos, o.phi * lambda0, have_model && o.use_prior ? u_model : NULL, u,
-                                           &chosen, st);
+    /* The L-curve's solves are spread over the ranks. */
+    if (!rc)
+      rc = spf_merger_solve_lcurve_shared(mg, cm, o.n_rho, rhos, o.phi * lambda0,
+                                          have_model && o.use_prior ? u_model : NULL, u, &chosen, st);
     double t2 = omp_get_wtime();
     if (o.on_step) o.on_step(o.step_ctx, gen, "merge", 1, 1);
     if (o.on_step) o.on_step(o.step_ctx, gen, "phase", 0, 1);
@@ -468,8 +470,15 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
        * does): restarting from noise lets the model jump between generations. */
       o.phase.seed = o.seed + (uint64_t)gen;
       if (have_model) memcpy(rho_prev, rho, sizeof(double) * (size_t)n3);
-      rc = spf_phase(M, u, &o.phase, have_model && o.continue_phasing ? rho_prev : NULL,
-                     have_model && o.continue_phasing ? support : NULL, rho, support, u_model, cyc);
+      /* Over MPI, rank 0 phases and sends the result (every rank holds the same u). */
+      if (!cm || !cm->active || cm->rank == 0)
+        rc = spf_phase(M, u, &o.phase, have_model && o.continue_phasing ? rho_prev : NULL,
+                       have_model && o.continue_phasing ? support : NULL, rho, support, u_model, cyc);
+      rc = spf_comm_agree(cm, rc);
+      if (!rc) rc = spf_comm_bcast(cm, rho, n3 * (int64_t)sizeof(double), 0);
+      if (!rc) rc = spf_comm_bcast(cm, support, n3, 0);
+      if (!rc && !o.slice_merged) rc = spf_comm_bcast(cm, u_model, n3 * (int64_t)sizeof(double), 0);
+      if (!rc) rc = spf_comm_bcast(cm, cyc, o.phase.n_cycles * (int64_t)sizeof *cyc, 0);
     }
     double t3 = omp_get_wtime();
     if (o.on_step) o.on_step(o.step_ctx, gen, "phase", 1, 1);

@@ -2,6 +2,8 @@
  * single-process one. Run directly it checks one process; tests/cli_mpi.sh runs it
  * under mpirun with 2 and 3 ranks ("--ranks N": skip, 77, when MPI is not built). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "spinifel/spinifel.h"
 #include "testing.h"
@@ -39,6 +41,35 @@ static void collectives_add_and_agree(void)
   /* An error on the last rank reaches every rank. */
   const int rc = spf_comm_agree(&C, C.rank == C.size - 1 ? SPF_ERR_DATA : SPF_OK);
   CHECK(rc == SPF_ERR_DATA, "agreed code %d", rc);
+}
+
+/* The L-curve spread over ranks (each rank holding the same sums) picks the same corner
+ * and returns the same solution, bit for bit, as one process solving every value. */
+static void lcurve_over_ranks_equals_one_process(void)
+{
+  const int64_t m = 7, n3 = m * m * m, np = 3000;
+  double *x = malloc(sizeof(double) * 3 * np), *b = malloc(sizeof(double) * np);
+  spf_rng r;
+  spf_rng_seed(&r, 11, 0);
+  for (int64_t j = 0; j < 3 * np; j++) x[j] = M_PI * (2 * spf_rng_uniform(&r) - 1);
+  for (int64_t j = 0; j < np; j++) b[j] = exp(-(x[j] * x[j] + x[np + j] * x[np + j])) + 0.1 * spf_rng_normal(&r);
+  spf_merger *mg;
+  CHECK(spf_merger_make(m, NULL, &mg) == SPF_OK, "merger");
+  spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, NULL);
+  double rhos[6] = {1e-3, 1e-2, 1e-1, 1, 10, 100}, *u1 = malloc(sizeof(double) * n3), *u2 = malloc(sizeof(double) * n3);
+  int c1 = -1, c2 = -2;
+  spf_merge_stats s1[6], s2[6];
+  CHECK(spf_merger_solve_lcurve(mg, 6, rhos, 1.0, NULL, u1, &c1, s1) == SPF_OK, "one process");
+  CHECK(spf_merger_solve_lcurve_shared(mg, &C, 6, rhos, 1.0, NULL, u2, &c2, s2) == SPF_OK, "over ranks");
+  CHECK(c1 == c2 && !memcmp(u1, u2, sizeof(double) * n3), "%d ranks: corner %d vs %d, solutions %s", C.size, c2, c1,
+        memcmp(u1, u2, sizeof(double) * n3) ? "differ" : "equal");
+  int same = 1;
+  for (int i = 0; i < 6; i++)
+    same &= s1[i].iterations == s2[i].iterations && s1[i].data_misfit == s2[i].data_misfit &&
+            s1[i].solution_norm == s2[i].solution_norm;
+  CHECK(same, "every value's stats shared");
+  spf_merger_free(mg);
+  free(x); free(b); free(u1); free(u2);
 }
 
 /* Every rank reconstructs its share; rank 0 compares with the whole problem in one
@@ -145,6 +176,7 @@ int main(int argc, char **argv)
   }
   RUN_TEST(shares_cover_every_item_once);
   RUN_TEST(collectives_add_and_agree);
+  RUN_TEST(lcurve_over_ranks_equals_one_process);
   RUN_TEST(distributed_generation0_matches_single_process);
   int rc = test_summary();
   /* Every rank's verdict counts. */

@@ -25,6 +25,8 @@
 
 #include <stdint.h>
 
+#include "spinifel/mpi.h"
+
 typedef struct {
   double nufft_tol;   /* accuracy of the two type-1 sums (default 1e-6) */
   int cg_max_iter;    /* conjugate-gradient iteration cap (default 100) */
@@ -78,6 +80,13 @@ int spf_merger_solve(spf_merger *mg, double rho, double phi, const double *u0, d
  * *chosen the index kept. */
 int spf_merger_solve_lcurve(spf_merger *mg, int n_rho, const double *rhos, double phi, const double *u0,
                             double *u, int *chosen, spf_merge_stats *stats);
+
+/* The same over MPI ranks holding the same sums: rank r solves rhos r, r + size, ...;
+ * the stats are shared, every rank picks the same corner, and its solver broadcasts
+ * the solution. comm NULL or inactive: spf_merger_solve_lcurve. A solve's result does
+ * not depend on the rank that runs it, so the outcome equals the one-process one. */
+int spf_merger_solve_lcurve_shared(spf_merger *mg, const spf_comm *comm, int n_rho, const double *rhos, double phi,
+                                   const double *u0, double *u, int *chosen, spf_merge_stats *stats);
 
 /* H u = (A* W A + rho I + phi F* P F) u: the operator, exposed for tests. */
 int spf_merger_apply(spf_merger *mg, double rho, double phi, const double *u, double *out);
