@@ -273,6 +273,8 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
   json_number(c->log, "t_slice_match", g->t_slice_match);
   json_number(c->log, "t_merge", g->t_merge);
   json_number(c->log, "t_phase", g->t_phase);
+  json_number(c->log, "t_slice", g->t_slice);
+  json_number(c->log, "t_reduce", g->t_reduce);
   fprintf(c->log, "}\n");
   fflush(c->log);
   char path[2100];

@@ -399,7 +399,9 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
         const int64_t c = n_refs - f < nb ? n_refs - f : nb;
         spf_orientation_grid(n_refs, f, c, refq);
         for (int64_t j = 0; j < c; j++) spf_quat_to_matrix(refq + 4 * j, refm + 9 * j);
+        const double ts = omp_get_wtime();
         rc = spf_slicer_slice(sl, c, refm, slices);
+        log.t_slice += omp_get_wtime() - ts;
         if (!rc) rc = spf_matcher_add_batch(mt, f, c, slices);
         if (o.on_step) o.on_step(o.step_ctx, gen, "slice+match", f + c, n_refs);
       }
@@ -447,6 +449,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       /* The Toeplitz kernel and right-hand side are sums over images: add the ranks'.
        * Rank 0's total goes to all, so every rank solves and phases the same numbers
        * (and reaches the same result without a broadcast of the model). */
+      const double tr = omp_get_wtime();
       double *kern, *rhs, *wb2;
       int64_t kl, rl;
       spf_merger_sums(mg, &kern, &kl, &rhs, &rl, &wb2);
@@ -456,6 +459,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       if (!rc) rc = spf_comm_bcast(cm, kern, kl * (int64_t)sizeof(double), 0);
       if (!rc) rc = spf_comm_bcast(cm, rhs, rl * (int64_t)sizeof(double), 0);
       if (!rc) rc = spf_comm_bcast(cm, wb2, (int64_t)sizeof(double), 0);
+      log.t_reduce = omp_get_wtime() - tr;
     }
     int chosen = 0;
     /* The L-curve's solves are spread over the ranks. */

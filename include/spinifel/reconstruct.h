@@ -83,6 +83,8 @@ typedef struct {
   double phase_error;           /* final Fourier-space error of phasing */
   int64_t support_size;
   double t_slice_match, t_merge, t_phase; /* seconds */
+  double t_slice;               /* the slicing part of t_slice_match */
+  double t_reduce;              /* the MPI sums and broadcasts of the merge (in t_merge) */
 } spf_generation_log;
 
 /* A callback after each generation (may be NULL) with the log and the run's state (a
