@@ -218,6 +218,9 @@ typedef struct {
   FILE *log;
   int64_t n_images;
   int max_gen, tty, pictures_each, rank, distributed;
+  const spf_comm *comm;
+  int64_t n_all;   /* images over all ranks */
+  spf_run_state whole; /* distributed: rank 0's gathered state for the checkpoint */
   double voxel;
   double t_start;
   char msg[1024];
@@ -251,10 +254,55 @@ static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t 
   fflush(stderr);
 }
 
+/* Gather the ranks' per-image state into rank 0's whole state (volumes are the same on
+ * every rank): every rank takes part; SPF_OK or an error code agreed by all ranks. */
+static int gather_state(run_ctx *c, const spf_run_state *st)
+{
+  const spf_comm *cw = c->comm;
+  spf_run_state *w = &c->whole;
+  int64_t *counts = malloc(sizeof(int64_t) * (size_t)cw->size);
+  int rc = counts ? SPF_OK : SPF_ERR_ALLOC;
+  if (!rc && cw->rank == 0 && !w->orientations) rc = spf_run_state_make(st->M, c->n_all, w);
+  rc = spf_comm_agree(cw, rc);
+  for (int r = 0; !rc && r < cw->size; r++) {
+    int64_t f0;
+    spf_share(c->n_all, r, cw->size, &f0, &counts[r]);
+  }
+  if (!rc) rc = spf_comm_gather(cw, st->orientations, st->n_images, w->orientations, counts, 4 * sizeof(double), 0);
+  if (!rc) rc = spf_comm_gather(cw, st->best, st->n_images, w->best, counts, sizeof(int64_t), 0);
+  if (!rc) rc = spf_comm_gather(cw, st->best_dist, st->n_images, w->best_dist, counts, sizeof(float), 0);
+  if (!rc) rc = spf_comm_gather(cw, st->gap, st->n_images, w->gap, counts, sizeof(float), 0);
+  free(counts);
+  if (!rc && cw->rank == 0) {
+    const size_t n3 = (size_t)(st->M * st->M * st->M);
+    w->generation = st->generation;
+    w->have_model = st->have_model;
+    w->last_fraction_changed = st->last_fraction_changed;
+    memcpy(w->rho, st->rho, sizeof(double) * n3);
+    memcpy(w->u, st->u, sizeof(double) * n3);
+    memcpy(w->u_model, st->u_model, sizeof(double) * n3);
+    memcpy(w->support, st->support, n3);
+  }
+  return rc;
+}
+
+static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_run_state *st);
+
 static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_state *st)
 {
   run_ctx *c = ctx;
-  if (c->rank != 0) return 0; /* rank 0 reports for all */
+  if (!c->distributed) return report_generation(c, g, st);
+  /* Rank 0 reports and checkpoints for all; every rank learns whether that worked. */
+  int rc = gather_state(c, st);
+  if (!rc && c->rank == 0) rc = report_generation(c, g, &c->whole);
+  rc = spf_comm_agree(c->comm, rc);
+  if (rc && !c->msg[0]) snprintf(c->msg, sizeof c->msg, "%s", spf_strerror(rc));
+  c->rc = rc;
+  return rc;
+}
+
+static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_run_state *st)
+{
   for (int k = 0; k < 3; k++) {
     c->last_step[k] = c->cur_step[k];
     c->cur_step[k] = -1;
@@ -279,8 +327,7 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
   fflush(c->log);
   char path[2100];
   snprintf(path, sizeof path, "%s/checkpoint.h5", c->outdir);
-  /* Distributed runs hold the images' state on every rank: no checkpoint yet. */
-  c->rc = c->distributed ? SPF_OK : spf_checkpoint_write(path, st, c->config, c->msg, sizeof c->msg);
+  c->rc = spf_checkpoint_write(path, st, c->config, c->msg, sizeof c->msg);
   if (!c->rc && c->pictures_each) {
     char title[64];
     snprintf(title, sizeof title, "Density after generation %d", g->generation);
@@ -452,9 +499,9 @@ int cmd_reconstruct(int argc, char **argv)
   }
   spf_comm cw;
   spf_comm_world(&cw);
-  if (cw.active && (half_sets || resume_dir || S.half)) {
+  if (cw.active && (half_sets || S.half)) {
     if (cw.rank == 0)
-      fprintf(stderr, "spinifel reconstruct: under mpirun, --half-sets, --half and --resume are not supported yet\n");
+      fprintf(stderr, "spinifel reconstruct: under mpirun, --half-sets and --half are not supported yet\n");
     return 2;
   }
   if (half_sets) return run_half_sets(argc, argv, resume_dir, S.half, outdir);
@@ -564,7 +611,27 @@ int cmd_reconstruct(int argc, char **argv)
       fprintf(stderr, "spinifel reconstruct: %s: no checkpoint to resume from\n", path);
       return 1;
     }
-    rc = spf_checkpoint_read(path, &st, stored, sizeof stored, msg, sizeof msg);
+    /* Under mpirun every rank reads the whole state and keeps its share: the run may
+     * resume on another number of ranks. */
+    spf_run_state whole;
+    rc = cw.active ? spf_run_state_make(M, n_all, &whole) : SPF_OK;
+    if (rc) snprintf(msg, sizeof msg, "out of memory for the checkpoint's %lld images", (long long)n_all);
+    if (!rc) rc = spf_checkpoint_read(path, cw.active ? &whole : &st, stored, sizeof stored, msg, sizeof msg);
+    if (!rc && cw.active) {
+      const size_t n3b = (size_t)n3;
+      st.generation = whole.generation;
+      st.have_model = whole.have_model;
+      st.last_fraction_changed = whole.last_fraction_changed;
+      memcpy(st.orientations, whole.orientations + 4 * first, sizeof(double) * 4 * (size_t)n);
+      memcpy(st.best, whole.best + first, sizeof(int64_t) * (size_t)n);
+      memcpy(st.best_dist, whole.best_dist + first, sizeof(float) * (size_t)n);
+      memcpy(st.gap, whole.gap + first, sizeof(float) * (size_t)n);
+      memcpy(st.rho, whole.rho, sizeof(double) * n3b);
+      memcpy(st.u, whole.u, sizeof(double) * n3b);
+      memcpy(st.u_model, whole.u_model, sizeof(double) * n3b);
+      memcpy(st.support, whole.support, n3b);
+    }
+    if (cw.active) spf_run_state_free(&whole);
     if (rc) {
       fprintf(stderr, "spinifel reconstruct: %s\n", msg);
       return 1;
@@ -582,7 +649,7 @@ int cmd_reconstruct(int argc, char **argv)
     return 1;
   }
   snprintf(path, sizeof path, "%s/log.jsonl", outdir);
-  if (resumed ? trim_log(path, st.generation) : SPF_OK) {
+  if (cw.rank == 0 && (resumed ? trim_log(path, st.generation) : SPF_OK)) {
     fprintf(stderr, "spinifel reconstruct: cannot rewrite %s\n", path);
     return 1;
   }
@@ -599,7 +666,7 @@ int cmd_reconstruct(int argc, char **argv)
     fprintf(stderr, "spinifel reconstruct: cannot write %s: %s\n", path, strerror(errno));
     return 1;
   }
-  if (resumed)
+  if (resumed && cw.rank == 0)
     fprintf(stderr, "resuming %s after generation %d of %d\n", outdir, st.generation, o.max_generations);
   o.nthreads = (int)S.threads;
   o.verbose = 0;
@@ -611,10 +678,13 @@ int cmd_reconstruct(int argc, char **argv)
   o.first_image = first;
   c.rank = cw.rank;
   c.distributed = cw.active;
+  c.comm = &cw;
+  c.n_all = n_all;
   rc = spf_reconstruct(n, np, img, s, q_true, &o, resumed ? &st : NULL, on_generation, &c, &st);
+  spf_run_state_free(&c.whole);
   if (c.log) fclose(c.log);
   if (c.rc) {
-    fprintf(stderr, "spinifel reconstruct: %s\n", c.msg);
+    if (cw.rank == 0) fprintf(stderr, "spinifel reconstruct: %s\n", c.msg);
     return 1;
   }
   if (rc) {

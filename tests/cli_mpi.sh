@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The distributed reconstruction under mpirun with 2 and 3 ranks (tests/test_mpi.c);
+# The distributed reconstruction under mpirun with 2 and 3 ranks (tests/test_mpi.c), its
+# command line, checkpoints and resume;
 # skipped cleanly (77) when mpirun or the MPI build is absent. Usage: cli_mpi.sh SPINIFEL
 set -u
 dir="$(dirname "$1")"
@@ -29,6 +30,23 @@ errs() { grep -o '"median_orientation_error_deg":[0-9.]*' "$1" | tr '\n' ' '; }
 if [ -n "$(errs "$tmp/one/log.jsonl")" ] && [ "$(errs "$tmp/one/log.jsonl")" = "$(errs "$tmp/two/log.jsonl")" ]; then
   echo "ok   the 2-rank log has every generation's orientation error, as one process's"
 else echo "FAIL the 2-rank log's orientation errors: $(errs "$tmp/two/log.jsonl")"; fails=$((fails + 1)); fi
+# Checkpoints under mpirun: stopped after 2 generations and resumed on 2 ranks, the
+# run ends on the same bytes as the uninterrupted one; a 3-rank resume also works.
+mpi2=(env OMP_NUM_THREADS=1 timeout 300 mpirun --oversubscribe --allow-run-as-root -np 2)
+fixed=(--M 15 --refs 600 --refs-start 0 --soft-gens 1 --threads 1) # a fixed grid: fractions changed are < 1
+"${mpi2[@]}" "$bin" reconstruct "$tmp/d.h5" -o "$tmp/full" "${fixed[@]}" --generations 4 > /dev/null 2>&1
+"${mpi2[@]}" "$bin" reconstruct "$tmp/d.h5" -o "$tmp/res" "${fixed[@]}" --generations 2 > /dev/null 2>&1
+cp -r "$tmp/res" "$tmp/res3"
+"${mpi2[@]}" "$bin" reconstruct --resume "$tmp/res" --generations 4 > /dev/null 2>&1
+changed() { grep -o '"fraction_changed":[0-9.e-]*' "$1" | tr '\n' ' '; }
+if [ -s "$tmp/full/checkpoint.h5" ] && cmp -s "$tmp/res/density.mrc" "$tmp/full/density.mrc" &&
+   [ "$(wc -l < "$tmp/res/log.jsonl")" -eq 4 ] && [ "$(changed "$tmp/res/log.jsonl")" = "$(changed "$tmp/full/log.jsonl")" ]; then
+  echo "ok   a 2-rank run resumed on 2 ranks ends on the uninterrupted run's bytes (changed: $(changed "$tmp/res/log.jsonl"))"
+else echo "FAIL 2-rank resume"; fails=$((fails + 1)); fi
+if OMP_NUM_THREADS=1 timeout 300 mpirun --oversubscribe --allow-run-as-root -np 3 "$bin" reconstruct \
+     --resume "$tmp/res3" --generations 3 > /dev/null 2>&1 && [ "$(wc -l < "$tmp/res3/log.jsonl")" -eq 3 ] &&
+   [ -s "$tmp/res3/density.mrc" ]; then echo "ok   a 2-rank checkpoint resumes on 3 ranks"
+else echo "FAIL 3-rank resume of a 2-rank checkpoint"; fails=$((fails + 1)); fi
 # A bad input ends every rank, with an error, without hanging.
 if OMP_NUM_THREADS=1 timeout 120 mpirun --oversubscribe --allow-run-as-root -np 2 "$bin" reconstruct "$tmp/none.h5" \
      -o "$tmp/bad" > /dev/null 2>&1; then echo "FAIL a missing file succeeded"; fails=$((fails + 1))
