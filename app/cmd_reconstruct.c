@@ -219,7 +219,7 @@ typedef struct {
   int64_t n_images;
   int max_gen, tty, pictures_each, rank, distributed;
   const spf_comm *comm;
-  int64_t n_all;   /* images over all ranks */
+  int64_t n_all;   /* the run's images over all ranks */
   spf_run_state whole; /* distributed: rank 0's gathered state for the checkpoint */
   double voxel;
   double t_start;
@@ -372,7 +372,8 @@ static int trim_log(const char *path, int n)
 /* --half-sets: two independent runs, each on one half of a seeded random split of the
  * images (OUTDIR/half1, OUTDIR/half2: ordinary run directories, resumable one by one),
  * then the gold-standard FSC between their aligned densities. */
-static int run_half_sets(int argc, char **argv, const char *resume_dir, int half, const char *outdir)
+static int run_half_sets(int argc, char **argv, const char *resume_dir, int half, const char *outdir,
+                         const spf_comm *cw)
 {
   if (resume_dir || half) {
     fprintf(stderr, "spinifel reconstruct: --half-sets cannot be combined with --resume or --half (resume "
@@ -391,7 +392,7 @@ static int run_half_sets(int argc, char **argv, const char *resume_dir, int half
     args[m++] = h[k];
     args[m++] = "-o";
     args[m++] = dirs[k];
-    printf("== half %d of the images into %s\n", k + 1, dirs[k]);
+    if (cw->rank == 0) printf("== half %d of the images into %s\n", k + 1, dirs[k]);
     fflush(stdout);
     const int rc = cmd_reconstruct(m, args);
     if (rc) {
@@ -400,6 +401,7 @@ static int run_half_sets(int argc, char **argv, const char *resume_dir, int half
     }
   }
   free(args);
+  if (cw->rank != 0) return 0; /* under mpirun, rank 0 compares the halves */
   char a[2200], b[2200], csv[2200];
   snprintf(a, sizeof a, "%s/density.mrc", dirs[0]);
   snprintf(b, sizeof b, "%s/density.mrc", dirs[1]);
@@ -499,12 +501,7 @@ int cmd_reconstruct(int argc, char **argv)
   }
   spf_comm cw;
   spf_comm_world(&cw);
-  if (cw.active && (half_sets || S.half)) {
-    if (cw.rank == 0)
-      fprintf(stderr, "spinifel reconstruct: under mpirun, --half-sets and --half are not supported yet\n");
-    return 2;
-  }
-  if (half_sets) return run_half_sets(argc, argv, resume_dir, S.half, outdir);
+  if (half_sets) return run_half_sets(argc, argv, resume_dir, S.half, outdir, &cw);
   static char config[16384], config_results[16384], stored[16384];
   config_text(&S, 0, config, sizeof config);
   config_text(&S, 1, config_results, sizeof config_results);
@@ -551,11 +548,13 @@ int cmd_reconstruct(int argc, char **argv)
       if (slot[i] == 0) slot[i] = n++;
     free(perm);
   }
-  /* Under mpirun: this rank's contiguous share of the images, read and held alone. */
+  /* Under mpirun: this rank's contiguous share of the run's images (of the half, with
+   * --half), read and held alone. */
+  const int64_t n_run = n;
   int64_t first = 0;
   if (cw.active) {
-    spf_share(n_all, cw.rank, cw.size, &first, &n);
-    for (int64_t i = 0; i < n_all; i++) slot[i] = i >= first && i < first + n ? i - first : -1;
+    spf_share(n_run, cw.rank, cw.size, &first, &n);
+    for (int64_t i = 0; i < n_all; i++) slot[i] = slot[i] >= first && slot[i] < first + n ? slot[i] - first : -1;
   }
   int64_t np = 0;
   for (int64_t p = 0; p < np_all; p++) np += d->mask[p] != 0;
@@ -614,8 +613,8 @@ int cmd_reconstruct(int argc, char **argv)
     /* Under mpirun every rank reads the whole state and keeps its share: the run may
      * resume on another number of ranks. */
     spf_run_state whole;
-    rc = cw.active ? spf_run_state_make(M, n_all, &whole) : SPF_OK;
-    if (rc) snprintf(msg, sizeof msg, "out of memory for the checkpoint's %lld images", (long long)n_all);
+    rc = cw.active ? spf_run_state_make(M, n_run, &whole) : SPF_OK;
+    if (rc) snprintf(msg, sizeof msg, "out of memory for the checkpoint's %lld images", (long long)n_run);
     if (!rc) rc = spf_checkpoint_read(path, cw.active ? &whole : &st, stored, sizeof stored, msg, sizeof msg);
     if (!rc && cw.active) {
       const size_t n3b = (size_t)n3;
@@ -679,7 +678,7 @@ int cmd_reconstruct(int argc, char **argv)
   c.rank = cw.rank;
   c.distributed = cw.active;
   c.comm = &cw;
-  c.n_all = n_all;
+  c.n_all = n_run;
   rc = spf_reconstruct(n, np, img, s, q_true, &o, resumed ? &st : NULL, on_generation, &c, &st);
   spf_run_state_free(&c.whole);
   if (c.log) fclose(c.log);
@@ -695,15 +694,15 @@ int cmd_reconstruct(int argc, char **argv)
     /* Rank 0 gathers every image's orientation, distance and confidence (and truth)
      * and writes the outputs; the volumes are the same on every rank. */
     int64_t *counts = malloc(sizeof(int64_t) * (size_t)cw.size);
-    double *qa = cw.rank == 0 ? malloc(sizeof(double) * 4 * (size_t)n_all) : NULL;
-    double *ta = cw.rank == 0 && q_true ? malloc(sizeof(double) * 4 * (size_t)n_all) : NULL;
-    float *da = cw.rank == 0 ? malloc(sizeof(float) * (size_t)n_all) : NULL;
-    float *ga = cw.rank == 0 ? malloc(sizeof(float) * (size_t)n_all) : NULL;
+    double *qa = cw.rank == 0 ? malloc(sizeof(double) * 4 * (size_t)n_run) : NULL;
+    double *ta = cw.rank == 0 && q_true ? malloc(sizeof(double) * 4 * (size_t)n_run) : NULL;
+    float *da = cw.rank == 0 ? malloc(sizeof(float) * (size_t)n_run) : NULL;
+    float *ga = cw.rank == 0 ? malloc(sizeof(float) * (size_t)n_run) : NULL;
     rc = counts && (cw.rank || (qa && da && ga && (!q_true || ta))) ? SPF_OK : SPF_ERR_ALLOC;
     rc = spf_comm_agree(&cw, rc);
     for (int r = 0; !rc && r < cw.size; r++) {
       int64_t f0;
-      spf_share(n_all, r, cw.size, &f0, &counts[r]);
+      spf_share(n_run, r, cw.size, &f0, &counts[r]);
     }
     if (!rc) rc = spf_comm_gather(&cw, st.orientations, n, qa, counts, 4 * (int64_t)sizeof(double), 0);
     if (!rc) rc = spf_comm_gather(&cw, st.best_dist, n, da, counts, (int64_t)sizeof(float), 0);
@@ -723,7 +722,7 @@ int cmd_reconstruct(int argc, char **argv)
     st.best_dist = da;
     st.gap = ga;
     q_true = ta;
-    n = n_all;
+    n = n_run;
   }
   for (int64_t i = 0; i < n3; i++) map[i] = (float)st.rho[i];
   snprintf(path, sizeof path, "%s/density.mrc", outdir);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The distributed reconstruction under mpirun with 2 and 3 ranks (tests/test_mpi.c), its
-# command line, checkpoints and resume;
+# command line, checkpoints and resume, half sets;
 # skipped cleanly (77) when mpirun or the MPI build is absent. Usage: cli_mpi.sh SPINIFEL
 set -u
 dir="$(dirname "$1")"
@@ -47,6 +47,14 @@ if OMP_NUM_THREADS=1 timeout 300 mpirun --oversubscribe --allow-run-as-root -np 
      --resume "$tmp/res3" --generations 3 > /dev/null 2>&1 && [ "$(wc -l < "$tmp/res3/log.jsonl")" -eq 3 ] &&
    [ -s "$tmp/res3/density.mrc" ]; then echo "ok   a 2-rank checkpoint resumes on 3 ranks"
 else echo "FAIL 3-rank resume of a 2-rank checkpoint"; fails=$((fails + 1)); fi
+# Half sets under mpirun: each half distributed over the ranks, rank 0 compares them;
+# half 1 follows the one-process --half 1 run generation by generation.
+"${mpi2[@]}" "$bin" reconstruct "$tmp/d.h5" -o "$tmp/halves" "${args[@]}" --half-sets > /dev/null 2>&1
+"$bin" reconstruct "$tmp/d.h5" -o "$tmp/half1" "${args[@]}" --half 1 > /dev/null 2>&1
+if [ -s "$tmp/halves/fsc_halves.csv" ] && [ -s "$tmp/halves/half2/density.mrc" ] &&
+   [ -n "$(errs "$tmp/half1/log.jsonl")" ] && [ "$(errs "$tmp/halves/half1/log.jsonl")" = "$(errs "$tmp/half1/log.jsonl")" ]; then
+  echo "ok   --half-sets on 2 ranks: half 1 as one process's --half 1, FSC written"
+else echo "FAIL --half-sets on 2 ranks: $(errs "$tmp/halves/half1/log.jsonl")"; fails=$((fails + 1)); fi
 # A bad input ends every rank, with an error, without hanging.
 if OMP_NUM_THREADS=1 timeout 120 mpirun --oversubscribe --allow-run-as-root -np 2 "$bin" reconstruct "$tmp/none.h5" \
      -o "$tmp/bad" > /dev/null 2>&1; then echo "FAIL a missing file succeeded"; fails=$((fails + 1))
