@@ -21,6 +21,7 @@ struct spf_merger_s {
   double wb2;              /* sum_j w_j b_j^2 */
   fftw_complex *kernel_ft; /* r2c transform of kernel, refreshed when the sums change */
   double *circ;            /* eigenvalues of the circulant approximation (M^3 r2c layout) */
+  uint8_t *outside;        /* M^3 r2c layout: 1 outside the ball |q| <= (M-1)/2 (penalised) */
   int kernel_dirty;
   double *pad;             /* (2M)^3 real */
   fftw_complex *pad_ft;
@@ -54,6 +55,7 @@ void spf_merger_free(spf_merger *mg)
   fftw_free(mg->kernel);
   fftw_free(mg->kernel_ft);
   free(mg->circ);
+  free(mg->outside);
   fftw_free(mg->pad);
   fftw_free(mg->pad_ft);
   fftw_free(mg->small);
@@ -116,10 +118,11 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   mg->small_ft = fftw_malloc(sizeof(fftw_complex) * (size_t)mg->n_small_spec);
   mg->rhs = malloc(sizeof(double) * (size_t)mg->n_small);
   mg->circ = malloc(sizeof(double) * (size_t)mg->n_small_spec);
+  mg->outside = malloc((size_t)mg->n_small_spec);
   mg->big_out = malloc(sizeof(double complex) * (size_t)mg->n_big);
   mg->small_out = malloc(sizeof(double complex) * (size_t)mg->n_small);
   if (!mg->kernel || !mg->kernel_ft || !mg->pad || !mg->pad_ft || !mg->small || !mg->small_ft || !mg->rhs ||
-      !mg->circ || !mg->big_out || !mg->small_out) {
+      !mg->circ || !mg->outside || !mg->big_out || !mg->small_out) {
     spf_merger_free(mg);
     return SPF_ERR_ALLOC;
   }
@@ -135,6 +138,15 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   if (!mg->big_r2c || !mg->big_c2r || !mg->kernel_r2c || !mg->small_r2c || !mg->small_c2r) {
     spf_merger_free(mg);
     return SPF_ERR_FFTW;
+  }
+  const int64_t mh = m / 2 + 1, rad = (m - 1) / 2;
+  for (int64_t j3 = 0; j3 < m; j3++) {
+    const int64_t q3 = j3 <= rad ? j3 : j3 - m;
+    for (int64_t j2 = 0; j2 < m; j2++) {
+      const int64_t q2 = j2 <= rad ? j2 : j2 - m;
+      for (int64_t j1 = 0; j1 < mh; j1++)
+        mg->outside[(j3 * m + j2) * mh + j1] = q3 * q3 + q2 * q2 + j1 * j1 > rad * rad;
+    }
   }
   spf_merger_clear(mg);
   *out = mg;
@@ -246,20 +258,12 @@ static void refresh_kernel(spf_merger *mg)
 /* z = C^-1 r with C = circulant(T) + rho I + phi F* P F, all diagonal in the M^3 FFT. */
 static void apply_preconditioner(spf_merger *mg, double rho, double phi, const double *r, double *z)
 {
-  const int64_t m = mg->m, mh = m / 2 + 1, rad = (m - 1) / 2;
   memcpy(mg->small, r, sizeof(double) * (size_t)mg->n_small);
   fftw_execute(mg->small_r2c);
   const double norm = 1.0 / (double)mg->n_small;
-  for (int64_t j3 = 0; j3 < m; j3++) {
-    int64_t q3 = j3 <= rad ? j3 : j3 - m;
-    for (int64_t j2 = 0; j2 < m; j2++) {
-      int64_t q2 = j2 <= rad ? j2 : j2 - m;
-      for (int64_t j1 = 0; j1 < mh; j1++) {
-        const int64_t i = (j3 * m + j2) * mh + j1;
-        double den = mg->circ[i] + rho + (q3 * q3 + q2 * q2 + j1 * j1 <= rad * rad ? 0.0 : phi);
-        mg->small_ft[i] *= den > 0 ? norm / den : 0.0;
-      }
-    }
+  for (int64_t i = 0; i < mg->n_small_spec; i++) {
+    const double den = mg->circ[i] + rho + (mg->outside[i] ? phi : 0.0);
+    mg->small_ft[i] *= den > 0 ? norm / den : 0.0;
   }
   fftw_execute(mg->small_c2r);
   memcpy(z, mg->small, sizeof(double) * (size_t)mg->n_small);
@@ -288,20 +292,10 @@ static void apply_toeplitz(spf_merger *mg, const double *u, double *out)
 /* out += phi F* P F u: the part of u outside the resolution ball. */
 static void add_ball_penalty(spf_merger *mg, double phi, const double *u, double *out)
 {
-  const int64_t m = mg->m, mh = m / 2 + 1, r = (m - 1) / 2;
   memcpy(mg->small, u, sizeof(double) * (size_t)mg->n_small);
   fftw_execute(mg->small_r2c);
   const double norm = 1.0 / (double)mg->n_small;
-  for (int64_t j3 = 0; j3 < m; j3++) {
-    int64_t q3 = j3 <= r ? j3 : j3 - m;
-    for (int64_t j2 = 0; j2 < m; j2++) {
-      int64_t q2 = j2 <= r ? j2 : j2 - m;
-      for (int64_t j1 = 0; j1 < mh; j1++) {
-        fftw_complex *v = &mg->small_ft[(j3 * m + j2) * mh + j1];
-        *v = q3 * q3 + q2 * q2 + j1 * j1 <= r * r ? 0.0 : *v * norm;
-      }
-    }
-  }
+  for (int64_t i = 0; i < mg->n_small_spec; i++) mg->small_ft[i] = mg->outside[i] ? mg->small_ft[i] * norm : 0.0;
   fftw_execute(mg->small_c2r);
   for (int64_t i = 0; i < mg->n_small; i++) out[i] += phi * mg->small[i];
 }
