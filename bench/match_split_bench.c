@@ -32,9 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "spinifel/spinifel.h"
 #ifdef SPINIFEL_HAVE_MPI
 #include <mpi.h>
@@ -87,22 +87,6 @@ static void *xmalloc(size_t bytes, const char *what)
   void *p = malloc(bytes ? bytes : 1);
   if (!p) fail(what, SPF_ERR_ALLOC);
   return p;
-}
-
-static double peak_rss_mib(void)
-{
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru)) return NAN;
-  return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
-}
-
-static int parse_int64(const char *v, int64_t lo, int64_t hi, int64_t *out)
-{
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (end == v || *end || x < lo || x > hi) return 1;
-  *out = (int64_t)x;
-  return 0;
 }
 
 static void barrier(const bench *b)

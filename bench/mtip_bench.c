@@ -21,8 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
+#include "bench_util.h"
 #include "spinifel/spinifel.h"
 
 #define MAX_REFS 16
@@ -42,27 +42,11 @@ static void *xmalloc(size_t bytes, const char *what)
   return p;
 }
 
-static double peak_rss_mib(void)
-{
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru)) return NAN;
-  return (double)ru.ru_maxrss / 1024.0; /* ru_maxrss is KiB on Linux */
-}
-
 static int usage(void)
 {
   fprintf(stderr, "usage: mtip_bench [--images N] [--pixels P] [--M M] [--refs R1,R2,...] [--ref-batch B]\n"
                   "                  [--threads K] [--distance D] [--atoms A]\n");
   return 2;
-}
-
-static int parse_int64(const char *v, int64_t lo, int64_t hi, int64_t *out)
-{
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (end == v || *end || x < lo || x > hi) return 1;
-  *out = (int64_t)x;
-  return 0;
 }
 
 typedef struct {

@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
+#include "bench_util.h"
 #include "spinifel/spinifel.h"
 
 typedef struct {
@@ -22,13 +22,6 @@ typedef struct {
   int64_t n, m;
   double tol, upsampfac;
 } bench_args;
-
-static double peak_rss_gib(void)
-{
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_maxrss / (1024.0 * 1024.0);
-}
 
 /* FINUFFT 2.x on this machine kind, million points/s, 128^3, 1e7 points, 2 threads. */
 static double finufft_reference(const bench_args *a)
@@ -196,7 +189,7 @@ int main(int argc, char **argv)
          "| peak %.2f GiB",
          a.type, a.prec_float ? "float" : "double", (long long)n, (double)m, a.tol, a.threads, info.width,
          (long long)info.n_fine[0], t_plan, t_setpts, best, mpts, t_setpts_warm, tbest.spread, tbest.fft,
-         tbest.deconvolve, sqrt(err / nrm), peak_rss_gib());
+         tbest.deconvolve, sqrt(err / nrm), peak_rss_mib() / 1024.0);
   if (a.type == 1) printf(" | %s adds", a.nondet ? "unordered" : "ordered");
   if (ref > 0) printf(" | vs FINUFFT %.2fx", mpts / ref);
   printf("\n");
