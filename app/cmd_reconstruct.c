@@ -256,23 +256,34 @@ static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t 
 
 /* Gather the ranks' per-image state into rank 0's whole state (volumes are the same on
  * every rank): every rank takes part; SPF_OK or an error code agreed by all ranks. */
+/* Gather each rank's share of n_all per-image items (item_bytes each) into rank 0's out. */
+static int gather_images(const spf_comm *cw, int64_t n_all, const void *mine, int64_t n_mine, void *out,
+                         int64_t item_bytes)
+{
+  int64_t *counts = malloc(sizeof(int64_t) * (size_t)cw->size);
+  int rc = spf_comm_agree(cw, counts ? SPF_OK : SPF_ERR_ALLOC);
+  for (int r = 0; !rc && r < cw->size; r++) {
+    int64_t f0;
+    spf_share(n_all, r, cw->size, &f0, &counts[r]);
+  }
+  if (!rc) rc = spf_comm_gather(cw, mine, n_mine, out, counts, item_bytes, 0);
+  free(counts);
+  return rc;
+}
+
+/* Gather the ranks' per-image state into rank 0's whole state (volumes are the same on
+ * every rank): every rank takes part; SPF_OK or an error code agreed by all ranks. */
 static int gather_state(run_ctx *c, const spf_run_state *st)
 {
   const spf_comm *cw = c->comm;
   spf_run_state *w = &c->whole;
-  int64_t *counts = malloc(sizeof(int64_t) * (size_t)cw->size);
-  int rc = counts ? SPF_OK : SPF_ERR_ALLOC;
-  if (!rc && cw->rank == 0 && !w->orientations) rc = spf_run_state_make(st->M, c->n_all, w);
+  const int64_t n = st->n_images;
+  int rc = cw->rank == 0 && !w->orientations ? spf_run_state_make(st->M, c->n_all, w) : SPF_OK;
   rc = spf_comm_agree(cw, rc);
-  for (int r = 0; !rc && r < cw->size; r++) {
-    int64_t f0;
-    spf_share(c->n_all, r, cw->size, &f0, &counts[r]);
-  }
-  if (!rc) rc = spf_comm_gather(cw, st->orientations, st->n_images, w->orientations, counts, 4 * sizeof(double), 0);
-  if (!rc) rc = spf_comm_gather(cw, st->best, st->n_images, w->best, counts, sizeof(int64_t), 0);
-  if (!rc) rc = spf_comm_gather(cw, st->best_dist, st->n_images, w->best_dist, counts, sizeof(float), 0);
-  if (!rc) rc = spf_comm_gather(cw, st->gap, st->n_images, w->gap, counts, sizeof(float), 0);
-  free(counts);
+  if (!rc) rc = gather_images(cw, c->n_all, st->orientations, n, w->orientations, 4 * sizeof(double));
+  if (!rc) rc = gather_images(cw, c->n_all, st->best, n, w->best, sizeof(int64_t));
+  if (!rc) rc = gather_images(cw, c->n_all, st->best_dist, n, w->best_dist, sizeof(float));
+  if (!rc) rc = gather_images(cw, c->n_all, st->gap, n, w->gap, sizeof(float));
   if (!rc && cw->rank == 0) {
     const size_t n3 = (size_t)(st->M * st->M * st->M);
     w->generation = st->generation;
@@ -680,7 +691,6 @@ int cmd_reconstruct(int argc, char **argv)
   c.comm = &cw;
   c.n_all = n_run;
   rc = spf_reconstruct(n, np, img, s, q_true, &o, resumed ? &st : NULL, on_generation, &c, &st);
-  spf_run_state_free(&c.whole);
   if (c.log) fclose(c.log);
   if (c.rc) {
     if (cw.rank == 0) fprintf(stderr, "spinifel reconstruct: %s\n", c.msg);
@@ -691,36 +701,21 @@ int cmd_reconstruct(int argc, char **argv)
     return 1;
   }
   if (cw.active) {
-    /* Rank 0 gathers every image's orientation, distance and confidence (and truth)
-     * and writes the outputs; the volumes are the same on every rank. */
-    int64_t *counts = malloc(sizeof(int64_t) * (size_t)cw.size);
-    double *qa = cw.rank == 0 ? malloc(sizeof(double) * 4 * (size_t)n_run) : NULL;
+    /* Rank 0 gathers every image's state (and truth) and writes the outputs; the
+     * volumes are the same on every rank. */
     double *ta = cw.rank == 0 && q_true ? malloc(sizeof(double) * 4 * (size_t)n_run) : NULL;
-    float *da = cw.rank == 0 ? malloc(sizeof(float) * (size_t)n_run) : NULL;
-    float *ga = cw.rank == 0 ? malloc(sizeof(float) * (size_t)n_run) : NULL;
-    rc = counts && (cw.rank || (qa && da && ga && (!q_true || ta))) ? SPF_OK : SPF_ERR_ALLOC;
-    rc = spf_comm_agree(&cw, rc);
-    for (int r = 0; !rc && r < cw.size; r++) {
-      int64_t f0;
-      spf_share(n_run, r, cw.size, &f0, &counts[r]);
-    }
-    if (!rc) rc = spf_comm_gather(&cw, st.orientations, n, qa, counts, 4 * (int64_t)sizeof(double), 0);
-    if (!rc) rc = spf_comm_gather(&cw, st.best_dist, n, da, counts, (int64_t)sizeof(float), 0);
-    if (!rc) rc = spf_comm_gather(&cw, st.gap, n, ga, counts, (int64_t)sizeof(float), 0);
-    if (!rc && q_true) rc = spf_comm_gather(&cw, q_true, n, ta, counts, 4 * (int64_t)sizeof(double), 0);
-    free(counts);
+    rc = spf_comm_agree(&cw, cw.rank == 0 && q_true && !ta ? SPF_ERR_ALLOC : SPF_OK);
+    if (!rc) rc = gather_state(&c, &st);
+    if (!rc && q_true) rc = gather_images(&cw, n_run, q_true, n, ta, 4 * sizeof(double));
     if (rc) {
       fprintf(stderr, "spinifel reconstruct: %s\n", spf_strerror(rc));
       return 1;
     }
     if (cw.rank != 0) return 0;
-    free(st.orientations);
-    free(st.best_dist);
-    free(st.gap);
+    spf_run_state_free(&st);
+    st = c.whole;
+    memset(&c.whole, 0, sizeof c.whole);
     free(q_true);
-    st.orientations = qa;
-    st.best_dist = da;
-    st.gap = ga;
     q_true = ta;
     n = n_run;
   }
@@ -749,5 +744,6 @@ int cmd_reconstruct(int argc, char **argv)
   }
   free(img); free(s); free(q_true); free(map);
   spf_run_state_free(&st);
+  spf_run_state_free(&c.whole);
   return 0;
 }
