@@ -254,8 +254,19 @@ static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t 
   fflush(stderr);
 }
 
-/* Gather the ranks' per-image state into rank 0's whole state (volumes are the same on
- * every rank): every rank takes part; SPF_OK or an error code agreed by all ranks. */
+/* The state every rank holds whole: generation counters and the volumes. */
+static void copy_run_volumes(spf_run_state *dst, const spf_run_state *src)
+{
+  const size_t n3 = (size_t)(src->M * src->M * src->M);
+  dst->generation = src->generation;
+  dst->have_model = src->have_model;
+  dst->last_fraction_changed = src->last_fraction_changed;
+  memcpy(dst->rho, src->rho, sizeof(double) * n3);
+  memcpy(dst->u, src->u, sizeof(double) * n3);
+  memcpy(dst->u_model, src->u_model, sizeof(double) * n3);
+  memcpy(dst->support, src->support, n3);
+}
+
 /* Gather each rank's share of n_all per-image items (item_bytes each) into rank 0's out. */
 static int gather_images(const spf_comm *cw, int64_t n_all, const void *mine, int64_t n_mine, void *out,
                          int64_t item_bytes)
@@ -284,16 +295,7 @@ static int gather_state(run_ctx *c, const spf_run_state *st)
   if (!rc) rc = gather_images(cw, c->n_all, st->best, n, w->best, sizeof(int64_t));
   if (!rc) rc = gather_images(cw, c->n_all, st->best_dist, n, w->best_dist, sizeof(float));
   if (!rc) rc = gather_images(cw, c->n_all, st->gap, n, w->gap, sizeof(float));
-  if (!rc && cw->rank == 0) {
-    const size_t n3 = (size_t)(st->M * st->M * st->M);
-    w->generation = st->generation;
-    w->have_model = st->have_model;
-    w->last_fraction_changed = st->last_fraction_changed;
-    memcpy(w->rho, st->rho, sizeof(double) * n3);
-    memcpy(w->u, st->u, sizeof(double) * n3);
-    memcpy(w->u_model, st->u_model, sizeof(double) * n3);
-    memcpy(w->support, st->support, n3);
-  }
+  if (!rc && cw->rank == 0) copy_run_volumes(w, st);
   return rc;
 }
 
@@ -628,18 +630,11 @@ int cmd_reconstruct(int argc, char **argv)
     if (rc) snprintf(msg, sizeof msg, "out of memory for the checkpoint's %lld images", (long long)n_run);
     if (!rc) rc = spf_checkpoint_read(path, cw.active ? &whole : &st, stored, sizeof stored, msg, sizeof msg);
     if (!rc && cw.active) {
-      const size_t n3b = (size_t)n3;
-      st.generation = whole.generation;
-      st.have_model = whole.have_model;
-      st.last_fraction_changed = whole.last_fraction_changed;
+      copy_run_volumes(&st, &whole);
       memcpy(st.orientations, whole.orientations + 4 * first, sizeof(double) * 4 * (size_t)n);
       memcpy(st.best, whole.best + first, sizeof(int64_t) * (size_t)n);
       memcpy(st.best_dist, whole.best_dist + first, sizeof(float) * (size_t)n);
       memcpy(st.gap, whole.gap + first, sizeof(float) * (size_t)n);
-      memcpy(st.rho, whole.rho, sizeof(double) * n3b);
-      memcpy(st.u, whole.u, sizeof(double) * n3b);
-      memcpy(st.u_model, whole.u_model, sizeof(double) * n3b);
-      memcpy(st.support, whole.support, n3b);
     }
     if (cw.active) spf_run_state_free(&whole);
     if (rc) {
