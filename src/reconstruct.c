@@ -447,8 +447,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     rc = spf_comm_agree(cm, rc);
     if (!rc && cm && cm->active) {
       /* The Toeplitz kernel and right-hand side are sums over images: add the ranks'.
-       * Rank 0's total goes to all, so every rank solves and phases the same numbers
-       * (and reaches the same result without a broadcast of the model). */
+       * Rank 0's total goes to all, so every rank's share of the L-curve solves the
+       * same system a single process would. */
       const double tr = omp_get_wtime();
       double *kern, *rhs, *wb2;
       int64_t kl, rl;
