@@ -31,6 +31,19 @@ struct spf_matcher_s {
   double t_gemm, t_scan;
 };
 
+/* d.m in double, in an order fixed by n alone (eight running sums, then a tree), so the
+ * same pair gives the same bits in any batch. The products of floats are exact in
+ * double, so contraction into FMA changes nothing. */
+static double exact_dot(const float *x, const float *y, int64_t n)
+{
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t p = 0;
+  for (; p + 8 <= n; p += 8)
+    for (int k = 0; k < 8; k++) s[k] += (double)x[p + k] * y[p + k];
+  for (int k = 0; p < n; p++, k++) s[k] += (double)x[p] * y[p];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 void spf_match_default_options(spf_match_options *o)
 {
   if (!o) return;
@@ -201,10 +214,19 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)n_models, (int)np, 1.0f,
                 m->data + i0 * np, (int)np, mod, (int)np, 0.0f, m->cross, (int)n_models);
     double t1 = omp_get_wtime();
+    /* sgemm's rounding of d.m depends on its blocking, threads and the shapes of the call
+     * (OpenBLAS's Haswell kernels give different last bits for the same pair in different
+     * batches), so it only proposes: a pair within the bound of that rounding of the
+     * distance still kept is measured again in a fixed order (exact_dot), and only those
+     * distances are kept. The result is then the same bits whatever the batches, image
+     * blocks, threads or MPI ranks. Bound: |fl(d.m) - d.m| <= n u ||d|| ||m|| (u = 2^-24,
+     * Cauchy-Schwarz), so the distance moves by at most 2 n u (a ||d|| ||m||), which is
+     * 2 n u ||d||^2 for the per-image scale; plus the float rounding of two distances. */
+    const double nu = (double)np * (FLT_EPSILON / 2);
 #pragma omp parallel for num_threads(m->nthreads) schedule(static)
     for (int64_t ii = 0; ii < nb; ii++) {
       const int64_t i = i0 + ii;
-      const float *c = m->cross + ii * n_models;
+      const float *c = m->cross + ii * n_models, *x = m->data + i * np;
       const double dn = m->dnorm2[i];
       float best = m->best_dist[i], second = m->second_dist[i];
       int64_t arg = m->best[i];
@@ -212,11 +234,21 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
       int64_t *ti = m->top_idx ? m->top_idx + i * K : NULL;
       float *td = m->top_dist ? m->top_dist + i * K : NULL;
       for (int64_t j = 0; j < n_models; j++) {
-        double d;
-        if (m->scale == SPF_SCALE_PER_IMAGE)
-          d = (c[j] > 0 && m->mnorm2[j] > 0) ? dn - (double)c[j] * c[j] / m->mnorm2[j] : dn;
-        else
-          d = dn + a * a * m->mnorm2[j] - 2.0 * a * c[j];
+        const double mn = m->mnorm2[j];
+        double d, slack;
+        if (m->scale == SPF_SCALE_PER_IMAGE) {
+          d = (c[j] > 0 && mn > 0) ? dn - (double)c[j] * c[j] / mn : dn;
+          slack = 2 * nu * (1 + nu) * (1 + FLT_EPSILON) * dn + FLT_EPSILON * dn;
+        } else {
+          d = dn + a * a * mn - 2.0 * a * c[j];
+          slack = 2 * nu * (1 + nu) * a * sqrt(dn * mn) + FLT_EPSILON * (dn + a * a * mn);
+        }
+        /* The largest distance still kept: anything that may beat it is measured. */
+        const float keep_below = td ? td[K - 1] : second;
+        if (!((float)d - slack < keep_below)) continue;
+        const double e = exact_dot(x, mod + j * np, np);
+        if (m->scale == SPF_SCALE_PER_IMAGE) d = (e > 0 && mn > 0) ? dn - e * e / mn : dn;
+        else d = dn + a * a * mn - 2.0 * a * e;
         const float df = (float)d;
         if (df < best) {
           second = best;

@@ -5,7 +5,14 @@
  *
  * with per-pixel weights w (0 excludes a pixel, e.g. masked) and a scale a chosen by
  * the scale mode. The cross terms d.m for a block of images against a batch of models
- * are one single-precision matrix product (CBLAS sgemm). Models arrive in batches and
+ * are one single-precision matrix product (CBLAS sgemm). sgemm's rounding depends on
+ * the call's shape and threads, so it only shortlists: a pair that may, within that
+ * rounding's bound, beat what an image keeps is measured again by a dot product in an
+ * order fixed by n_pixels alone, in double. The distances kept, and so the matches, are
+ * the same bits however the references are batched, the images blocked or split over
+ * matchers (MPI ranks), or the threads set; and free of sgemm's cancellation in
+ * ||d||^2 - (d.m)^2 / ||m||^2. (The global scale, one factor per batch, still depends on
+ * the batches.) Models arrive in batches and
  * each image keeps a running best and second best, so memory is bounded by the batch
  * and image-block sizes, never by the number of references.
  *
