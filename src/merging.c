@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fftw_threads.h"
+#include "fixed_point.h"
 #include "spinifel/error.h"
 #include "spinifel/nufft.h"
 
@@ -28,6 +29,10 @@ struct spf_merger_s {
   double *small;           /* M^3 real */
   fftw_complex *small_ft;
   fftw_plan big_r2c, big_c2r, small_r2c, small_c2r, kernel_r2c;
+  /* Exact sums (spf_merger_exact_sums): the same three sums as integer multiples of 2^e,
+   * one array kernel | rhs | wb2 so that one MPI sum reduces them. */
+  int64_t *fixed;
+  int exp_kernel, exp_rhs, exp_wb2;
   double complex *cbuf;    /* NUFFT strengths */
   double complex *big_out, *small_out;
   int64_t cbuf_cap;
@@ -61,6 +66,7 @@ void spf_merger_free(spf_merger *mg)
   fftw_free(mg->small);
   fftw_free(mg->small_ft);
   free(mg->rhs);
+  free(mg->fixed);
   free(mg->cbuf);
   free(mg->big_out);
   free(mg->small_out);
@@ -73,7 +79,43 @@ void spf_merger_clear(spf_merger *mg)
   memset(mg->kernel, 0, sizeof(double) * (size_t)mg->n_big);
   memset(mg->rhs, 0, sizeof(double) * (size_t)mg->n_small);
   mg->wb2 = 0;
+  if (mg->fixed) memset(mg->fixed, 0, sizeof(int64_t) * (size_t)(mg->n_big + mg->n_small + 1));
   mg->kernel_dirty = 1;
+}
+
+int spf_merger_exact_sums(spf_merger *mg, double weight_bound, double wb_bound, double wb2_bound)
+{
+  if (!mg) return SPF_ERR_NULL;
+  if (weight_bound == 0 && wb_bound == 0 && wb2_bound == 0) {
+    free(mg->fixed);
+    mg->fixed = NULL;
+    spf_merger_clear(mg);
+    return SPF_OK;
+  }
+  if (!(weight_bound > 0 && wb_bound > 0 && wb2_bound > 0 && isfinite(weight_bound) && isfinite(wb_bound) &&
+        isfinite(wb2_bound)))
+    return SPF_ERR_ARG;
+  if (!mg->fixed) {
+    mg->fixed = malloc(sizeof(int64_t) * (size_t)(mg->n_big + mg->n_small + 1));
+    if (!mg->fixed) return SPF_ERR_ALLOC;
+  }
+  /* |T(d)| <= sum w (1 + the NUFFT's error, <= tol sum w); |rhs_k| <= sum w |b| (1 + tol). */
+  const double slack = 1 + 2 * mg->o.nufft_tol + 1e-12;
+  mg->exp_kernel = spf_fixed_exponent(weight_bound * slack);
+  mg->exp_rhs = spf_fixed_exponent(wb_bound * slack);
+  mg->exp_wb2 = spf_fixed_exponent(wb2_bound * slack);
+  spf_merger_clear(mg);
+  return SPF_OK;
+}
+
+int spf_merger_fixed_sums(spf_merger *mg, int64_t **sums, int64_t *len)
+{
+  if (!mg || !sums || !len) return SPF_ERR_NULL;
+  if (!mg->fixed) return SPF_ERR_ARG;
+  mg->kernel_dirty = 1; /* the caller may add other ranks' sums */
+  *sums = mg->fixed;
+  *len = mg->n_big + mg->n_small + 1;
+  return SPF_OK;
 }
 
 int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
@@ -168,7 +210,7 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
   }
   int bad = 0;
   double wb2 = 0;
-#pragma omp parallel for num_threads(mg->o.nthreads) reduction(|| : bad) reduction(+ : wb2)
+  /* In order: an OpenMP reduction adds the threads' parts in the order they finish. */
   for (int64_t j = 0; j < n; j++) {
     double wj = w ? w[j] : 1.0;
     bad = bad || !isfinite(b[j]) || !(wj >= 0 && isfinite(wj));
@@ -181,13 +223,16 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
   if (rc) return rc;
   /* Centred slot a of the 2M grid is d = a - M; store it at d mod 2M. */
   const int64_t m = mg->m, m2 = mg->m2;
+  const double sk = ldexp(1.0, -mg->exp_kernel);
 #pragma omp parallel for num_threads(mg->o.nthreads) collapse(2)
   for (int64_t a3 = 0; a3 < m2; a3++)
     for (int64_t a2 = 0; a2 < m2; a2++) {
       int64_t c3 = a3 < m ? a3 + m : a3 - m, c2 = a2 < m ? a2 + m : a2 - m;
       for (int64_t a1 = 0; a1 < m2; a1++) {
         int64_t c1 = a1 < m ? a1 + m : a1 - m;
-        mg->kernel[(c3 * m2 + c2) * m2 + c1] += creal(mg->big_out[(a3 * m2 + a2) * m2 + a1]);
+        const double t = creal(mg->big_out[(a3 * m2 + a2) * m2 + a1]);
+        if (mg->fixed) mg->fixed[(c3 * m2 + c2) * m2 + c1] += spf_to_fixed(t, sk);
+        else mg->kernel[(c3 * m2 + c2) * m2 + c1] += t;
       }
     }
 #pragma omp parallel for num_threads(mg->o.nthreads)
@@ -196,8 +241,15 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
   if (!rc) rc = spf_nufft_execute(mg->t1_small, mg->cbuf, mg->small_out);
   if (rc) return rc;
   /* Re of sum w b e^{+ikx} equals Re of sum w b e^{-ikx}: the Friedel-symmetric sum. */
-  for (int64_t i = 0; i < mg->n_small; i++) mg->rhs[i] += creal(mg->small_out[i]);
-  mg->wb2 += wb2;
+  if (mg->fixed) {
+    int64_t *fr = mg->fixed + mg->n_big;
+    const double sr = ldexp(1.0, -mg->exp_rhs);
+    for (int64_t i = 0; i < mg->n_small; i++) fr[i] += spf_to_fixed(creal(mg->small_out[i]), sr);
+    fr[mg->n_small] += spf_to_fixed(wb2, ldexp(1.0, -mg->exp_wb2));
+  } else {
+    for (int64_t i = 0; i < mg->n_small; i++) mg->rhs[i] += creal(mg->small_out[i]);
+    mg->wb2 += wb2;
+  }
   mg->kernel_dirty = 1;
   return SPF_OK;
 }
@@ -249,6 +301,12 @@ static void refresh_circulant(spf_merger *mg)
 static void refresh_kernel(spf_merger *mg)
 {
   if (!mg->kernel_dirty) return;
+  if (mg->fixed) {
+    const int64_t *fr = mg->fixed + mg->n_big;
+    for (int64_t i = 0; i < mg->n_big; i++) mg->kernel[i] = ldexp((double)mg->fixed[i], mg->exp_kernel);
+    for (int64_t i = 0; i < mg->n_small; i++) mg->rhs[i] = ldexp((double)fr[i], mg->exp_rhs);
+    mg->wb2 = ldexp((double)fr[mg->n_small], mg->exp_wb2);
+  }
   /* kernel_r2c preserves its input (r2c out of place). */
   fftw_execute(mg->kernel_r2c);
   if (mg->o.preconditioner) refresh_circulant(mg);

@@ -1,5 +1,6 @@
 /* Merging against dense linear algebra on tiny grids. */
 #include <complex.h>
+#include <float.h>
 #include <math.h>
 
 #include "spinifel/spinifel.h"
@@ -235,6 +236,90 @@ static void exact_data_recover_true_autocorrelation(void)
   free(x); free(b); free(c);
 }
 
+/* Exact sums: the same batches added in another order (as when MPI ranks hold them and
+ * their sums are added) give the same integer sums, and so the same solution bit for
+ * bit, which double accumulation does not (this CG solve is sensitive: the two orders'
+ * double sums give solutions 1e-3 apart); and the sums are the double accumulation's
+ * within the bound on rounding to the quantum. */
+static void exact_sums_do_not_depend_on_call_order(void)
+{
+  const int64_t m = 9, n3 = m * m * m, np = 4000;
+  double *x = malloc(sizeof(double) * 3 * np), *b = malloc(sizeof(double) * np), *w = malloc(sizeof(double) * np);
+  radial_points(np, M_PI, 21, x);
+  spf_rng r;
+  spf_rng_seed(&r, 22, 0);
+  double sw = 0, swb = 0, swb2 = 0;
+  for (int64_t j = 0; j < np; j++) {
+    b[j] = exp(-x[j] * x[j]) * (1 + spf_rng_uniform(&r)) * 1e3;
+    w[j] = 0.1 + spf_rng_uniform(&r);
+    sw += w[j], swb += w[j] * fabs(b[j]), swb2 += w[j] * b[j] * b[j];
+  }
+  spf_merge_options o;
+  spf_merge_default_options(&o);
+  o.nthreads = 1;
+  const int64_t cuts[4] = {0, 1234, 3000, np};
+  const int orders[2][3] = {{0, 1, 2}, {2, 0, 1}};
+  double *u[4], *kern[2], *rhs[2], wb2s[2];
+  int64_t *sums[2], len = 0;
+  for (int t = 0; t < 4; t++) {
+    /* t = 0, 1: exact, batches in two orders; 2, 3: double, the same two orders. */
+    spf_merger *mg;
+    CHECK(spf_merger_make(m, &o, &mg) == SPF_OK, "merger");
+    if (t < 2) CHECK(spf_merger_exact_sums(mg, sw, swb, swb2) == SPF_OK, "exact mode");
+    for (int k = 0; k < 3; k++) {
+      const int c = orders[t % 2][k];
+      spf_merger_add_points(mg, cuts[c + 1] - cuts[c], x + cuts[c], x + np + cuts[c], x + 2 * np + cuts[c], b + cuts[c],
+                            w + cuts[c]);
+    }
+    if (t < 2) {
+      int64_t *f;
+      CHECK(spf_merger_fixed_sums(mg, &f, &len) == SPF_OK, "fixed sums");
+      sums[t] = malloc(sizeof(int64_t) * len);
+      memcpy(sums[t], f, sizeof(int64_t) * len);
+    }
+    u[t] = malloc(sizeof(double) * n3);
+    spf_merge_stats st;
+    CHECK(spf_merger_solve(mg, 1e-2 * sw / n3, 0, NULL, u[t], &st) == SPF_OK, "solve");
+    if (t % 2 == 0) {
+      /* The sums as the solver saw them (after the solve, the exact mode's are in double). */
+      double *k, *rh, *wb2;
+      int64_t kl, rl;
+      spf_merger_sums(mg, &k, &kl, &rh, &rl, &wb2);
+      kern[t / 2] = malloc(sizeof(double) * kl);
+      rhs[t / 2] = malloc(sizeof(double) * rl);
+      memcpy(kern[t / 2], k, sizeof(double) * kl);
+      memcpy(rhs[t / 2], rh, sizeof(double) * rl);
+      wb2s[t / 2] = *wb2;
+    }
+    spf_merger_free(mg);
+  }
+  CHECK(!memcmp(sums[0], sums[1], sizeof(int64_t) * len), "exact sums differ between call orders");
+  CHECK(!memcmp(u[0], u[1], sizeof(double) * n3), "exact-mode solutions differ between call orders");
+  CHECK(memcmp(u[2], u[3], sizeof(double) * n3) != 0, "the double sums agreed too: the check above shows nothing");
+  /* Each entry off by at most half a quantum per call, 2^e <= bound 2^-60 (the bounds
+   * are the sums themselves here), plus the double sums' own rounding. */
+  double worst = 0;
+  const double *ex[3] = {kern[0], rhs[0], &wb2s[0]}, *db[3] = {kern[1], rhs[1], &wb2s[1]}, bnd[3] = {sw, swb, swb2};
+  const int64_t lens[3] = {8 * n3, n3, 1};
+  for (int a = 0; a < 3; a++) {
+    double big = 0, dmax = 0;
+    for (int64_t i = 0; i < lens[a]; i++) big = fmax(big, fabs(db[a][i])), dmax = fmax(dmax, fabs(ex[a][i] - db[a][i]));
+    const double lim = 3 * bnd[a] * ldexp(1.0, -61) * (1 + 1e-5) + 8 * DBL_EPSILON * big;
+    CHECK(dmax <= lim, "sum %d: exact vs double accumulation %.3g > %.3g", a, dmax, lim);
+    worst = fmax(worst, dmax / bnd[a]);
+  }
+  printf("  exact vs double accumulation: largest difference %.2e of the bound\n", worst);
+  free(kern[0]); free(kern[1]); free(rhs[0]); free(rhs[1]);
+  spf_merger *mg;
+  spf_merger_make(m, &o, &mg);
+  CHECK(spf_merger_exact_sums(mg, -1, 1, 1) == SPF_ERR_ARG, "negative bound");
+  CHECK(spf_merger_fixed_sums(mg, sums, &len) == SPF_ERR_ARG, "fixed sums outside exact mode");
+  spf_merger_free(mg);
+  for (int t = 0; t < 4; t++) free(u[t]);
+  free(sums[0]); free(sums[1]);
+  free(x); free(b); free(w);
+}
+
 static void bad_arguments(void)
 {
   spf_merger *mg = NULL;
@@ -254,6 +339,7 @@ int main(void)
 {
   RUN_TEST(operator_matches_dense_matrix);
   RUN_TEST(exact_data_recover_true_autocorrelation);
+  RUN_TEST(exact_sums_do_not_depend_on_call_order);
   RUN_TEST(bad_arguments);
   return test_summary();
 }

@@ -60,6 +60,17 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out);
 int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const double *y, const double *z,
                           const double *b, const double *w);
 
+/* Exact sums: from now on each add_points call's three sums are rounded to multiples of
+ * powers of two fixed by these bounds and added as integers, so the totals are the same
+ * bits whatever the order of the calls, or their spread over MPI ranks (reduce
+ * spf_merger_fixed_sums with spf_comm_sum_int64). The calls themselves (which points go
+ * together) must be the same: each call's own sums are in double. Bounds, over every call (and
+ * rank): weight_bound >= sum w, wb_bound >= sum w |b|, wb2_bound >= sum w b^2. Each
+ * entry is within bound 2^-62 of the double sum, per call. Clears the sums; all three 0
+ * turns it off. */
+int spf_merger_exact_sums(spf_merger *mg, double weight_bound, double wb_bound, double wb2_bound);
+/* The integer sums in exact mode, one array: kernel ((2M)^3), rhs (M^3), wb2 (1). */
+int spf_merger_fixed_sums(spf_merger *mg, int64_t **sums, int64_t *len);
 /* Drop the accumulated sums (next generation). */
 void spf_merger_clear(spf_merger *mg);
 
