@@ -1,6 +1,7 @@
 /* The M-TIP outer loop (see reconstruct.h). */
 #include "spinifel/reconstruct.h"
 
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "spinifel/random.h"
 #include "spinifel/rotation.h"
 #include "spinifel/slicing.h"
+#include "fixed_point.h"
 
 #define MERGE_BATCH_IMAGES 256
 
@@ -53,6 +55,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->verbose = 0;
   o->comm = NULL;
   o->first_image = 0;
+  o->match_store_mib = 4096;
   o->on_step = NULL;
   o->step_ctx = NULL;
 }
@@ -181,6 +184,185 @@ static int resume_stopped(const spf_run_state *st, const spf_reconstruct_options
   return st->last_fraction_changed < o->stop_fraction;
 }
 
+/* Whether (da, ia) comes before (db, ib) in an image's list of nearest references:
+ * smaller distance, then lower index (a single process sees references in increasing
+ * order and keeps the first of equals); -1 (no reference yet) after every index. */
+static int nearer(float da, int64_t ia, float db, int64_t ib)
+{
+  return da < db || (da == db && (uint64_t)ia < (uint64_t)ib);
+}
+
+/* Merge b's lists into a's, image by image: each keeps its L nearest of both, and the
+ * second-best distance of the union (the winner's second or the loser's best). tmp: 2 L
+ * scratch entries. */
+static void merge_nearest(int64_t n, int L, int64_t *ai, float *ad, float *as, const int64_t *bi, const float *bd,
+                          const float *bs, int64_t *tmp_i, float *tmp_d)
+{
+  for (int64_t i = 0; i < n; i++) {
+    int64_t *xi = ai + i * L;
+    float *xd = ad + i * L;
+    const int64_t *yi = bi + i * L;
+    const float *yd = bd + i * L;
+    as[i] = nearer(xd[0], xi[0], yd[0], yi[0]) ? fminf(as[i], yd[0]) : fminf(bs[i], xd[0]);
+    int ka = 0, kb = 0;
+    for (int k = 0; k < L; k++) {
+      if (nearer(xd[ka], xi[ka], yd[kb], yi[kb])) {
+        tmp_i[k] = xi[ka];
+        tmp_d[k] = xd[ka++];
+      } else {
+        tmp_i[k] = yi[kb];
+        tmp_d[k] = yd[kb++];
+      }
+    }
+    memcpy(xi, tmp_i, sizeof(int64_t) * (size_t)L);
+    memcpy(xd, tmp_d, sizeof(float) * (size_t)L);
+  }
+}
+
+/* What a block of images carries round the ring, in one buffer: a header {images,
+ * images included}, each image's L nearest (indices, distances), its second-best
+ * distance, then (but on the way home) the images themselves. */
+typedef struct {
+  int64_t n;
+  int64_t *idx;
+  float *dist, *second, *images;
+} block_view;
+
+static int64_t block_bytes(int64_t n, int L, int64_t np, int with_images)
+{
+  return 2 * (int64_t)sizeof(int64_t) + n * L * (int64_t)(sizeof(int64_t) + sizeof(float)) +
+         n * (int64_t)sizeof(float) + (with_images ? n * np * (int64_t)sizeof(float) : 0);
+}
+
+static block_view block_open(void *buf, int L)
+{
+  int64_t *h = buf;
+  block_view v = {.n = h[0], .idx = h + 2};
+  v.dist = (float *)(v.idx + v.n * L);
+  v.second = v.dist + v.n * L;
+  v.images = h[1] ? v.second + v.n : NULL;
+  return v;
+}
+
+/* The work of slice+match of one generation. */
+typedef struct {
+  const spf_comm *cm;
+  spf_slicer *sl;
+  spf_matcher *own;             /* the matcher of this rank's images, reset */
+  const spf_match_options *mo;  /* for the visiting blocks' matchers */
+  int64_t n_images, np, n_refs, nb, store_bytes;
+  const float *images;
+  double *refq, *refm;          /* nb quaternions and matrices */
+  float *slices;                /* nb model images */
+  const spf_reconstruct_options *o;
+  int gen;
+} match_job;
+
+/* Slice and match over the ranks with the references split (the faster of issue 6's
+ * two distributions, measured by bench/match_split_bench): rank r slices only its
+ * contiguous share of the grid, so no two ranks compute the same model image, and the
+ * image blocks go round a ring, each with its lists of nearest references, P shifts in
+ * all (the last carries only the lists home). The share's model images are kept for the
+ * visiting blocks when they fit in store_bytes, else sliced again for each. One process
+ * is the same loop with one block and no shift. Out, per own image: the L nearest (idx,
+ * dist, n_images * L) and the second-best distance; equal to one process's to the bit,
+ * as every distance is (per image and model, whatever the batch). */
+static int slice_and_match(const match_job *j, int L, int64_t *idx, float *dist, float *second,
+                           spf_generation_log *log)
+{
+  const spf_comm *cm = j->cm;
+  const int P = cm && cm->active ? cm->size : 1, rank = cm && cm->active ? cm->rank : 0;
+  const int64_t np = j->np, nb = j->nb;
+  int64_t rf, rcount;
+  spf_share(j->n_refs, rank, P, &rf, &rcount);
+  float *store = P > 1 && rcount * np * (int64_t)sizeof(float) <= j->store_bytes
+                     ? malloc(sizeof(float) * (size_t)(rcount > 0 ? rcount * np : 1))
+                     : NULL;
+  int64_t cap[2] = {block_bytes(j->n_images, L, np, 1), 0}, got = 0;
+  void *buf[2] = {malloc((size_t)cap[0]), NULL};
+  int64_t *ti = malloc(sizeof(int64_t) * (size_t)(j->n_images * L + 2 * L));
+  float *td = malloc(sizeof(float) * (size_t)(j->n_images * (L + 1) + 2 * L));
+  int64_t tcap = j->n_images;
+  int rc = buf[0] && ti && td ? SPF_OK : SPF_ERR_ALLOC;
+  if (!rc) {
+    int64_t *h = buf[0];
+    h[0] = j->n_images;
+    h[1] = 1;
+    block_view v = block_open(buf[0], L);
+    for (int64_t k = 0; k < j->n_images * L; k++) {
+      v.idx[k] = -1;
+      v.dist[k] = FLT_MAX;
+    }
+    for (int64_t i = 0; i < j->n_images; i++) v.second[i] = FLT_MAX;
+    memcpy(v.images, j->images, sizeof(float) * (size_t)(j->n_images * np));
+  }
+  for (int t = 0; t < P; t++) {
+    rc = spf_comm_agree(cm, rc);
+    if (rc) break;
+    block_view v = block_open(buf[0], L);
+    spf_matcher *m = j->own;
+    if (t > 0) rc = spf_matcher_make(v.n, np, v.images, j->mo, &m);
+    if (!rc && v.n > tcap) {
+      int64_t *ni = realloc(ti, sizeof(int64_t) * (size_t)(v.n * L + 2 * L));
+      float *nd = ni ? realloc(td, sizeof(float) * (size_t)(v.n * (L + 1) + 2 * L)) : NULL;
+      if (ni) ti = ni;
+      if (nd) td = nd;
+      rc = ni && nd ? SPF_OK : SPF_ERR_ALLOC;
+      if (!rc) tcap = v.n;
+    }
+    for (int64_t f = 0; !rc && f < rcount; f += nb) {
+      const int64_t c = rcount - f < nb ? rcount - f : nb;
+      float *models = store ? store + f * np : j->slices;
+      if (!store || t == 0) {
+        const double ts = omp_get_wtime();
+        rc = spf_orientation_grid(j->n_refs, rf + f, c, j->refq);
+        for (int64_t k = 0; !rc && k < c; k++) spf_quat_to_matrix(j->refq + 4 * k, j->refm + 9 * k);
+        if (!rc) rc = spf_slicer_slice(j->sl, c, j->refm, models);
+        log->t_slice += omp_get_wtime() - ts;
+      }
+      if (!rc) rc = spf_matcher_add_batch(m, rf + f, c, models);
+      if (j->o->on_step) j->o->on_step(j->o->step_ctx, j->gen, "slice+match", t * rcount + f + c, P * rcount);
+    }
+    if (!rc) {
+      /* This rank's share of the references, merged into the block's lists. */
+      float *tsd = td + v.n * L;
+      spf_matcher_nearest(m, ti, td);
+      spf_matcher_results(m, NULL, NULL, tsd);
+      merge_nearest(v.n, L, v.idx, v.dist, v.second, ti, td, tsd, ti + v.n * L, tsd + v.n);
+    }
+    if (m != j->own) spf_matcher_free(m);
+    rc = spf_comm_agree(cm, rc);
+    if (rc || P == 1) break;
+    /* Pass the block on; on the last shift it goes home without its images. */
+    int64_t *h = buf[0];
+    if (t == P - 1) h[1] = 0;
+    const double tr = omp_get_wtime();
+    rc = spf_comm_ring_shift(cm, buf[0], block_bytes(v.n, L, np, (int)h[1]), &buf[1], &cap[1], &got);
+    log->t_ring += omp_get_wtime() - tr;
+    void *sw = buf[0];
+    buf[0] = buf[1];
+    buf[1] = sw;
+    const int64_t sc = cap[0];
+    cap[0] = cap[1];
+    cap[1] = sc;
+  }
+  if (!rc) {
+    block_view v = block_open(buf[0], L);
+    if (v.n != j->n_images) rc = SPF_ERR_MPI; /* a ring that did not close */
+    if (!rc) {
+      memcpy(idx, v.idx, sizeof(int64_t) * (size_t)(v.n * L));
+      memcpy(dist, v.dist, sizeof(float) * (size_t)(v.n * L));
+      memcpy(second, v.second, sizeof(float) * (size_t)v.n);
+    }
+  }
+  free(store);
+  free(buf[0]);
+  free(buf[1]);
+  free(ti);
+  free(td);
+  return spf_comm_agree(cm, rc);
+}
+
 /* One image at one orientation with a weight: key >= 0 is a reference of the grid,
  * key < 0 the image's own orientation (generation 0). */
 typedef struct {
@@ -195,57 +377,174 @@ static int cmp_view(const void *a, const void *b)
   return x->image < y->image ? -1 : x->image > y->image;
 }
 
-/* Add the views to the merger's sums. The least-squares misfit of all images that share
+static int cmp_int64(const void *a, const void *b)
+{
+  const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* A distinct orientation's part of the sums from one rank: [key, position in the global
+ * list of keys, sum w (fixed), quaternion (4 doubles' bits), sum w d_p (fixed, np)]. */
+#define PART_HEAD 7
+
+static int cmp_part(const void *a, const void *b)
+{
+  return cmp_int64((const int64_t *)a + 1, (const int64_t *)b + 1);
+}
+
+/* The merge's fixed-point scales: per pixel for sum w d (bounded by n_total max |d_p|, as
+ * the weights of an image sum to 1), and for sum w. */
+typedef struct {
+  double *pix_scale; /* np: 2^-e_p */
+  double *pix_unit;  /* np: 2^e_p */
+  double w_scale, w_unit;
+} merge_scales;
+
+/* Add the views (one image at one orientation with a weight) to the merger's sums, the
+ * same bits on any number of ranks. The least-squares misfit of all images that share
  * an orientation, sum_i w_i ||A u - d_i||^2, equals W ||A u - dbar||^2 + const with
  * W = sum w_i and dbar the weighted mean image: one slice per distinct orientation
  * carries the same information as every image, so the NUFFTs see at most
- * min(images, references) slices whatever the soft assignment's spread. Views are sorted
- * (orientation, image) so that every sum has a fixed order. */
-static int merge_views(spf_merger *mg, const spf_slicer *sl, int64_t n_views, view_t *v, int64_t n_refs,
-                       const double *own_quats, int64_t np, const float *images, const float *pixel_on, int64_t slots,
-                       double *x, double *b, double *w)
+ * min(images, references) slices whatever the soft assignment's spread.
+ *  1. Each rank sums its views per orientation in fixed point (W and W dbar).
+ *  2. The distinct orientations of all ranks, sorted, are cut into batches of `slots`,
+ *     the batches shared out over the ranks; each rank's parts go to the batches' owners
+ *     (one personalised exchange), which add them as integers: every orientation's W and
+ *     dbar are then the same bits whichever ranks held its images.
+ *  3. Each owner adds its batches, one merger call per batch, whose sums the merger keeps
+ *     in fixed point (spf_merger_exact_sums); the caller adds the ranks' integer sums.
+ * So every NUFFT sees the same points in the same batches as in one process, and every
+ * sum is exact: nothing depends on the ranks but the time. Views have global keys:
+ * >= 0 a reference of the grid, < 0 the own orientation of image -1 - key (generation 0,
+ * whose quaternion travels with the part). */
+static int merge_views(spf_merger *mg, const spf_slicer *sl, const spf_comm *cm, int64_t n_views, view_t *v,
+                       int64_t n_refs, int64_t first_image, const double *own_quats, int64_t np, const float *images,
+                       const float *pixel_on, int64_t slots, const merge_scales *sc, double *x, double *b, double *w,
+                       double *t_comm)
 {
-  int rc = SPF_OK;
+  const int P = cm && cm->active ? cm->size : 1;
   spf_merger_clear(mg);
   qsort(v, (size_t)n_views, sizeof *v, cmp_view);
+  /* 1. This rank's distinct orientations with any weight. */
+  int64_t nk = 0;
+  for (int64_t g = 0; g < n_views;) {
+    int64_t e = g, any = 0;
+    for (; e < n_views && v[e].key == v[g].key; e++) any |= v[e].w > 0;
+    nk += any;
+    g = e;
+  }
+  const int64_t rec = PART_HEAD + np;
+  int64_t *part = malloc(sizeof(int64_t) * (size_t)(nk * rec + 1)), *keys = malloc(sizeof(int64_t) * (size_t)(nk + 1));
+  int64_t *send_bytes = calloc((size_t)P, sizeof(int64_t)), *gkeys = NULL, *recv = NULL, nrecv = 0, ng = 0;
+  int rc = part && keys && send_bytes ? SPF_OK : SPF_ERR_ALLOC;
+  for (int64_t g = 0, k = 0; !rc && g < n_views;) {
+    int64_t e = g, any = 0;
+    for (; e < n_views && v[e].key == v[g].key; e++) any |= v[e].w > 0;
+    if (any) {
+      int64_t *r = part + k * rec, *S = r + PART_HEAD;
+      int64_t W = 0;
+      for (int64_t p = 0; p < np; p++) S[p] = 0;
+      for (int64_t t = g; t < e; t++) {
+        if (!(v[t].w > 0)) continue;
+        const float *img = images + v[t].image * np;
+        const double wt = v[t].w;
+        for (int64_t p = 0; p < np; p++) S[p] += spf_to_fixed(wt * img[p], sc->pix_scale[p]);
+        W += spf_to_fixed(wt, sc->w_scale);
+      }
+      double q[4] = {0, 0, 0, 0};
+      if (v[g].key < 0) memcpy(q, own_quats + 4 * (-1 - v[g].key - first_image), sizeof q);
+      r[0] = keys[k] = v[g].key;
+      r[2] = W;
+      memcpy(r + 3, q, sizeof q);
+      k++;
+    }
+    g = e;
+  }
+  /* 2. The global list of orientations, its batches and their owners. */
+  const double t0 = omp_get_wtime();
+  rc = spf_comm_agree(cm, rc);
+  if (!rc) rc = spf_comm_allgather(cm, keys, nk, (int64_t)sizeof(int64_t), (void **)&gkeys, &ng);
+  int64_t nu = 0;
+  if (!rc) {
+    qsort(gkeys, (size_t)ng, sizeof(int64_t), cmp_int64);
+    for (int64_t i = 0; i < ng; i++)
+      if (i == 0 || gkeys[i] != gkeys[nu - 1]) gkeys[nu++] = gkeys[i];
+  }
+  const int64_t n_batches = (nu + slots - 1) / slots;
+  for (int64_t k = 0; !rc && k < nk; k++) {
+    int64_t *r = part + k * rec;
+    const int64_t *at = bsearch(&r[0], gkeys, (size_t)nu, sizeof(int64_t), cmp_int64);
+    r[1] = at - gkeys;
+    /* Batches are shared contiguously, so the parts (sorted by key) go out in rank order. */
+    int owner = 0;
+    for (int o = 1; o < P; o++) {
+      int64_t f, c;
+      spf_share(n_batches, o, P, &f, &c);
+      if (r[1] / slots >= f) owner = o;
+    }
+    send_bytes[owner] += rec * (int64_t)sizeof(int64_t);
+  }
+  if (!rc) {
+    if (P > 1) {
+      int64_t bytes = 0;
+      rc = spf_comm_alltoallv(cm, part, send_bytes, (void **)&recv, &bytes);
+      nrecv = bytes / (rec * (int64_t)sizeof(int64_t));
+    } else {
+      recv = part; /* one process keeps its parts */
+      part = NULL;
+      nrecv = nk;
+    }
+  }
+  rc = spf_comm_agree(cm, rc);
+  *t_comm += omp_get_wtime() - t0;
+  /* 3. This rank's batches, the parts of each orientation added as integers. */
+  if (!rc) qsort(recv, (size_t)nrecv, sizeof(int64_t) * (size_t)rec, cmp_part);
   const int64_t n = slots * np;
   int64_t used = 0;
-  for (int64_t g = 0; g < n_views && !rc;) {
-    int64_t e = g;
-    while (e < n_views && v[e].key == v[g].key) e++;
-    double W = 0, *avg = b + used * np;
-    for (int64_t p = 0; p < np; p++) avg[p] = 0;
-    for (int64_t k = g; k < e; k++) {
-      if (!(v[k].w > 0)) continue;
-      const float *img = images + v[k].image * np;
-      for (int64_t p = 0; p < np; p++) avg[p] += v[k].w * img[p];
-      W += v[k].w;
+  int64_t *S = malloc(sizeof(int64_t) * (size_t)np);
+  if (!S) rc = SPF_ERR_ALLOC;
+  for (int64_t g = 0; !rc && g < nrecv;) {
+    const int64_t *r = recv + g * rec, pos = r[1];
+    int64_t e = g, W = 0;
+    for (int64_t p = 0; p < np; p++) S[p] = 0;
+    for (; e < nrecv && recv[e * rec + 1] == pos; e++) {
+      const int64_t *re = recv + e * rec;
+      W += re[2];
+      for (int64_t p = 0; p < np; p++) S[p] += re[PART_HEAD + p];
     }
     if (W > 0) {
-      double q[4], r[9];
-      if (v[g].key >= 0) spf_orientation_grid(n_refs, v[g].key, 1, q);
-      else memcpy(q, own_quats + 4 * v[g].image, sizeof q);
-      spf_quat_to_matrix(q, r);
-      spf_slicer_points(sl, r, x + used * np, x + n + used * np, x + 2 * n + used * np);
+      const double Wd = (double)W * sc->w_unit;
+      double q[4], rot[9], *avg = b + used * np;
+      if (r[0] >= 0) spf_orientation_grid(n_refs, r[0], 1, q);
+      else memcpy(q, r + 3, sizeof q);
+      spf_quat_to_matrix(q, rot);
+      spf_slicer_points(sl, rot, x + used * np, x + n + used * np, x + 2 * n + used * np);
       for (int64_t p = 0; p < np; p++) {
-        avg[p] /= W;
-        w[used * np + p] = pixel_on && !pixel_on[p] ? 0.0 : W;
+        avg[p] = (double)S[p] * sc->pix_unit[p] / Wd;
+        w[used * np + p] = pixel_on && !pixel_on[p] ? 0.0 : Wd;
       }
       used++;
     }
     g = e;
-    if (used == slots || (g >= n_views && used > 0)) {
+    /* A batch ends at a multiple of slots in the global list, or with the parts. */
+    if (used > 0 && (g >= nrecv || recv[g * rec + 1] / slots != pos / slots)) {
       /* The coordinate arrays are at stride n; close the gaps of a partial batch. */
-      const int64_t nu = used * np;
+      const int64_t nup = used * np;
       if (used < slots) {
-        memmove(x + nu, x + n, sizeof(double) * (size_t)nu);
-        memmove(x + 2 * nu, x + 2 * n, sizeof(double) * (size_t)nu);
+        memmove(x + nup, x + n, sizeof(double) * (size_t)nup);
+        memmove(x + 2 * nup, x + 2 * n, sizeof(double) * (size_t)nup);
       }
-      rc = spf_merger_add_points(mg, nu, x, x + nu, x + 2 * nu, b, w);
+      rc = spf_merger_add_points(mg, nup, x, x + nup, x + 2 * nup, b, w);
       used = 0;
     }
   }
-  return rc;
+  free(S);
+  free(part);
+  free(keys);
+  free(send_bytes);
+  free(gkeys);
+  free(recv);
+  return spf_comm_agree(cm, rc);
 }
 
 int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const double *s, const double *true_quats,
@@ -279,7 +578,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_merger *mg = NULL;
   spf_matcher *mt = NULL;
   const int K = o.soft_k > 1 && o.soft_generations > 0 ? o.soft_k : 1;
-  const int64_t slots = n_images < MERGE_BATCH_IMAGES ? n_images : MERGE_BATCH_IMAGES, merge_pts = slots * np;
+  /* Merge batches hold a fixed number of orientations, the same on any number of ranks. */
+  const int64_t slots = MERGE_BATCH_IMAGES, merge_pts = slots * np;
   double *x = malloc(sizeof(double) * 3 * (size_t)merge_pts), *b = malloc(sizeof(double) * (size_t)merge_pts);
   double *mw = malloc(sizeof(double) * (size_t)merge_pts);
   /* Each image's K nearest references (soft assignment) and the views to merge. */
@@ -308,24 +608,51 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
    * 1 / mean is a Poisson-like (chi-square) metric that lets every resolution shell
    * speak, not only the bright centre, whose near-spherical speckle says little about
    * the orientation. */
-  /* Over ranks: the images are spread, the sums and counts are added. */
+  /* Over ranks the images are spread. Every sum over images is taken in fixed point
+   * (fixed_point.h), so it is the same bits on any number of ranks; the scales are per
+   * pixel, from the largest |d_p| of any image (a maximum, exact over ranks). */
   const spf_comm *cm = o.comm;
   int64_t n_total = n_images;
-  double *pix_sum = malloc(sizeof(double) * (size_t)np);
-  if (!pix_sum) rc = SPF_ERR_ALLOC;
+  double *dmax = malloc(sizeof(double) * (size_t)np);
+  int64_t *pix_fixed = malloc(sizeof(int64_t) * (size_t)np);
+  merge_scales msc = {.pix_scale = malloc(sizeof(double) * (size_t)np), .pix_unit = malloc(sizeof(double) * (size_t)np)};
+  if (!dmax || !pix_fixed || !msc.pix_scale || !msc.pix_unit) rc = SPF_ERR_ALLOC;
   rc = spf_comm_agree(cm, rc);
   for (int64_t p = 0; !rc && p < np; p++) {
-    pix_sum[p] = 0;
-    if (o.pixel_weighting == 1)
-      for (int64_t i = 0; i < n_images; i++) pix_sum[p] += images[i * np + p];
+    dmax[p] = 0;
+    for (int64_t i = 0; i < n_images; i++) dmax[p] = fmax(dmax[p], fabs(images[i * np + p]));
   }
-  if (!rc) rc = spf_comm_sum_double(cm, pix_sum, np);
+  if (!rc) rc = spf_comm_max_double(cm, dmax, np);
   if (!rc) rc = spf_comm_sum_int64(cm, &n_total, 1);
+  double sum_dmax = 0, sum_dmax2 = 0;
   for (int64_t p = 0; !rc && p < np; p++) {
-    const double mean = pix_sum[p] / (double)n_total;
+    /* Sums over images of w d_p, with weights per image summing to 1: below n_total max. */
+    const int e = spf_fixed_exponent(2.0 * (double)n_total * dmax[p]);
+    msc.pix_scale[p] = ldexp(1.0, -e);
+    msc.pix_unit[p] = ldexp(1.0, e);
+    pix_fixed[p] = 0;
+    if (o.pixel_weighting == 1)
+      for (int64_t i = 0; i < n_images; i++) pix_fixed[p] += spf_to_fixed(images[i * np + p], msc.pix_scale[p]);
+    sum_dmax += dmax[p];
+    sum_dmax2 += dmax[p] * dmax[p];
+  }
+  if (!rc) rc = spf_comm_sum_int64(cm, pix_fixed, np);
+  for (int64_t p = 0; !rc && p < np; p++) {
+    const double mean = (double)pix_fixed[p] * msc.pix_unit[p] / (double)n_total;
     pix_w[p] = o.pixel_weighting != 1 ? 1.0f : mean > 0 ? (float)(1.0 / mean) : 0.0f;
   }
-  free(pix_sum);
+  {
+    const int e = spf_fixed_exponent(2.0 * (double)n_total);
+    msc.w_scale = ldexp(1.0, -e);
+    msc.w_unit = ldexp(1.0, e);
+  }
+  /* The merge's sums: sum w <= n_total np, sum w |b| <= n_total sum_p max |d_p|, and
+   * sum w b^2 <= n_total sum_p max d_p^2 (a mean image is no larger than its images). */
+  if (!rc)
+    rc = spf_merger_exact_sums(mg, 2.0 * (double)n_total * (double)np, 2.0 * (double)n_total * fmax(sum_dmax, 1e-300),
+                               2.0 * (double)n_total * fmax(sum_dmax2, 1e-300));
+  free(dmax);
+  free(pix_fixed);
   /* Generation 0: random orientations, one seeded stream per image. */
   for (int64_t i = 0; !rc && !resume && i < n_images; i++) {
     spf_rng r;
@@ -395,21 +722,19 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
         mt_keep = mo.keep;
         memcpy(mt_weight, weight, sizeof(float) * (size_t)np);
       }
-      for (int64_t f = 0; !rc && f < n_refs; f += nb) {
-        const int64_t c = n_refs - f < nb ? n_refs - f : nb;
-        spf_orientation_grid(n_refs, f, c, refq);
-        for (int64_t j = 0; j < c; j++) spf_quat_to_matrix(refq + 4 * j, refm + 9 * j);
-        const double ts = omp_get_wtime();
-        rc = spf_slicer_slice(sl, c, refm, slices);
-        log.t_slice += omp_get_wtime() - ts;
-        if (!rc) rc = spf_matcher_add_batch(mt, f, c, slices);
-        if (o.on_step) o.on_step(o.step_ctx, gen, "slice+match", f + c, n_refs);
-      }
+      const match_job job = {.cm = cm, .sl = sl, .own = mt, .mo = &mo, .n_images = n_images, .np = np,
+                             .n_refs = n_refs, .nb = nb, .store_bytes = (int64_t)o.match_store_mib << 20,
+                             .images = images, .refq = refq, .refm = refm, .slices = slices, .o = &o, .gen = gen};
       rc = spf_comm_agree(cm, rc);
       if (rc) break;
-      spf_matcher_results(mt, best, bd, sd);
+      rc = slice_and_match(&job, mo.keep, soft ? vi : best, soft ? vd : bd, sd, &log);
+      if (rc) break;
       int64_t changed = 0;
       for (int64_t i = 0; i < n_images; i++) {
+        if (soft) {
+          best[i] = vi[i * K];
+          bd[i] = vd[i * K];
+        }
         changed += best[i] != prev[i];
         prev[i] = best[i];
         spf_orientation_grid(n_refs, best[i], 1, orient + 4 * i);
@@ -422,7 +747,6 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
         /* Boltzmann weights over the K nearest, at a temperature relative to the image's
          * own best misfit: a rough model spreads each image over its plausible
          * orientations (deterministic annealing, as EMC), a good one concentrates it. */
-        spf_matcher_nearest(mt, vi, vd);
         for (int64_t i = 0; i < n_images; i++) {
           const double d0 = vd[i * K], T = o.soft_tau * fmax(d0, 1e-30);
           double sum = 0;
@@ -440,26 +764,20 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     const int merged_soft = have_model && K > 1 && gen <= o.soft_generations;
     const float *pon = have_model && o.res_merge && res_frac < 1 ? weight : NULL;
     if (!merged_soft)
-      for (int64_t i = 0; i < n_images; i++) views[i] = (view_t){have_model ? prev[i] : -1 - i, i, 1.0};
+      for (int64_t i = 0; i < n_images; i++)
+        views[i] = (view_t){have_model ? prev[i] : -1 - (o.first_image + i), i, 1.0};
     if (!rc)
-      rc = merge_views(mg, sl, merged_soft ? n_images * K : n_images, views, n_refs, orient, np, images, pon, slots, x,
-                       b, mw);
+      rc = merge_views(mg, sl, cm, merged_soft ? n_images * K : n_images, views, n_refs, o.first_image, orient, np,
+                       images, pon, slots, &msc, x, b, mw, &log.t_reduce);
     rc = spf_comm_agree(cm, rc);
     if (!rc && cm && cm->active) {
-      /* The Toeplitz kernel and right-hand side are sums over images: add the ranks'.
-       * Rank 0's total goes to all, so every rank's share of the L-curve solves the
-       * same system a single process would. */
+      /* The Toeplitz kernel, right-hand side and sum w b^2 are sums over the ranks'
+       * batches, kept as integers: their sum is the same bits as one process's. */
       const double tr = omp_get_wtime();
-      double *kern, *rhs, *wb2;
-      int64_t kl, rl;
-      spf_merger_sums(mg, &kern, &kl, &rhs, &rl, &wb2);
-      rc = spf_comm_sum_double(cm, kern, kl);
-      if (!rc) rc = spf_comm_sum_double(cm, rhs, rl);
-      if (!rc) rc = spf_comm_sum_double(cm, wb2, 1);
-      if (!rc) rc = spf_comm_bcast(cm, kern, kl * (int64_t)sizeof(double), 0);
-      if (!rc) rc = spf_comm_bcast(cm, rhs, rl * (int64_t)sizeof(double), 0);
-      if (!rc) rc = spf_comm_bcast(cm, wb2, (int64_t)sizeof(double), 0);
-      log.t_reduce = omp_get_wtime() - tr;
+      int64_t *sums, len;
+      rc = spf_merger_fixed_sums(mg, &sums, &len);
+      if (!rc) rc = spf_comm_sum_int64(cm, sums, len);
+      log.t_reduce += omp_get_wtime() - tr;
     }
     int chosen = 0;
     /* The L-curve's solves are spread over the ranks. */
@@ -529,7 +847,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_merger_free(mg);
   spf_matcher_free(mt);
   free(x); free(b); free(rhos); free(refq); free(refm); free(slices);
-  free(best); free(sd); free(st); free(cyc); free(weight); free(pix_w); free(mt_weight);
+  free(best); free(sd); free(st); free(cyc); free(msc.pix_scale); free(msc.pix_unit); free(weight); free(pix_w); free(mt_weight);
   free(mw); free(views); free(vi); free(vd);
   free(rho_prev);
   return rc;

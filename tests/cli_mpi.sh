@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The distributed reconstruction under mpirun with 2 and 3 ranks (tests/test_mpi.c), its
+# The distributed reconstruction under mpirun with 2, 3 and 4 ranks (tests/test_mpi.c), its
 # command line, checkpoints and resume, half sets;
 # skipped cleanly (77) when mpirun or the MPI build is absent. Usage: cli_mpi.sh SPINIFEL
 set -u
@@ -7,10 +7,10 @@ dir="$(dirname "$1")"
 command -v mpirun > /dev/null || { echo "skip: mpirun not found"; exit 77; }
 [ -x "$dir/test_mpi" ] || { echo "skip: test_mpi not built"; exit 77; }
 fails=0
-for np in 2 3; do
+for np in 2 3 4; do
   out="$(OMP_NUM_THREADS=1 mpirun --oversubscribe --allow-run-as-root -np "$np" "$dir/test_mpi" --ranks "$np" 2>&1)"; rc=$?
   if [ "$rc" -eq 77 ]; then echo "skip: built without MPI"; exit 77; fi
-  if [ "$rc" -ne 0 ]; then echo "FAIL $np ranks (exit $rc): $out"; fails=$((fails + 1)); else echo "ok   $np ranks: $(echo "$out" | grep ranks:)"; fi
+  if [ "$rc" -ne 0 ]; then echo "FAIL $np ranks (exit $rc): $out"; fails=$((fails + 1)); else echo "ok   $np ranks: $(echo "$out" | grep "ranks, 5 generations" | sed "s/^ *//")"; fi
 done
 # The command line under mpirun: each rank reads its share, rank 0 writes the outputs.
 bin="$1"
@@ -21,8 +21,9 @@ args=(--M 15 --refs 1000 --refs-start 300 --refs-gens 4 --generations 4 --soft-g
 one="$("$bin" reconstruct "$tmp/d.h5" -o "$tmp/one" "${args[@]}" 2>&1 | grep "orientation error")"
 two="$(OMP_NUM_THREADS=1 timeout 300 mpirun --oversubscribe --allow-run-as-root -np 2 "$bin" reconstruct "$tmp/d.h5" \
        -o "$tmp/two" "${args[@]}" 2>&1 | grep "orientation error")"
-if [ -n "$one" ] && [ "$one" = "$two" ]; then echo "ok   2 ranks on the command line: $two"
-else echo "FAIL 2 ranks on the command line: '$two' vs one process '$one'"; fails=$((fails + 1)); fi
+if [ -n "$one" ] && [ "$one" = "$two" ] && cmp -s "$tmp/one/density.mrc" "$tmp/two/density.mrc"; then
+  echo "ok   2 ranks on the command line: the same density.mrc bytes as one process; $two"
+else echo "FAIL 2 ranks on the command line: '$two' vs one process '$one', or density.mrc differs"; fails=$((fails + 1)); fi
 if [ -s "$tmp/two/results.h5" ] && [ -s "$tmp/two/report.html" ] && [ "$(wc -l < "$tmp/two/log.jsonl")" -eq 4 ]; then
   echo "ok   rank 0 wrote the outputs and one log"
 else echo "FAIL outputs of the 2-rank run"; fails=$((fails + 1)); fi
@@ -31,7 +32,7 @@ if [ -n "$(errs "$tmp/one/log.jsonl")" ] && [ "$(errs "$tmp/one/log.jsonl")" = "
   echo "ok   the 2-rank log has every generation's orientation error, as one process's"
 else echo "FAIL the 2-rank log's orientation errors: $(errs "$tmp/two/log.jsonl")"; fails=$((fails + 1)); fi
 # Checkpoints under mpirun: stopped after 2 generations and resumed on 2 ranks, the
-# run ends on the same bytes as the uninterrupted one; a 3-rank resume also works.
+# run ends on the same bytes as the uninterrupted one, and so does a 3-rank resume.
 mpi2=(env OMP_NUM_THREADS=1 timeout 300 mpirun --oversubscribe --allow-run-as-root -np 2)
 fixed=(--M 15 --refs 600 --refs-start 0 --soft-gens 1 --threads 1) # a fixed grid: fractions changed are < 1
 "${mpi2[@]}" "$bin" reconstruct "$tmp/d.h5" -o "$tmp/full" "${fixed[@]}" --generations 4 > /dev/null 2>&1
@@ -44,8 +45,9 @@ if [ -s "$tmp/full/checkpoint.h5" ] && cmp -s "$tmp/res/density.mrc" "$tmp/full/
   echo "ok   a 2-rank run resumed on 2 ranks ends on the uninterrupted run's bytes (changed: $(changed "$tmp/res/log.jsonl"))"
 else echo "FAIL 2-rank resume"; fails=$((fails + 1)); fi
 if OMP_NUM_THREADS=1 timeout 300 mpirun --oversubscribe --allow-run-as-root -np 3 "$bin" reconstruct \
-     --resume "$tmp/res3" --generations 3 > /dev/null 2>&1 && [ "$(wc -l < "$tmp/res3/log.jsonl")" -eq 3 ] &&
-   [ -s "$tmp/res3/density.mrc" ]; then echo "ok   a 2-rank checkpoint resumes on 3 ranks"
+     --resume "$tmp/res3" --generations 4 > /dev/null 2>&1 && [ "$(wc -l < "$tmp/res3/log.jsonl")" -eq 4 ] &&
+   cmp -s "$tmp/res3/density.mrc" "$tmp/full/density.mrc"; then
+  echo "ok   a 2-rank checkpoint resumed on 3 ranks ends on the uninterrupted 2-rank run's bytes"
 else echo "FAIL 3-rank resume of a 2-rank checkpoint"; fails=$((fails + 1)); fi
 # Half sets under mpirun: each half distributed over the ranks, rank 0 compares them;
 # half 1 follows the one-process --half 1 run generation by generation.

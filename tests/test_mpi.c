@@ -73,13 +73,12 @@ static void lcurve_over_ranks_equals_one_process(void)
 }
 
 /* Every rank reconstructs its share; rank 0 compares with the whole problem in one
- * process. With the preconditioned CG converged (here in ~30 iterations), generation 0's
- * merged autocorrelation differs by ~1e-11 (relative) from one process: only the
- * summation order of the ranks' sums differs. Not yet equal to float rounding over many
- * generations (issue 6 stays open on it): CG stops at its tolerance one iteration
- * earlier or later, and the differences grow. Checked here: generation 0 within 1e-9,
- * and a 4-generation run ends on every rank. */
-static void distributed_generation0_matches_single_process(void)
+ * process (the same threads per process). Every sum over images is exact (fixed point)
+ * and the matching's distances do not depend on how the work is cut, so the run is the
+ * same bits on any number of ranks: generation 0's merge, one generation's matching from
+ * the same model (soft and hard, model images kept or sliced again), and a whole
+ * 5-generation run. */
+static void distributed_run_equals_single_process(void)
 {
   spf_detector_geometry g;
   spf_detector_default_geometry(&g);
@@ -141,14 +140,96 @@ static void distributed_generation0_matches_single_process(void)
     for (int64_t i = 0; i < n3; i++) d += pow(part.u[i] - whole.u[i], 2), nrm += whole.u[i] * whole.u[i];
     CHECK(differ == 0, "%d ranks: %lld of %lld orientations differ from one process", C.size, (long long)differ,
           (long long)n);
-    CHECK(sqrt(d / nrm) < 1e-9, "%d ranks: merged autocorrelation differs by %.2e (relative)", C.size, sqrt(d / nrm));
+    CHECK(d == 0, "%d ranks: merged autocorrelation differs by %.2e (relative)", C.size, sqrt(d / nrm));
     printf("  %d ranks: %lld orientations differ, merged autocorrelation relative difference %.2e\n", C.size, (long long)differ, sqrt(d / nrm));
   }
-  /* Several generations, soft and hard, on every rank: all finish together. */
-  o.max_generations = 4;
+  /* Matching from the same model: every rank resumes from one process's generation 0
+   * (the volumes broadcast, its share of the per-image state), so generation 1 slices the
+   * same model, and the references split over the ranks with the image blocks going
+   * round the ring must give every image the same best reference, best distance and gap,
+   * bit for bit, soft (8 nearest) and hard. */
+  CHECK(spf_comm_bcast(&C, whole.u_model, n3 * (int64_t)sizeof(double), 0) == SPF_OK &&
+            spf_comm_bcast(&C, whole.u, n3 * (int64_t)sizeof(double), 0) == SPF_OK &&
+            spf_comm_bcast(&C, whole.rho, n3 * (int64_t)sizeof(double), 0) == SPF_OK &&
+            spf_comm_bcast(&C, whole.support, n3, 0) == SPF_OK &&
+            spf_comm_bcast(&C, whole.orientations, 4 * n * (int64_t)sizeof(double), 0) == SPF_OK &&
+            spf_comm_bcast(&C, whole.best, n * (int64_t)sizeof(int64_t), 0) == SPF_OK,
+        "broadcast generation 0");
+  whole.generation = 1;
+  whole.have_model = 1;
+  whole.last_fraction_changed = 1;
+  for (int64_t i = 0; i < n; i++) whole.best_dist[i] = whole.gap[i] = NAN;
+  for (int soft = 1; soft >= 0; soft--) {
+    o.soft_generations = soft;
+    o.max_generations = 2;
+    o.match_store_mib = soft ? 4096 : 0; /* hard: slice again for every visiting block */
+    spf_run_state one, mine, res;
+    CHECK(spf_run_state_make(M, n, &one) == SPF_OK && spf_run_state_make(M, count, &mine) == SPF_OK &&
+              spf_run_state_make(M, count, &res) == SPF_OK,
+          "states");
+    res.generation = 1;
+    res.have_model = 1;
+    res.last_fraction_changed = 1;
+    memcpy(res.orientations, whole.orientations + 4 * first, sizeof(double) * 4 * count);
+    memcpy(res.best, whole.best + first, sizeof(int64_t) * count);
+    for (int64_t i = 0; i < count; i++) res.best_dist[i] = res.gap[i] = NAN;
+    memcpy(res.rho, whole.rho, sizeof(double) * n3);
+    memcpy(res.u, whole.u, sizeof(double) * n3);
+    memcpy(res.u_model, whole.u_model, sizeof(double) * n3);
+    memcpy(res.support, whole.support, n3);
+    o.comm = &C;
+    o.first_image = first;
+    CHECK(spf_reconstruct(count, np, img + first * np, det->s, NULL, &o, &res, NULL, NULL, &mine) == SPF_OK,
+          "distributed generation 1");
+    float *bd_all = malloc(sizeof(float) * n), *gap_all = malloc(sizeof(float) * n);
+    CHECK(spf_comm_gather(&C, mine.best, count, best_all, counts, sizeof(int64_t), 0) == SPF_OK &&
+              spf_comm_gather(&C, mine.best_dist, count, bd_all, counts, sizeof(float), 0) == SPF_OK &&
+              spf_comm_gather(&C, mine.gap, count, gap_all, counts, sizeof(float), 0) == SPF_OK,
+          "gather");
+    if (C.rank == 0) {
+      o.comm = NULL;
+      o.first_image = 0;
+      CHECK(spf_reconstruct(n, np, img, det->s, NULL, &o, &whole, NULL, NULL, &one) == SPF_OK, "one process, generation 1");
+      int64_t differ = 0;
+      for (int64_t i = 0; i < n; i++)
+        differ += best_all[i] != one.best[i] || bd_all[i] != one.best_dist[i] || gap_all[i] != one.gap[i] ||
+                  !(one.gap[i] >= 0);
+      CHECK(differ == 0, "%d ranks, %s matching: %lld of %lld images differ from one process", C.size,
+            soft ? "soft" : "hard", (long long)differ, (long long)n);
+    }
+    free(bd_all);
+    free(gap_all);
+    spf_run_state_free(&one);
+    spf_run_state_free(&mine);
+    spf_run_state_free(&res);
+  }
+  /* The whole run, soft and hard generations and a growing reference grid: the same
+   * bits as one process, every generation. */
+  o.soft_generations = 2;
+  o.max_generations = 5;
+  o.match_store_mib = 4096;
+  o.comm = &C;
+  o.first_image = first;
   CHECK(spf_reconstruct(count, np, img + first * np, det->s, NULL, &o, NULL, NULL, NULL, &part) == SPF_OK &&
-            part.generation == 4,
-        "distributed, 4 generations");
+            part.generation == 5,
+        "distributed, 5 generations");
+  CHECK(spf_comm_gather(&C, part.best, count, best_all, counts, sizeof(int64_t), 0) == SPF_OK, "gather");
+  if (C.rank == 0) {
+    spf_run_state one;
+    CHECK(spf_run_state_make(M, n, &one) == SPF_OK, "state");
+    o.comm = NULL;
+    o.first_image = 0;
+    CHECK(spf_reconstruct(n, np, img, det->s, NULL, &o, NULL, NULL, NULL, &one) == SPF_OK, "one process, 5 generations");
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; i++) differ += best_all[i] != one.best[i];
+    const int same_u = !memcmp(part.u, one.u, sizeof(double) * n3), same_rho = !memcmp(part.rho, one.rho, sizeof(double) * n3);
+    CHECK(differ == 0 && same_u && same_rho && !memcmp(part.support, one.support, n3),
+          "%d ranks, 5 generations: %lld orientations differ; autocorrelation %s, density %s", C.size,
+          (long long)differ, same_u ? "same" : "differs", same_rho ? "same" : "differs");
+    printf("  %d ranks, 5 generations: %lld orientations differ; autocorrelation and density %s\n", C.size,
+           (long long)differ, same_u && same_rho ? "the same bits" : "differ");
+    spf_run_state_free(&one);
+  }
   spf_run_state_free(&whole);
   spf_run_state_free(&part);
   free(best_all); free(rho0); free(u0); free(q); free(rot); free(img);
@@ -177,7 +258,7 @@ int main(int argc, char **argv)
   RUN_TEST(shares_cover_every_item_once);
   RUN_TEST(collectives_add_and_agree);
   RUN_TEST(lcurve_over_ranks_equals_one_process);
-  RUN_TEST(distributed_generation0_matches_single_process);
+  RUN_TEST(distributed_run_equals_single_process);
   int rc = test_summary();
   /* Every rank's verdict counts. */
   rc = spf_comm_agree(&C, rc);

@@ -64,8 +64,16 @@ typedef struct {
   uint64_t seed;
   int nthreads;
   int verbose;             /* 1: a line per generation on stderr */
-  const spf_comm *comm;    /* MPI: the images are this rank's share (default NULL: one process) */
+  const spf_comm *comm;    /* MPI: the images are this rank's share (default NULL: one process).
+                              Each rank slices its share of the references, the image
+                              blocks go round the ranks, every sum over images is exact:
+                              the result is the same bits as one process's (with the
+                              same threads per process) */
   int64_t first_image;     /*   global index of this rank's first image (default 0) */
+  int64_t match_store_mib; /*   each rank slices its share of the references once per
+                                generation and keeps the model images for the visiting
+                                image blocks when they fit in this (default 4096), else
+                                slices them again for each of the P blocks */
   spf_step_fn on_step;     /* progress callback (default NULL) */
   void *step_ctx;
 } spf_reconstruct_options;
@@ -85,6 +93,7 @@ typedef struct {
   double t_slice_match, t_merge, t_phase; /* seconds */
   double t_slice;               /* the slicing part of t_slice_match */
   double t_reduce;              /* the MPI sums and broadcasts of the merge (in t_merge) */
+  double t_ring;                /* passing image blocks round the ranks (in t_slice_match) */
 } spf_generation_log;
 
 /* A callback after each generation (may be NULL) with the log and the run's state (a
