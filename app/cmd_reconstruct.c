@@ -337,6 +337,7 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
   json_number(c->log, "t_slice", g->t_slice);
   json_number(c->log, "t_reduce", g->t_reduce);
   json_number(c->log, "t_ring", g->t_ring);
+  fprintf(c->log, ",\"rechecks\":%lld", (long long)g->rechecks);
   fprintf(c->log, "}\n");
   fflush(c->log);
   char path[2100];

@@ -18,6 +18,7 @@ struct spf_matcher_s {
   float *data;       /* sqrt(w) d */
   float *sqrt_w;     /* NULL when unweighted */
   double *dnorm2;    /* ||sqrt(w) d||^2 per image */
+  double *dneg;      /* ||(sqrt(w) d)^-|| per image, the norm of its negative entries */
   double data_mean_norm2;
   int64_t *best;
   float *best_dist, *second_dist;
@@ -26,10 +27,19 @@ struct spf_matcher_s {
   float *top_dist;
   float *models;     /* weighted copy of a batch (when weighted) */
   float *mnorm2;
+  double *mroot, *mneg; /* per model of the batch: ||m||, ||m^-|| */
   float *cross;
   int64_t model_cap, cross_cap;
   double t_gemm, t_scan;
+  int64_t rechecks;  /* pairs measured again (exact_dot) since make or reset */
 };
+
+/* Whether (da, ia) comes before (db, ib): smaller distance, then lower index (so the
+ * results do not depend on the order the references come in); -1 (none) after all. */
+static int nearer(float da, int64_t ia, float db, int64_t ib)
+{
+  return da < db || (da == db && (uint64_t)ia < (uint64_t)ib);
+}
 
 /* d.m in double, in an order fixed by n alone (eight running sums, then a tree), so the
  * same pair gives the same bits in any batch. The products of floats are exact in
@@ -60,6 +70,7 @@ void spf_matcher_free(spf_matcher *m)
   free(m->data);
   free(m->sqrt_w);
   free(m->dnorm2);
+  free(m->dneg);
   free(m->best);
   free(m->best_dist);
   free(m->second_dist);
@@ -67,6 +78,8 @@ void spf_matcher_free(spf_matcher *m)
   free(m->top_dist);
   free(m->models);
   free(m->mnorm2);
+  free(m->mroot);
+  free(m->mneg);
   free(m->cross);
   free(m);
 }
@@ -84,6 +97,7 @@ void spf_matcher_reset(spf_matcher *m)
       m->top_dist[k] = FLT_MAX;
     }
   m->t_gemm = m->t_scan = 0;
+  m->rechecks = 0;
 }
 
 int spf_matcher_make(int64_t n_images, int64_t n_pixels, const float *data,
@@ -109,10 +123,11 @@ int spf_matcher_make(int64_t n_images, int64_t n_pixels, const float *data,
   m->block = o.image_block;
   m->data = malloc(sizeof(float) * (size_t)(n_images * n_pixels));
   m->dnorm2 = malloc(sizeof(double) * (size_t)n_images);
+  m->dneg = malloc(sizeof(double) * (size_t)n_images);
   m->best = malloc(sizeof(int64_t) * (size_t)n_images);
   m->best_dist = malloc(sizeof(float) * (size_t)n_images);
   m->second_dist = malloc(sizeof(float) * (size_t)n_images);
-  if (!m->data || !m->dnorm2 || !m->best || !m->best_dist || !m->second_dist) goto nomem;
+  if (!m->data || !m->dnorm2 || !m->dneg || !m->best || !m->best_dist || !m->second_dist) goto nomem;
   m->keep = o.keep;
   if (o.keep > 1) {
     m->top_idx = malloc(sizeof(int64_t) * (size_t)(n_images * o.keep));
@@ -137,14 +152,16 @@ int spf_matcher_make(int64_t n_images, int64_t n_pixels, const float *data,
   for (int64_t i = 0; i < n_images; i++) {
     const float *d = data + i * n_pixels;
     float *dst = m->data + i * n_pixels;
-    double s = 0;
+    double s = 0, neg = 0;
     for (int64_t p = 0; p < n_pixels; p++) {
       float v = m->sqrt_w ? d[p] * m->sqrt_w[p] : d[p];
       bad = bad || !isfinite(v);
       dst[p] = v;
       s += (double)v * v;
+      neg += v < 0 ? (double)v * v : 0.0;
     }
     m->dnorm2[i] = s;
+    m->dneg[i] = sqrt(neg);
     total += s;
   }
   if (bad) {
@@ -174,6 +191,12 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
     float *mn = realloc(m->mnorm2, sizeof(float) * (size_t)n_models);
     if (!mn) return SPF_ERR_ALLOC;
     m->mnorm2 = mn;
+    double *mr = realloc(m->mroot, sizeof(double) * (size_t)n_models);
+    if (!mr) return SPF_ERR_ALLOC;
+    m->mroot = mr;
+    double *mg = realloc(m->mneg, sizeof(double) * (size_t)n_models);
+    if (!mg) return SPF_ERR_ALLOC;
+    m->mneg = mg;
     if (m->sqrt_w) {
       float *mw = realloc(m->models, sizeof(float) * (size_t)(n_models * np));
       if (!mw) return SPF_ERR_ALLOC;
@@ -198,10 +221,16 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
   int bad = 0;
 #pragma omp parallel for num_threads(m->nthreads) reduction(+ : msum) reduction(|| : bad)
   for (int64_t j = 0; j < n_models; j++) {
-    double s = 0;
-    for (int64_t p = 0; p < np; p++) s += (double)mod[j * np + p] * mod[j * np + p];
+    double s = 0, neg = 0;
+    for (int64_t p = 0; p < np; p++) {
+      const double y = mod[j * np + p];
+      s += y * y;
+      neg += y < 0 ? y * y : 0.0;
+    }
     bad = bad || !isfinite(s);
     m->mnorm2[j] = (float)s;
+    m->mroot[j] = sqrt(s);
+    m->mneg[j] = sqrt(neg);
     msum += s;
   }
   if (bad) return SPF_ERR_DATA;
@@ -219,60 +248,70 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
      * batches), so it only proposes: a pair within the bound of that rounding of the
      * distance still kept is measured again in a fixed order (exact_dot), and only those
      * distances are kept. The result is then the same bits whatever the batches, image
-     * blocks, threads or MPI ranks. Bound: |fl(d.m) - d.m| <= n u ||d|| ||m|| (u = 2^-24,
-     * Cauchy-Schwarz), so the distance moves by at most 2 n u (a ||d|| ||m||), which is
-     * 2 n u ||d||^2 for the per-image scale; plus the float rounding of two distances. */
-    const double nu = (double)np * (FLT_EPSILON / 2);
-#pragma omp parallel for num_threads(m->nthreads) schedule(static)
+     * blocks, threads or MPI ranks. Bound, c = d.m, fl(c) sgemm's: |fl(c) - c| <=
+     * g sum |d_p m_p| with g = n u / (1 - n u), u = 2^-24, and sum |d_p m_p| = c + 2
+     * sum_{d_p m_p < 0} |d_p m_p| <= |fl(c)| + |fl(c) - c| + 2 (||d^-|| ||m|| + ||d|| ||m^-||)
+     * (Cauchy-Schwarz on the negative parts); so |fl(c) - c| <= E = g' (|fl(c)| + N) with
+     * g' = g / (1 - g) and N the negative parts' term. The distance then moves by at most
+     * E (2 |fl(c)| + E) / ||m||^2 (per-image scale) or 2 a E, plus the float rounding of two
+     * distances. Non-negative data (photon counts) make N small and the bound ~ 2 n u
+     * (d.m)^2 / ||m||^2. */
+    const double gam = (double)np * (FLT_EPSILON / 2), g = gam / (1 - gam);
+    const double g1 = g / (1 - g) * (1 + 1e-6); /* 1e-6: the norms' own rounding, far above it */
+    int64_t rechecks = 0;
+#pragma omp parallel for num_threads(m->nthreads) schedule(static) reduction(+ : rechecks)
     for (int64_t ii = 0; ii < nb; ii++) {
       const int64_t i = i0 + ii;
       const float *c = m->cross + ii * n_models, *x = m->data + i * np;
-      const double dn = m->dnorm2[i];
+      const double dn = m->dnorm2[i], xn = sqrt(dn), xneg = m->dneg[i];
       float best = m->best_dist[i], second = m->second_dist[i];
       int64_t arg = m->best[i];
       const int K = m->keep;
       int64_t *ti = m->top_idx ? m->top_idx + i * K : NULL;
       float *td = m->top_dist ? m->top_dist + i * K : NULL;
       for (int64_t j = 0; j < n_models; j++) {
-        const double mn = m->mnorm2[j];
+        const double mn = m->mnorm2[j], cf = c[j];
+        const double E = g1 * (fabs(cf) + 2 * (xneg * m->mroot[j] + xn * m->mneg[j]));
         double d, slack;
         if (m->scale == SPF_SCALE_PER_IMAGE) {
-          d = (c[j] > 0 && mn > 0) ? dn - (double)c[j] * c[j] / mn : dn;
-          slack = 2 * nu * (1 + nu) * (1 + FLT_EPSILON) * dn + FLT_EPSILON * dn;
+          d = (cf > 0 && mn > 0) ? dn - cf * cf / mn : dn;
+          slack = (mn > 0 ? E * (2 * fabs(cf) + E) / mn : 0) + FLT_EPSILON * dn;
         } else {
-          d = dn + a * a * mn - 2.0 * a * c[j];
-          slack = 2 * nu * (1 + nu) * a * sqrt(dn * mn) + FLT_EPSILON * (dn + a * a * mn);
+          d = dn + a * a * mn - 2.0 * a * cf;
+          slack = 2 * a * E + FLT_EPSILON * (dn + a * a * mn);
         }
-        /* The largest distance still kept: anything that may beat it is measured. */
         const float keep_below = td ? td[K - 1] : second;
-        if (!((float)d - slack < keep_below)) continue;
+        if (!((float)d - slack <= keep_below)) continue;
+        rechecks++;
         const double e = exact_dot(x, mod + j * np, np);
         if (m->scale == SPF_SCALE_PER_IMAGE) d = (e > 0 && mn > 0) ? dn - e * e / mn : dn;
         else d = dn + a * a * mn - 2.0 * a * e;
         const float df = (float)d;
-        if (df < best) {
+        const int64_t ref = first_ref + j;
+        if (nearer(df, ref, best, arg)) {
           second = best;
           best = df;
-          arg = first_ref + j;
+          arg = ref;
         } else if (df < second) {
           second = df;
         }
-        if (ti && df < td[K - 1]) {
-          /* Insert into the sorted list; equal distances keep the reference seen first. */
+        if (ti && nearer(df, ref, td[K - 1], ti[K - 1])) {
+          /* Insert into the sorted list, ordered by distance, then index. */
           int k = K - 1;
-          while (k > 0 && td[k - 1] > df) {
+          while (k > 0 && nearer(df, ref, td[k - 1], ti[k - 1])) {
             td[k] = td[k - 1];
             ti[k] = ti[k - 1];
             k--;
           }
           td[k] = df;
-          ti[k] = first_ref + j;
+          ti[k] = ref;
         }
       }
       m->best[i] = arg;
       m->best_dist[i] = best;
       m->second_dist[i] = second;
     }
+    m->rechecks += rechecks;
     m->t_gemm += t1 - t0;
     m->t_scan += omp_get_wtime() - t1;
   }
@@ -305,4 +344,30 @@ void spf_matcher_timing(const spf_matcher *m, double *gemm_seconds, double *scan
   if (!m) return;
   if (gemm_seconds) *gemm_seconds = m->t_gemm;
   if (scan_seconds) *scan_seconds = m->t_scan;
+}
+
+int spf_matcher_seed(spf_matcher *m, const int64_t *index, const float *dist, const float *second_dist)
+{
+  if (!m || !index || !dist || !second_dist) return SPF_ERR_NULL;
+  const int K = m->keep;
+  for (int64_t i = 0; i < m->n_img; i++) {
+    for (int k = 1; k < K; k++)
+      if (nearer(dist[i * K + k], index[i * K + k], dist[i * K + k - 1], index[i * K + k - 1])) return SPF_ERR_ARG;
+    if (second_dist[i] < dist[i * K]) return SPF_ERR_ARG;
+  }
+  for (int64_t i = 0; i < m->n_img; i++) {
+    m->best[i] = index[i * K];
+    m->best_dist[i] = dist[i * K];
+    m->second_dist[i] = second_dist[i];
+  }
+  if (K > 1) {
+    memcpy(m->top_idx, index, sizeof(int64_t) * (size_t)(m->n_img * K));
+    memcpy(m->top_dist, dist, sizeof(float) * (size_t)(m->n_img * K));
+  }
+  return SPF_OK;
+}
+
+int64_t spf_matcher_rechecks(const spf_matcher *m)
+{
+  return m ? m->rechecks : 0;
 }

@@ -184,41 +184,6 @@ static int resume_stopped(const spf_run_state *st, const spf_reconstruct_options
   return st->last_fraction_changed < o->stop_fraction;
 }
 
-/* Whether (da, ia) comes before (db, ib) in an image's list of nearest references:
- * smaller distance, then lower index (a single process sees references in increasing
- * order and keeps the first of equals); -1 (no reference yet) after every index. */
-static int nearer(float da, int64_t ia, float db, int64_t ib)
-{
-  return da < db || (da == db && (uint64_t)ia < (uint64_t)ib);
-}
-
-/* Merge b's lists into a's, image by image: each keeps its L nearest of both, and the
- * second-best distance of the union (the winner's second or the loser's best). tmp: 2 L
- * scratch entries. */
-static void merge_nearest(int64_t n, int L, int64_t *ai, float *ad, float *as, const int64_t *bi, const float *bd,
-                          const float *bs, int64_t *tmp_i, float *tmp_d)
-{
-  for (int64_t i = 0; i < n; i++) {
-    int64_t *xi = ai + i * L;
-    float *xd = ad + i * L;
-    const int64_t *yi = bi + i * L;
-    const float *yd = bd + i * L;
-    as[i] = nearer(xd[0], xi[0], yd[0], yi[0]) ? fminf(as[i], yd[0]) : fminf(bs[i], xd[0]);
-    int ka = 0, kb = 0;
-    for (int k = 0; k < L; k++) {
-      if (nearer(xd[ka], xi[ka], yd[kb], yi[kb])) {
-        tmp_i[k] = xi[ka];
-        tmp_d[k] = xd[ka++];
-      } else {
-        tmp_i[k] = yi[kb];
-        tmp_d[k] = yd[kb++];
-      }
-    }
-    memcpy(xi, tmp_i, sizeof(int64_t) * (size_t)L);
-    memcpy(xd, tmp_d, sizeof(float) * (size_t)L);
-  }
-}
-
 /* What a block of images carries round the ring, in one buffer: a header {images,
  * images included}, each image's L nearest (indices, distances), its second-best
  * distance, then (but on the way home) the images themselves. */
@@ -261,12 +226,13 @@ typedef struct {
 /* Slice and match over the ranks with the references split (the faster of issue 6's
  * two distributions, measured by bench/match_split_bench): rank r slices only its
  * contiguous share of the grid, so no two ranks compute the same model image, and the
- * image blocks go round a ring, each with its lists of nearest references, P shifts in
- * all (the last carries only the lists home). The share's model images are kept for the
+ * image blocks go round a ring, each with its lists of nearest references (which seed
+ * the visited rank's matcher), P shifts in all (the last carries only the lists home). The share's model images are kept for the
  * visiting blocks when they fit in store_bytes, else sliced again for each. One process
  * is the same loop with one block and no shift. Out, per own image: the L nearest (idx,
  * dist, n_images * L) and the second-best distance; equal to one process's to the bit,
- * as every distance is (per image and model, whatever the batch). */
+ * as every distance is (per image and model, whatever the batch) and ties go to the
+ * lower index. */
 static int slice_and_match(const match_job *j, int L, int64_t *idx, float *dist, float *second,
                            spf_generation_log *log)
 {
@@ -278,38 +244,30 @@ static int slice_and_match(const match_job *j, int L, int64_t *idx, float *dist,
   float *store = P > 1 && rcount * np * (int64_t)sizeof(float) <= j->store_bytes
                      ? malloc(sizeof(float) * (size_t)(rcount > 0 ? rcount * np : 1))
                      : NULL;
-  int64_t cap[2] = {block_bytes(j->n_images, L, np, 1), 0}, got = 0;
+  /* One process matches its images where they are: the block carries only the lists. */
+  int64_t cap[2] = {block_bytes(j->n_images, L, np, P > 1), 0}, got = 0;
   void *buf[2] = {malloc((size_t)cap[0]), NULL};
-  int64_t *ti = malloc(sizeof(int64_t) * (size_t)(j->n_images * L + 2 * L));
-  float *td = malloc(sizeof(float) * (size_t)(j->n_images * (L + 1) + 2 * L));
-  int64_t tcap = j->n_images;
-  int rc = buf[0] && ti && td ? SPF_OK : SPF_ERR_ALLOC;
+  int rc = buf[0] ? SPF_OK : SPF_ERR_ALLOC;
   if (!rc) {
     int64_t *h = buf[0];
     h[0] = j->n_images;
-    h[1] = 1;
+    h[1] = P > 1;
     block_view v = block_open(buf[0], L);
     for (int64_t k = 0; k < j->n_images * L; k++) {
       v.idx[k] = -1;
       v.dist[k] = FLT_MAX;
     }
     for (int64_t i = 0; i < j->n_images; i++) v.second[i] = FLT_MAX;
-    memcpy(v.images, j->images, sizeof(float) * (size_t)(j->n_images * np));
+    if (v.images) memcpy(v.images, j->images, sizeof(float) * (size_t)(j->n_images * np));
   }
   for (int t = 0; t < P; t++) {
     rc = spf_comm_agree(cm, rc);
     if (rc) break;
     block_view v = block_open(buf[0], L);
     spf_matcher *m = j->own;
+    /* A visiting block's matcher starts from the lists it brings. */
     if (t > 0) rc = spf_matcher_make(v.n, np, v.images, j->mo, &m);
-    if (!rc && v.n > tcap) {
-      int64_t *ni = realloc(ti, sizeof(int64_t) * (size_t)(v.n * L + 2 * L));
-      float *nd = ni ? realloc(td, sizeof(float) * (size_t)(v.n * (L + 1) + 2 * L)) : NULL;
-      if (ni) ti = ni;
-      if (nd) td = nd;
-      rc = ni && nd ? SPF_OK : SPF_ERR_ALLOC;
-      if (!rc) tcap = v.n;
-    }
+    if (t > 0 && !rc) rc = spf_matcher_seed(m, v.idx, v.dist, v.second);
     for (int64_t f = 0; !rc && f < rcount; f += nb) {
       const int64_t c = rcount - f < nb ? rcount - f : nb;
       float *models = store ? store + f * np : j->slices;
@@ -324,12 +282,11 @@ static int slice_and_match(const match_job *j, int L, int64_t *idx, float *dist,
       if (j->o->on_step) j->o->on_step(j->o->step_ctx, j->gen, "slice+match", t * rcount + f + c, P * rcount);
     }
     if (!rc) {
-      /* This rank's share of the references, merged into the block's lists. */
-      float *tsd = td + v.n * L;
-      spf_matcher_nearest(m, ti, td);
-      spf_matcher_results(m, NULL, NULL, tsd);
-      merge_nearest(v.n, L, v.idx, v.dist, v.second, ti, td, tsd, ti + v.n * L, tsd + v.n);
+      /* The lists now cover this rank's share of the references too. */
+      spf_matcher_nearest(m, v.idx, v.dist);
+      spf_matcher_results(m, NULL, NULL, v.second);
     }
+    log->rechecks += spf_matcher_rechecks(m);
     if (m != j->own) spf_matcher_free(m);
     rc = spf_comm_agree(cm, rc);
     if (rc || P == 1) break;
@@ -358,8 +315,6 @@ static int slice_and_match(const match_job *j, int L, int64_t *idx, float *dist,
   free(store);
   free(buf[0]);
   free(buf[1]);
-  free(ti);
-  free(td);
   return spf_comm_agree(cm, rc);
 }
 
@@ -740,7 +695,10 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
         spf_orientation_grid(n_refs, best[i], 1, orient + 4 * i);
       }
       /* Indices of different grids are not comparable: a new grid counts as all changed. */
-      rc = spf_comm_sum_int64(cm, &changed, 1);
+      int64_t counts[2] = {changed, log.rechecks};
+      rc = spf_comm_sum_int64(cm, counts, 2);
+      changed = counts[0];
+      log.rechecks = counts[1];
       log.fraction_changed = n_refs == n_refs_prev ? (double)changed / (double)n_total : 1.0;
       log.n_references = n_refs;
       if (soft) {

@@ -145,6 +145,38 @@ static void batch_and_block_sizes_do_not_change_results(void)
             (long long)cases[t][1], (long long)cases[t][2], (long long)splits, diff);
     }
   }
+  /* References split in two, the higher half first, its lists seeding the matcher of the
+   * lower half (as the ranks' shares round the ring): the same bits again. */
+  {
+    spf_match_options o;
+    spf_match_default_options(&o);
+    o.keep = K;
+    spf_matcher *hi, *lo;
+    float *sec = malloc(sizeof(float) * n_img);
+    CHECK(spf_matcher_make(n_img, np, data, &o, &hi) == SPF_OK && spf_matcher_make(n_img, np, data, &o, &lo) == SPF_OK,
+          "make");
+    spf_matcher_add_batch(hi, n_ref / 2, n_ref - n_ref / 2, models + n_ref / 2 * np);
+    spf_matcher_nearest(hi, got_i, got_d);
+    spf_matcher_results(hi, NULL, NULL, sec);
+    CHECK(spf_matcher_seed(lo, got_i, got_d, sec) == SPF_OK, "seed");
+    spf_matcher_add_batch(lo, 0, n_ref / 2, models);
+    spf_matcher_nearest(lo, got_i, got_d);
+    spf_matcher_results(lo, got_b, NULL, got_d + n_img * K);
+    int diff = 0;
+    for (int64_t i = 0; i < n_img; i++) {
+      diff += ref_b[i] != got_b[i] || ref_d[n_img * K + i] != got_d[n_img * K + i];
+      for (int k = 0; k < K; k++) diff += ref_i[i * K + k] != got_i[i * K + k] || ref_d[i * K + k] != got_d[i * K + k];
+    }
+    CHECK(diff == 0, "seeded from the other half of the references: %d entries differ", diff);
+    /* A list out of order is refused. */
+    float t = got_d[0];
+    got_d[0] = got_d[1] + 1;
+    CHECK(spf_matcher_seed(lo, got_i, got_d, got_d + n_img * K) == SPF_ERR_ARG, "unsorted seed");
+    got_d[0] = t;
+    spf_matcher_free(hi);
+    spf_matcher_free(lo);
+    free(sec);
+  }
   /* The lists hold near ties: the check has something to catch. */
   int64_t close = 0;
   for (int64_t i = 0; i < n_img; i++) close += ref_d[i * K + 1] - ref_d[i * K] < 1e-5 * ref_d[i * K];

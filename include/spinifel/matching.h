@@ -47,7 +47,7 @@ int spf_matcher_make(int64_t n_images, int64_t n_pixels, const float *data,
                      const spf_match_options *opts, spf_matcher **out);
 
 /* Compare every image with n_models models whose reference indices are
- * first_ref .. first_ref + n_models - 1. Ties keep the model seen first. */
+ * first_ref .. first_ref + n_models - 1. Equal distances go to the lower index. */
 int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, const float *models);
 
 /* Per image: index of the best reference (-1 before any batch), its distance, and the
@@ -58,11 +58,21 @@ int spf_matcher_results(const spf_matcher *m, int64_t *best, float *best_dist, f
  * n_images * keep (row i: image i); unfilled entries are -1 and FLT_MAX. Either may be NULL. */
 int spf_matcher_nearest(const spf_matcher *m, int64_t *index, float *dist);
 
+/* Start from earlier results instead of none: per image its keep nearest (index, dist,
+ * sorted, as spf_matcher_nearest gives them) and its second-best distance, e.g. another
+ * matcher's over other references (MPI ranks). The results are then those over both
+ * sets of references. Unsorted lists or a second distance below the best: SPF_ERR_ARG. */
+int spf_matcher_seed(spf_matcher *m, const int64_t *index, const float *dist, const float *second_dist);
+
 /* Forget all batches (keep the data) to match again, e.g. in the next generation. */
 void spf_matcher_reset(spf_matcher *m);
 
 /* Seconds in the matrix products and in the distance scans, since make or reset. */
 void spf_matcher_timing(const spf_matcher *m, double *gemm_seconds, double *scan_seconds);
+
+/* Pairs measured again by the fixed-order dot product since make or reset (the cost of
+ * matches that do not depend on how the work is cut). */
+int64_t spf_matcher_rechecks(const spf_matcher *m);
 
 void spf_matcher_free(spf_matcher *m);
 

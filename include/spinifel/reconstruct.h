@@ -94,6 +94,8 @@ typedef struct {
   double t_slice;               /* the slicing part of t_slice_match */
   double t_reduce;              /* the MPI sums and broadcasts of the merge (in t_merge) */
   double t_ring;                /* passing image blocks round the ranks (in t_slice_match) */
+  int64_t rechecks;             /* image-reference pairs matching measured again in a fixed
+                                   order (all ranks), against images x references by sgemm */
 } spf_generation_log;
 
 /* A callback after each generation (may be NULL) with the log and the run's state (a
