@@ -64,9 +64,9 @@ int main(int argc, char **argv)
   const double flops = 2.0 * (double)n * (double)nref * (double)np;
   const char *core = getenv("OPENBLAS_CORETYPE");
   printf("images %lld pixels %lld refs %lld batch %lld threads %d | matcher %.2fs = %.1f GFLOP/s "
-         "(sgemm %.2fs, scan %.2fs) | bare sgemm %.2fs = %.1f GFLOP/s | ratio %.2f | OpenBLAS %s%s%s\n",
+         "(sgemm %.2fs, scan %.2fs, %.3f%% of pairs rechecked) | bare sgemm %.2fs = %.1f GFLOP/s | ratio %.2f | OpenBLAS %s%s%s\n",
          (long long)n, (long long)np, (long long)nref, (long long)batch, threads, t_match, flops / t_match * 1e-9,
-         gemm_in_match, scan, t_gemm, flops / t_gemm * 1e-9, t_gemm / t_match, openblas_get_corename(),
+         gemm_in_match, scan, 100.0 * (double)spf_matcher_rechecks(m) / ((double)n * (double)nref), t_gemm, flops / t_gemm * 1e-9, t_gemm / t_match, openblas_get_corename(),
          core ? ", OPENBLAS_CORETYPE=" : "", core ? core : "");
   spf_matcher_free(m);
   free(data);

@@ -27,7 +27,7 @@ struct spf_matcher_s {
   float *top_dist;
   float *models;     /* weighted copy of a batch (when weighted) */
   float *mnorm2;
-  double *mroot, *mneg; /* per model of the batch: ||m||, ||m^-|| */
+  double *mroot, *mneg, *inv_mn; /* per model of the batch: ||m||, ||m^-||, 1 / ||m||^2 */
   float *cross;
   int64_t model_cap, cross_cap;
   double t_gemm, t_scan;
@@ -41,17 +41,58 @@ static int nearer(float da, int64_t ia, float db, int64_t ib)
   return da < db || (da == db && (uint64_t)ia < (uint64_t)ib);
 }
 
-/* d.m in double, in an order fixed by n alone (eight running sums, then a tree), so the
- * same pair gives the same bits in any batch. The products of floats are exact in
- * double, so contraction into FMA changes nothing. */
+typedef struct {
+  double lower; /* below the pair's distance for sure */
+  int64_t model;
+} candidate;
+
+static int cand_before(const candidate *x, const candidate *y)
+{
+  return x->lower < y->lower || (x->lower == y->lower && x->model < y->model);
+}
+
+static void heap_down(candidate *h, int64_t n, int64_t i)
+{
+  for (;;) {
+    int64_t c = 2 * i + 1;
+    if (c >= n) return;
+    if (c + 1 < n && cand_before(&h[c + 1], &h[c])) c++;
+    if (!cand_before(&h[c], &h[i])) return;
+    const candidate t = h[i];
+    h[i] = h[c];
+    h[c] = t;
+    i = c;
+  }
+}
+
+/* A min-heap on the lower bound: the candidates come out nearest first, and most never
+ * need to (the first above what is kept ends the image), so no full sort. */
+static void heap_make(candidate *h, int64_t n)
+{
+  for (int64_t i = n / 2 - 1; i >= 0; i--) heap_down(h, n, i);
+}
+
+static void heap_pop(candidate *h, int64_t *n)
+{
+  h[0] = h[--*n];
+  heap_down(h, *n, 0);
+}
+
+/* d.m in double, in an order fixed by n alone (32 running sums, as four vectors of 8,
+ * enough to hide the FMA latency; then a fixed tree), so the same pair gives the same
+ * bits in any batch. The products of floats are exact in double, so contraction into
+ * FMA changes nothing. */
+#define DOT_LANES 32
 static double exact_dot(const float *x, const float *y, int64_t n)
 {
-  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double s[DOT_LANES] = {0};
   int64_t p = 0;
-  for (; p + 8 <= n; p += 8)
-    for (int k = 0; k < 8; k++) s[k] += (double)x[p + k] * y[p + k];
-  for (int k = 0; p < n; p++, k++) s[k] += (double)x[p] * y[p];
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; p + DOT_LANES <= n; p += DOT_LANES)
+    for (int k = 0; k < DOT_LANES; k++) s[k] += (double)x[p + k] * y[p + k];
+  for (int k = 0; k < DOT_LANES && p < n; p++, k++) s[k] += (double)x[p] * y[p];
+  for (int w = DOT_LANES / 2; w > 0; w /= 2)
+    for (int k = 0; k < w; k++) s[k] += s[k + w];
+  return s[0];
 }
 
 void spf_match_default_options(spf_match_options *o)
@@ -80,6 +121,7 @@ void spf_matcher_free(spf_matcher *m)
   free(m->mnorm2);
   free(m->mroot);
   free(m->mneg);
+  free(m->inv_mn);
   free(m->cross);
   free(m);
 }
@@ -197,6 +239,9 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
     double *mg = realloc(m->mneg, sizeof(double) * (size_t)n_models);
     if (!mg) return SPF_ERR_ALLOC;
     m->mneg = mg;
+    double *iv = realloc(m->inv_mn, sizeof(double) * (size_t)n_models);
+    if (!iv) return SPF_ERR_ALLOC;
+    m->inv_mn = iv;
     if (m->sqrt_w) {
       float *mw = realloc(m->models, sizeof(float) * (size_t)(n_models * np));
       if (!mw) return SPF_ERR_ALLOC;
@@ -230,6 +275,7 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
     bad = bad || !isfinite(s);
     m->mnorm2[j] = (float)s;
     m->mroot[j] = sqrt(s);
+    m->inv_mn[j] = m->mnorm2[j] > 0 ? 1.0 / m->mnorm2[j] : 0.0;
     m->mneg[j] = sqrt(neg);
     msum += s;
   }
@@ -259,58 +305,84 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
     const double gam = (double)np * (FLT_EPSILON / 2), g = gam / (1 - gam);
     const double g1 = g / (1 - g) * (1 + 1e-6); /* 1e-6: the norms' own rounding, far above it */
     int64_t rechecks = 0;
-#pragma omp parallel for num_threads(m->nthreads) schedule(static) reduction(+ : rechecks)
-    for (int64_t ii = 0; ii < nb; ii++) {
-      const int64_t i = i0 + ii;
-      const float *c = m->cross + ii * n_models, *x = m->data + i * np;
-      const double dn = m->dnorm2[i], xn = sqrt(dn), xneg = m->dneg[i];
-      float best = m->best_dist[i], second = m->second_dist[i];
-      int64_t arg = m->best[i];
-      const int K = m->keep;
-      int64_t *ti = m->top_idx ? m->top_idx + i * K : NULL;
-      float *td = m->top_dist ? m->top_dist + i * K : NULL;
-      for (int64_t j = 0; j < n_models; j++) {
-        const double mn = m->mnorm2[j], cf = c[j];
-        const double E = g1 * (fabs(cf) + 2 * (xneg * m->mroot[j] + xn * m->mneg[j]));
-        double d, slack;
-        if (m->scale == SPF_SCALE_PER_IMAGE) {
-          d = (cf > 0 && mn > 0) ? dn - cf * cf / mn : dn;
-          slack = (mn > 0 ? E * (2 * fabs(cf) + E) / mn : 0) + FLT_EPSILON * dn;
-        } else {
-          d = dn + a * a * mn - 2.0 * a * cf;
-          slack = 2 * a * E + FLT_EPSILON * (dn + a * a * mn);
-        }
-        const float keep_below = td ? td[K - 1] : second;
-        if (!((float)d - slack <= keep_below)) continue;
-        rechecks++;
-        const double e = exact_dot(x, mod + j * np, np);
-        if (m->scale == SPF_SCALE_PER_IMAGE) d = (e > 0 && mn > 0) ? dn - e * e / mn : dn;
-        else d = dn + a * a * mn - 2.0 * a * e;
-        const float df = (float)d;
-        const int64_t ref = first_ref + j;
-        if (nearer(df, ref, best, arg)) {
-          second = best;
-          best = df;
-          arg = ref;
-        } else if (df < second) {
-          second = df;
-        }
-        if (ti && nearer(df, ref, td[K - 1], ti[K - 1])) {
-          /* Insert into the sorted list, ordered by distance, then index. */
-          int k = K - 1;
-          while (k > 0 && nearer(df, ref, td[k - 1], ti[k - 1])) {
-            td[k] = td[k - 1];
-            ti[k] = ti[k - 1];
-            k--;
+    int bad_alloc = 0;
+#pragma omp parallel num_threads(m->nthreads) reduction(+ : rechecks) reduction(|| : bad_alloc)
+    {
+      /* The candidates of one image: the lower bound of their distance and their model. */
+      candidate *cand = malloc(sizeof(candidate) * (size_t)n_models);
+      bad_alloc = !cand;
+#pragma omp for schedule(static)
+      for (int64_t ii = 0; ii < nb; ii++) {
+        if (!cand) continue;
+        const int64_t i = i0 + ii;
+        const float *c = m->cross + ii * n_models, *x = m->data + i * np;
+        const double dn = m->dnorm2[i], xn = sqrt(dn), xneg = m->dneg[i];
+        /* |fl(c) - c| <= g ||d|| ||m||, so (c^+)^2 / ||m||^2 moves by at most g (2 + 3 g) ||d||^2
+         * (||m||^2 rounded to float: the factor 1 + FLT_EPSILON). */
+        const double cs_image = g1 * (2 + 3 * g1) * (1 + FLT_EPSILON) * dn + 4 * DBL_EPSILON * dn;
+        float best = m->best_dist[i], second = m->second_dist[i];
+        int64_t arg = m->best[i];
+        const int K = m->keep;
+        int64_t *ti = m->top_idx ? m->top_idx + i * K : NULL;
+        float *td = m->top_dist ? m->top_dist + i * K : NULL;
+        int64_t nc = 0;
+        for (int64_t j = 0; j < n_models; j++) {
+          const double mn = m->mnorm2[j], cf = c[j];
+          const float keep_below = td ? td[K - 1] : second;
+          double d, slack;
+          if (m->scale == SPF_SCALE_PER_IMAGE) {
+            d = (cf > 0 && mn > 0) ? dn - cf * cf * m->inv_mn[j] : dn;
+            /* Cauchy-Schwarz's bound first: most pairs stop here. */
+            if (d - cs_image > keep_below) continue;
+            const double E = g1 * (fabs(cf) + 2 * (xneg * m->mroot[j] + xn * m->mneg[j]));
+            slack = fmin(mn > 0 ? E * (2 * fabs(cf) + E) * m->inv_mn[j] : 0, cs_image) + FLT_EPSILON * dn;
+          } else {
+            d = dn + a * a * mn - 2.0 * a * cf;
+            const double E = g1 * fmin(fabs(cf) + 2 * (xneg * m->mroot[j] + xn * m->mneg[j]), xn * m->mroot[j]);
+            slack = 2 * a * E + FLT_EPSILON * (dn + a * a * mn + 2 * a * fabs(cf));
           }
-          td[k] = df;
-          ti[k] = ref;
+          if (d - slack <= keep_below) cand[nc++] = (candidate){d - slack, j};
         }
+        /* Nearest first: the kept distances fall as they go in, and the first candidate
+         * whose bound is above what is kept ends the image. The result is the same in any
+         * order (ties by index), so the order only saves work. */
+        heap_make(cand, nc);
+        while (nc > 0) {
+          if (!(cand[0].lower <= (td ? td[K - 1] : second))) break;
+          const int64_t j = cand[0].model;
+          heap_pop(cand, &nc);
+          const double mn = m->mnorm2[j], e = exact_dot(x, mod + j * np, np);
+          rechecks++;
+          const double d = m->scale == SPF_SCALE_PER_IMAGE ? ((e > 0 && mn > 0) ? dn - e * e / mn : dn)
+                                                           : dn + a * a * mn - 2.0 * a * e;
+          const float df = (float)d;
+          const int64_t ref = first_ref + j;
+          if (nearer(df, ref, best, arg)) {
+            second = best;
+            best = df;
+            arg = ref;
+          } else if (df < second) {
+            second = df;
+          }
+          if (ti && nearer(df, ref, td[K - 1], ti[K - 1])) {
+            /* Insert into the sorted list, ordered by distance, then index. */
+            int k = K - 1;
+            while (k > 0 && nearer(df, ref, td[k - 1], ti[k - 1])) {
+              td[k] = td[k - 1];
+              ti[k] = ti[k - 1];
+              k--;
+            }
+            td[k] = df;
+            ti[k] = ref;
+          }
+        }
+        m->best[i] = arg;
+        m->best_dist[i] = best;
+        m->second_dist[i] = second;
       }
-      m->best[i] = arg;
-      m->best_dist[i] = best;
-      m->second_dist[i] = second;
+      free(cand);
     }
+    if (bad_alloc) return SPF_ERR_ALLOC;
     m->rechecks += rechecks;
     m->t_gemm += t1 - t0;
     m->t_scan += omp_get_wtime() - t1;
