@@ -372,49 +372,46 @@ typedef struct {
  * sum is exact: nothing depends on the ranks but the time. Views have global keys:
  * >= 0 a reference of the grid, < 0 the own orientation of image -1 - key (generation 0,
  * whose quaternion travels with the part). */
-static int merge_views(spf_merger *mg, const spf_slicer *sl, const spf_comm *cm, int64_t n_views, view_t *v,
-                       int64_t n_refs, int64_t first_image, const double *own_quats, int64_t np, const float *images,
-                       const float *pixel_on, int64_t slots, const merge_scales *sc, double *x, double *b, double *w,
-                       double *t_comm)
+static int merge_views(spf_merger *mg, const spf_slicer *sl, const spf_comm *cm, int nthreads, int64_t n_views,
+                       view_t *v, int64_t n_refs, int64_t first_image, const double *own_quats, int64_t np,
+                       const float *images, const float *pixel_on, int64_t slots, const merge_scales *sc, double *x,
+                       double *b, double *w, double *t_comm)
 {
   const int P = cm && cm->active ? cm->size : 1;
   spf_merger_clear(mg);
   qsort(v, (size_t)n_views, sizeof *v, cmp_view);
-  /* 1. This rank's distinct orientations with any weight. */
-  int64_t nk = 0;
-  for (int64_t g = 0; g < n_views;) {
+  /* 1. This rank's distinct orientations with any weight (first view of each: start). */
+  int64_t nk = 0, *start = malloc(sizeof(int64_t) * (size_t)(n_views + 1));
+  for (int64_t g = 0; start && g < n_views;) {
     int64_t e = g, any = 0;
     for (; e < n_views && v[e].key == v[g].key; e++) any |= v[e].w > 0;
-    nk += any;
+    if (any) start[nk++] = g;
     g = e;
   }
   const int64_t rec = PART_HEAD + np;
   int64_t *part = malloc(sizeof(int64_t) * (size_t)(nk * rec + 1)), *keys = malloc(sizeof(int64_t) * (size_t)(nk + 1));
   int64_t *send_bytes = calloc((size_t)P, sizeof(int64_t)), *gkeys = NULL, *recv = NULL, nrecv = 0, ng = 0;
-  int rc = part && keys && send_bytes ? SPF_OK : SPF_ERR_ALLOC;
-  for (int64_t g = 0, k = 0; !rc && g < n_views;) {
-    int64_t e = g, any = 0;
-    for (; e < n_views && v[e].key == v[g].key; e++) any |= v[e].w > 0;
-    if (any) {
-      int64_t *r = part + k * rec, *S = r + PART_HEAD;
-      int64_t W = 0;
-      for (int64_t p = 0; p < np; p++) S[p] = 0;
-      for (int64_t t = g; t < e; t++) {
-        if (!(v[t].w > 0)) continue;
-        const float *img = images + v[t].image * np;
-        const double wt = v[t].w;
-        for (int64_t p = 0; p < np; p++) S[p] += spf_to_fixed(wt * img[p], sc->pix_scale[p]);
-        W += spf_to_fixed(wt, sc->w_scale);
-      }
-      double q[4] = {0, 0, 0, 0};
-      if (v[g].key < 0) memcpy(q, own_quats + 4 * (-1 - v[g].key - first_image), sizeof q);
-      r[0] = keys[k] = v[g].key;
-      r[2] = W;
-      memcpy(r + 3, q, sizeof q);
-      k++;
+  int rc = start && part && keys && send_bytes ? SPF_OK : SPF_ERR_ALLOC;
+  /* Integer sums: each orientation's are the same bits whichever thread adds them. */
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 16) if (!rc)
+  for (int64_t k = 0; k < nk; k++) {
+    const int64_t g = start[k];
+    int64_t *r = part + k * rec, *S = r + PART_HEAD, W = 0;
+    for (int64_t p = 0; p < np; p++) S[p] = 0;
+    for (int64_t t = g; t < n_views && v[t].key == v[g].key; t++) {
+      if (!(v[t].w > 0)) continue;
+      const float *img = images + v[t].image * np;
+      const double wt = v[t].w;
+      for (int64_t p = 0; p < np; p++) S[p] += spf_to_fixed(wt * img[p], sc->pix_scale[p]);
+      W += spf_to_fixed(wt, sc->w_scale);
     }
-    g = e;
+    double q[4] = {0, 0, 0, 0};
+    if (v[g].key < 0) memcpy(q, own_quats + 4 * (-1 - v[g].key - first_image), sizeof q);
+    r[0] = keys[k] = v[g].key;
+    r[2] = W;
+    memcpy(r + 3, q, sizeof q);
   }
+  free(start);
   /* 2. The global list of orientations, its batches and their owners. */
   const double t0 = omp_get_wtime();
   rc = spf_comm_agree(cm, rc);
@@ -575,8 +572,13 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   rc = spf_comm_agree(cm, rc);
   for (int64_t p = 0; !rc && p < np; p++) {
     dmax[p] = 0;
-    for (int64_t i = 0; i < n_images; i++) dmax[p] = fmax(dmax[p], fabs(images[i * np + p]));
+    for (int64_t i = 0; i < n_images; i++) {
+      const double d = images[i * np + p];
+      if (!isfinite(d)) rc = SPF_ERR_DATA; /* would make the fixed-point sums meaningless */
+      dmax[p] = fmax(dmax[p], fabs(d));
+    }
   }
+  rc = spf_comm_agree(cm, rc);
   if (!rc) rc = spf_comm_max_double(cm, dmax, np);
   if (!rc) rc = spf_comm_sum_int64(cm, &n_total, 1);
   double sum_dmax = 0, sum_dmax2 = 0;
@@ -725,8 +727,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       for (int64_t i = 0; i < n_images; i++)
         views[i] = (view_t){have_model ? prev[i] : -1 - (o.first_image + i), i, 1.0};
     if (!rc)
-      rc = merge_views(mg, sl, cm, merged_soft ? n_images * K : n_images, views, n_refs, o.first_image, orient, np,
-                       images, pon, slots, &msc, x, b, mw, &log.t_reduce);
+      rc = merge_views(mg, sl, cm, nthreads, merged_soft ? n_images * K : n_images, views, n_refs, o.first_image,
+                       orient, np, images, pon, slots, &msc, x, b, mw, &log.t_reduce);
     rc = spf_comm_agree(cm, rc);
     if (!rc && cm && cm->active) {
       /* The Toeplitz kernel, right-hand side and sum w b^2 are sums over the ranks'

@@ -137,6 +137,13 @@ static void resume_gives_the_uninterrupted_result(void)
   saved.M = 7;
   CHECK(spf_reconstruct(n, np, img, det->s, q, &o, &saved, NULL, NULL, &part) == SPF_ERR_DATA, "wrong-size state");
   saved.M = M;
+  /* A non-finite pixel is refused, not summed. */
+  const float keep = img[5];
+  img[5] = NAN;
+  CHECK(spf_reconstruct(n, np, img, det->s, q, &o, NULL, NULL, NULL, &part) == SPF_ERR_DATA, "NaN pixel");
+  img[5] = INFINITY;
+  CHECK(spf_reconstruct(n, np, img, det->s, q, &o, NULL, NULL, NULL, &part) == SPF_ERR_DATA, "infinite pixel");
+  img[5] = keep;
   spf_run_state_free(&full);
   spf_run_state_free(&part);
   spf_run_state_free(&saved);
