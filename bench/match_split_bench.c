@@ -250,7 +250,7 @@ static void run_split_refs(bench *b, int64_t *best, float *dist, mode_stats *st)
   if (P == 1) memcpy(mine, all, sizeof(best_pair) * (size_t)b->n_mine);
 #ifdef SPINIFEL_HAVE_MPI
   else {
-    int *counts = xmalloc(sizeof(int) * (size_t)P, "counts");
+    int *counts = xmalloc(sizeof(int) * (size_t)(P > 0 ? P : 1), "counts");
     for (int r = 0; r < P; r++) {
       int64_t f, c;
       spf_share(b->n_img, r, P, &f, &c);
