@@ -15,7 +15,9 @@
  *  - soft assignment (deterministic annealing, as in EMC) for the first generations: each
  *    image is merged at its 64 nearest references with Boltzmann weights; this is cheap
  *    because the merge takes one weighted mean image per distinct orientation;
- *  - a coarse reference grid first, refined geometrically to the final one.
+ *  - a coarse reference grid first, refined geometrically to the final one;
+ *  - plain CG stopped at 100 iterations, not the preconditioned one run to its tolerance
+ *    (early stopping regularises: 7.8 against 9.4 degrees on the demo's data).
  * Departures from mtip.md, documented here; the plain loop is soft_k = 1, refs_start = 0,
  * slice_merged = 0, pixel_weighting = 0. */
 #ifndef SPINIFEL_RECONSTRUCT_H
