@@ -74,9 +74,12 @@ int spf_merger_fixed_sums(spf_merger *mg, int64_t **sums, int64_t *len);
 /* Drop the accumulated sums (next generation). */
 void spf_merger_clear(spf_merger *mg);
 
-/* The accumulated sums, for an MPI reduction: kernel ((2M)^3 doubles, real part of T
- * in FFT order) and right-hand side (M^3 doubles), plus sum w b^2 (1 double). The
- * pointers stay owned by the merger; add the other ranks' values in place. */
+/* The accumulated sums in double: kernel ((2M)^3 doubles, real part of T in FFT order)
+ * and right-hand side (M^3 doubles), plus sum w b^2 (1 double). The pointers stay owned
+ * by the merger; outside exact mode, other ranks' values may be added in place (an MPI
+ * reduction, exact only to rounding). In exact mode they hold the integer sums' values
+ * after a solve or apply, and changes to them are overwritten: reduce
+ * spf_merger_fixed_sums instead. */
 void spf_merger_sums(spf_merger *mg, double **kernel, int64_t *kernel_len, double **rhs, int64_t *rhs_len,
                      double **wb2);
 
