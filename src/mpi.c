@@ -73,11 +73,11 @@ void spf_share(int64_t n, int rank, int size, int64_t *first, int64_t *count)
 #endif
 
 #ifdef SPINIFEL_HAVE_MPI
-/* In-place sum of n items of type t, in pieces (MPI counts are int). */
-static int sum_in_place(void *buf, int64_t n, MPI_Datatype t, int64_t item_bytes)
+/* In-place reduction (op) of n items of type t, in pieces (MPI counts are int). */
+static int reduce_in_place(void *buf, int64_t n, MPI_Datatype t, int64_t item_bytes, MPI_Op op)
 {
   for (int64_t f = 0; f < n; f += PIECE)
-    if (MPI_Allreduce(MPI_IN_PLACE, (char *)buf + f * item_bytes, (int)(n - f < PIECE ? n - f : PIECE), t, MPI_SUM,
+    if (MPI_Allreduce(MPI_IN_PLACE, (char *)buf + f * item_bytes, (int)(n - f < PIECE ? n - f : PIECE), t, op,
                       MPI_COMM_WORLD) != MPI_SUCCESS)
       return SPF_ERR_MPI;
   return SPF_OK;
@@ -88,7 +88,7 @@ int spf_comm_sum_double(const spf_comm *c, double *buf, int64_t n)
 {
   if (!c || !c->active) return SPF_OK;
 #ifdef SPINIFEL_HAVE_MPI
-  return sum_in_place(buf, n, MPI_DOUBLE, (int64_t)sizeof(double));
+  return reduce_in_place(buf, n, MPI_DOUBLE, (int64_t)sizeof(double), MPI_SUM);
 #else
   (void)buf;
   (void)n;
@@ -100,7 +100,7 @@ int spf_comm_sum_int64(const spf_comm *c, int64_t *buf, int64_t n)
 {
   if (!c || !c->active) return SPF_OK;
 #ifdef SPINIFEL_HAVE_MPI
-  return sum_in_place(buf, n, MPI_INT64_T, (int64_t)sizeof(int64_t));
+  return reduce_in_place(buf, n, MPI_INT64_T, (int64_t)sizeof(int64_t), MPI_SUM);
 #else
   (void)buf;
   (void)n;
@@ -112,15 +112,12 @@ int spf_comm_max_double(const spf_comm *c, double *buf, int64_t n)
 {
   if (!c || !c->active) return SPF_OK;
 #ifdef SPINIFEL_HAVE_MPI
-  for (int64_t f = 0; f < n; f += PIECE)
-    if (MPI_Allreduce(MPI_IN_PLACE, buf + f, (int)(n - f < PIECE ? n - f : PIECE), MPI_DOUBLE, MPI_MAX,
-                      MPI_COMM_WORLD) != MPI_SUCCESS)
-      return SPF_ERR_MPI;
+  return reduce_in_place(buf, n, MPI_DOUBLE, (int64_t)sizeof(double), MPI_MAX);
 #else
   (void)buf;
   (void)n;
-#endif
   return SPF_OK;
+#endif
 }
 
 /* Counts and displacements in 8-byte words for the v-collectives (MPI counts are int). */
