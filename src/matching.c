@@ -12,6 +12,11 @@
 
 #define CROSS_MAX_FLOATS ((int64_t)16 << 20) /* 64 MiB of image-by-model products */
 
+/* A model's norms: ||m||, ||m^-|| (its negative entries), 1 / ||m||^2 (0 for m = 0). */
+typedef struct {
+  double root, neg, inv2;
+} model_norms;
+
 struct spf_matcher_s {
   int64_t n_img, n_pix, block;
   int scale, nthreads;
@@ -27,7 +32,7 @@ struct spf_matcher_s {
   float *top_dist;
   float *models;     /* weighted copy of a batch (when weighted) */
   float *mnorm2;
-  double *mroot, *mneg, *inv_mn; /* per model of the batch: ||m||, ||m^-||, 1 / ||m||^2 */
+  model_norms *mnorms;    /* per model of the batch, for the recheck bound */
   float *cross;
   int64_t model_cap, cross_cap;
   double t_gemm, t_scan;
@@ -119,9 +124,7 @@ void spf_matcher_free(spf_matcher *m)
   free(m->top_dist);
   free(m->models);
   free(m->mnorm2);
-  free(m->mroot);
-  free(m->mneg);
-  free(m->inv_mn);
+  free(m->mnorms);
   free(m->cross);
   free(m);
 }
@@ -233,15 +236,9 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
     float *mn = realloc(m->mnorm2, sizeof(float) * (size_t)n_models);
     if (!mn) return SPF_ERR_ALLOC;
     m->mnorm2 = mn;
-    double *mr = realloc(m->mroot, sizeof(double) * (size_t)n_models);
-    if (!mr) return SPF_ERR_ALLOC;
-    m->mroot = mr;
-    double *mg = realloc(m->mneg, sizeof(double) * (size_t)n_models);
-    if (!mg) return SPF_ERR_ALLOC;
-    m->mneg = mg;
-    double *iv = realloc(m->inv_mn, sizeof(double) * (size_t)n_models);
-    if (!iv) return SPF_ERR_ALLOC;
-    m->inv_mn = iv;
+    model_norms *nr = realloc(m->mnorms, sizeof(model_norms) * (size_t)n_models);
+    if (!nr) return SPF_ERR_ALLOC;
+    m->mnorms = nr;
     if (m->sqrt_w) {
       float *mw = realloc(m->models, sizeof(float) * (size_t)(n_models * np));
       if (!mw) return SPF_ERR_ALLOC;
@@ -274,9 +271,7 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
     }
     bad = bad || !isfinite(s);
     m->mnorm2[j] = (float)s;
-    m->mroot[j] = sqrt(s);
-    m->inv_mn[j] = m->mnorm2[j] > 0 ? 1.0 / m->mnorm2[j] : 0.0;
-    m->mneg[j] = sqrt(neg);
+    m->mnorms[j] = (model_norms){sqrt(s), sqrt(neg), m->mnorm2[j] > 0 ? 1.0 / m->mnorm2[j] : 0.0};
     msum += s;
   }
   if (bad) return SPF_ERR_DATA;
@@ -331,14 +326,14 @@ int spf_matcher_add_batch(spf_matcher *m, int64_t first_ref, int64_t n_models, c
           const float keep_below = td ? td[K - 1] : second;
           double d, slack;
           if (m->scale == SPF_SCALE_PER_IMAGE) {
-            d = (cf > 0 && mn > 0) ? dn - cf * cf * m->inv_mn[j] : dn;
+            d = (cf > 0 && mn > 0) ? dn - cf * cf * m->mnorms[j].inv2 : dn;
             /* Cauchy-Schwarz's bound first: most pairs stop here. */
             if (d - cs_image > keep_below) continue;
-            const double E = g1 * (fabs(cf) + 2 * (xneg * m->mroot[j] + xn * m->mneg[j]));
-            slack = fmin(mn > 0 ? E * (2 * fabs(cf) + E) * m->inv_mn[j] : 0, cs_image) + FLT_EPSILON * dn;
+            const double E = g1 * (fabs(cf) + 2 * (xneg * m->mnorms[j].root + xn * m->mnorms[j].neg));
+            slack = fmin(mn > 0 ? E * (2 * fabs(cf) + E) * m->mnorms[j].inv2 : 0, cs_image) + FLT_EPSILON * dn;
           } else {
             d = dn + a * a * mn - 2.0 * a * cf;
-            const double E = g1 * fmin(fabs(cf) + 2 * (xneg * m->mroot[j] + xn * m->mneg[j]), xn * m->mroot[j]);
+            const double E = g1 * fmin(fabs(cf) + 2 * (xneg * m->mnorms[j].root + xn * m->mnorms[j].neg), xn * m->mnorms[j].root);
             slack = 2 * a * E + FLT_EPSILON * (dn + a * a * mn + 2 * a * fabs(cf));
           }
           if (d - slack <= keep_below) cand[nc++] = (candidate){d - slack, j};
