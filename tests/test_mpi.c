@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "spinifel/spinifel.h"
+#include "small_problem.h"
 #include "testing.h"
 #ifdef SPINIFEL_HAVE_MPI
 #include <mpi.h>
@@ -80,31 +81,11 @@ static void lcurve_over_ranks_equals_one_process(void)
  * 5-generation run. */
 static void distributed_run_equals_single_process(void)
 {
-  spf_detector_geometry g;
-  spf_detector_default_geometry(&g);
-  g.nx = g.ny = 12;
-  g.distance_m = 0.03;
   spf_detector *det;
-  CHECK(spf_detector_make(&g, &det) == SPF_OK, "detector");
-  const int64_t M = 9, n3 = M * M * M, n = 90, np = det->n_pixels;
-  double *rho0 = calloc(n3, sizeof(double)), *u0 = malloc(sizeof(double) * n3), *q = malloc(sizeof(double) * 4 * n);
-  double *rot = malloc(sizeof(double) * 9 * n);
-  float *img = malloc(sizeof(float) * n * np);
-  spf_rng r;
-  spf_rng_seed(&r, 5, 0);
-  for (int64_t z = 2; z < 7; z++)
-    for (int64_t y = 3; y < 6; y++)
-      for (int64_t x = 2; x < 6; x++) rho0[(z * M + y) * M + x] = spf_rng_uniform(&r);
-  spf_autocorrelation(M, rho0, u0, 1);
-  for (int64_t i = 0; i < n; i++) {
-    spf_random_rotation(&r, q + 4 * i);
-    spf_quat_to_matrix(q + 4 * i, rot + 9 * i);
-  }
-  spf_slicer *sl;
-  spf_slicer_make(M, np, det->s, det->s_max, 1.0, 1e-6, n, 1, &sl);
-  spf_slicer_set_volume(sl, u0);
-  spf_slicer_slice(sl, n, rot, img);
-  spf_slicer_free(sl);
+  float *img;
+  double *q;
+  CHECK(small_problem(90, &det, &img, &q) == SPF_OK, "test problem");
+  const int64_t M = SMALL_PROBLEM_M, n3 = M * M * M, n = 90, np = det->n_pixels;
   spf_reconstruct_options o;
   spf_reconstruct_default_options(&o);
   o.M = M;
@@ -232,7 +213,7 @@ static void distributed_run_equals_single_process(void)
   }
   spf_run_state_free(&whole);
   spf_run_state_free(&part);
-  free(best_all); free(rho0); free(u0); free(q); free(rot); free(img);
+  free(best_all); free(q); free(img);
   spf_detector_free(det);
 }
 

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "spinifel/spinifel.h"
+#include "small_problem.h"
 #include "testing.h"
 
 static void orientation_error_is_invariant_to_frame_and_friedel_flip(void)
@@ -76,32 +77,11 @@ static int stop_at(void *ctx, const spf_generation_log *log, const spf_run_state
  * uninterrupted run: the state holds everything a generation reads. */
 static void resume_gives_the_uninterrupted_result(void)
 {
-  spf_detector_geometry g;
-  spf_detector_default_geometry(&g);
-  g.nx = g.ny = 12;
-  g.distance_m = 0.03;
   spf_detector *det;
-  CHECK(spf_detector_make(&g, &det) == SPF_OK, "detector");
-  const int64_t M = 9, n3 = M * M * M, n = 60, np = det->n_pixels;
-  /* Images: slices of the autocorrelation of a random compact density. */
-  double *rho0 = calloc(n3, sizeof(double)), *u0 = malloc(sizeof(double) * n3), *q = malloc(sizeof(double) * 4 * n);
-  double *rot = malloc(sizeof(double) * 9 * n);
-  float *img = malloc(sizeof(float) * n * np);
-  spf_rng r;
-  spf_rng_seed(&r, 5, 0);
-  for (int64_t z = 2; z < 7; z++)
-    for (int64_t y = 3; y < 6; y++)
-      for (int64_t x = 2; x < 6; x++) rho0[(z * M + y) * M + x] = spf_rng_uniform(&r);
-  spf_autocorrelation(M, rho0, u0, 1);
-  for (int64_t i = 0; i < n; i++) {
-    spf_random_rotation(&r, q + 4 * i);
-    spf_quat_to_matrix(q + 4 * i, rot + 9 * i);
-  }
-  spf_slicer *sl;
-  CHECK(spf_slicer_make(M, np, det->s, det->s_max, 1.0, 1e-6, n, 1, &sl) == SPF_OK, "slicer");
-  spf_slicer_set_volume(sl, u0);
-  spf_slicer_slice(sl, n, rot, img);
-  spf_slicer_free(sl);
+  float *img;
+  double *q;
+  CHECK(small_problem(60, &det, &img, &q) == SPF_OK, "test problem");
+  const int64_t M = SMALL_PROBLEM_M, n3 = M * M * M, n = 60, np = det->n_pixels;
 
   spf_reconstruct_options o;
   spf_reconstruct_default_options(&o);
@@ -148,7 +128,7 @@ static void resume_gives_the_uninterrupted_result(void)
   spf_run_state_free(&part);
   spf_run_state_free(&saved);
   spf_detector_free(det);
-  free(rho0); free(u0); free(q); free(rot); free(img);
+  free(q); free(img);
 }
 
 int main(void)
