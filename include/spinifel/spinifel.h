@@ -10,6 +10,7 @@
 #include "spinifel/detector.h"
 #include "spinifel/error.h"
 #include "spinifel/fsc.h"
+#include "spinifel/likelihood.h"
 #include "spinifel/matching.h"
 #include "spinifel/merging.h"
 #include "spinifel/molecule.h"
