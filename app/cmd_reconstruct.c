@@ -295,6 +295,8 @@ static int gather_state(run_ctx *c, const spf_run_state *st)
   if (!rc) rc = gather_images(cw, c->n_all, st->best, n, w->best, sizeof(int64_t));
   if (!rc) rc = gather_images(cw, c->n_all, st->best_dist, n, w->best_dist, sizeof(float));
   if (!rc) rc = gather_images(cw, c->n_all, st->gap, n, w->gap, sizeof(float));
+  if (!rc) rc = gather_images(cw, c->n_all, st->fluence, n, w->fluence, sizeof(double));
+  if (!rc) rc = gather_images(cw, c->n_all, st->entropy, n, w->entropy, sizeof(float));
   if (!rc && cw->rank == 0) copy_run_volumes(w, st);
   return rc;
 }
@@ -637,6 +639,8 @@ int cmd_reconstruct(int argc, char **argv)
       memcpy(st.best, whole.best + first, sizeof(int64_t) * (size_t)n);
       memcpy(st.best_dist, whole.best_dist + first, sizeof(float) * (size_t)n);
       memcpy(st.gap, whole.gap + first, sizeof(float) * (size_t)n);
+      memcpy(st.fluence, whole.fluence + first, sizeof(double) * (size_t)n);
+      memcpy(st.entropy, whole.entropy + first, sizeof(float) * (size_t)n);
     }
     if (cw.active) spf_run_state_free(&whole);
     if (rc) {
