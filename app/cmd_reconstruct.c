@@ -30,6 +30,7 @@ typedef struct {
   int half, pictures_each;
   char data[1024];
   char output[1024];
+  char model[1024];
 } settings;
 
 static int param_table(settings *s, param *t)
@@ -40,6 +41,15 @@ static int param_table(settings *s, param *t)
       {"output", T_TEXT, s->output, 0, 0, 0, "output directory"},
       {"images", T_I64, &s->images, 0, 1e15, 1, "use the first N images (0: all)"},
       {"half", T_INT, &s->half, 0, 2, 1, "0: all images; 1 or 2: that half of a random split (seed)"},
+      {"model", T_TEXT, s->model, 0, 0, 1,
+       "orientation model: auto (poisson for photon counts), poisson (EMC likelihood), euclidean (M-TIP)"},
+      {"poisson-mean", T_DOUBLE, &o->poisson_mean, 0, 1e9, 1, "auto: poisson up to this mean count per pixel"},
+      {"beta-start", T_DOUBLE, &o->beta_start, 0, 1, 1, "poisson: annealing factor of generation 1 (0: auto)"},
+      {"beta-spread", T_DOUBLE, &o->beta_spread, 1e-3, 1e9, 1, "poisson: auto beta puts the median log L spread at this"},
+      {"beta-gens", T_INT, &o->beta_generations, 1, 1000, 1, "poisson: generation at which beta reaches 1"},
+      {"update-fluence", T_INT, &o->update_fluence, 0, 1, 1, "poisson: per-image fluence from the probabilities"},
+      {"positive-intensity", T_INT, &o->positive_intensity, -1, 1, 1,
+       "clip the merged intensity at 0 (-1: with the poisson model)"},
       {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
       {"refs", T_I64, &o->n_references, 1, 1e9, 1, "reference orientations for matching"},
       {"refs-start", T_I64, &o->refs_start, 0, 1e9, 1, "references of generation 1 (0: refs), rising to refs"},
@@ -324,7 +334,12 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
   }
   if (c->tty) fputc('\r', stderr);
   fprintf(c->log, "{\"generation\":%d", g->generation);
+  fprintf(c->log, ",\"model\":\"%s\"", g->model == SPF_MODEL_POISSON ? "poisson" : "euclidean");
   fprintf(c->log, ",\"n_references\":%lld", (long long)g->n_references);
+  json_number(c->log, "beta", g->beta);
+  json_number(c->log, "mean_entropy", g->mean_entropy);
+  json_number(c->log, "median_loglik_gap", g->median_gap);
+  json_number(c->log, "negative_intensity_fraction", g->negative_fraction);
   json_number(c->log, "fraction_changed", g->fraction_changed);
   json_number(c->log, "median_orientation_error_deg", g->median_orientation_error_deg);
   json_number(c->log, "p90_orientation_error_deg", g->p90_orientation_error_deg);
@@ -440,6 +455,7 @@ int cmd_reconstruct(int argc, char **argv)
   settings S;
   memset(&S, 0, sizeof S);
   spf_reconstruct_default_options(&S.o);
+  snprintf(S.model, sizeof S.model, "auto");
   const char *resume_dir = NULL;
   char path[2100];
   int half_sets = 0;
@@ -503,6 +519,13 @@ int cmd_reconstruct(int argc, char **argv)
   snprintf(S.data, sizeof S.data, "%s", abs);
   free(abs);
   spf_reconstruct_options o = S.o;
+  if (!strcmp(S.model, "auto")) o.model = SPF_MODEL_AUTO;
+  else if (!strcmp(S.model, "poisson")) o.model = SPF_MODEL_POISSON;
+  else if (!strcmp(S.model, "euclidean")) o.model = SPF_MODEL_EUCLIDEAN;
+  else {
+    fprintf(stderr, "spinifel reconstruct: --model must be auto, poisson or euclidean, got '%s'\n", S.model);
+    return 2;
+  }
   if (o.M % 2 == 0) {
     fprintf(stderr, "spinifel reconstruct: --M must be odd, got %lld\n", (long long)o.M);
     return 2;
@@ -619,6 +642,29 @@ int cmd_reconstruct(int argc, char **argv)
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;
+  }
+  /* The model, decided once from the data and recorded in config.ini (a resume reads
+   * the same data and decides the same). */
+  {
+    char why[256] = "";
+    int model = SPF_MODEL_EUCLIDEAN;
+    o.comm = &cw;
+    rc = spf_reconstruct_pick_model(n, np, img, &o, &model, why, sizeof why);
+    if (rc) {
+      if (cw.rank == 0) fprintf(stderr, "spinifel reconstruct: %s\n", why[0] ? why : spf_strerror(rc));
+      return 1;
+    }
+    if (model == SPF_MODEL_POISSON && cw.active) {
+      if (cw.rank == 0)
+        fprintf(stderr, "spinifel reconstruct: the poisson model does not run under mpirun yet: run one process, "
+                        "or --model euclidean\n");
+      return 1;
+    }
+    o.model = S.o.model = model;
+    snprintf(S.model, sizeof S.model, "%s", model == SPF_MODEL_POISSON ? "poisson" : "euclidean");
+    config_text(&S, 0, config, sizeof config);
+    config_text(&S, 1, config_results, sizeof config_results);
+    if (cw.rank == 0 && !resume_dir) fprintf(stderr, "%s\n", why);
   }
   int resumed = 0;
   snprintf(path, sizeof path, "%s/checkpoint.h5", outdir);
