@@ -621,6 +621,13 @@ int cmd_reconstruct(int argc, char **argv)
       for (int k = 0; k < 3; k++) s[3 * v + k] = d->s[3 * p + k];
       v++;
     }
+  /* The intensity's grid and the data's radii, for results.h5 (intensity.h). */
+  spf_intensity_grid ig;
+  if (spf_intensity_grid_make(M, o.oversampling, np_all, d->h.nx, d->s, d->mask, &ig) != SPF_OK) {
+    fprintf(stderr, "spinifel reconstruct: %s: no valid pixel, or a pixel count that is not whole rows of %lld\n", S.data,
+            (long long)d->h.nx);
+    return 1;
+  }
   double qchunk[4 * 64];
   for (int64_t f = 0; !rc && f < n_all; f += 64) {
     const int64_t c = n_all - f < 64 ? n_all - f : 64;
@@ -772,8 +779,8 @@ int cmd_reconstruct(int argc, char **argv)
   rc = spf_mrc_write(path, map, M, M, M, voxel_a, origin, msg, sizeof msg);
   snprintf(path, sizeof path, "%s/results.h5", outdir);
   if (!rc)
-    rc = spf_results_write(path, M, st.rho, st.u, n, st.orientations, st.best_dist, st.gap, voxel_a, st.generation,
-                           config, msg, sizeof msg);
+    rc = spf_results_write(path, M, st.rho, st.u, n, st.orientations, st.best_dist, st.gap, voxel_a, &ig,
+                           st.generation, config, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;

@@ -37,6 +37,14 @@ static void usage(FILE *out)
           "  -o, --output FILE   the HDF5 dataset (required)\n"
           "  --mrc FILE          reference density map (default: OUT with .truth.mrc)\n"
           "  --voxel A           voxel of the reference map in Angstrom (default 1)\n"
+          "  --intensity-out F   also write the true 3D intensity |F(s)|^2 (HDF5: dataset 'intensity' with\n"
+          "                      the attributes of reconstruct's results.h5) on the grid reconstruct uses\n"
+          "                      for this dataset with the same M and oversampling (spinifel fsc --intensity)\n"
+          "  --intensity-M M     its size, odd (default 31, reconstruct's default)\n"
+          "  --intensity-oversampling X  reconstruct's --oversampling (default 1)\n"
+          "  --intensity-unit U  e2: |F|^2 in electrons^2 (default); photons-per-sr: times the mean\n"
+          "                      fluence and r_e^2; photons-per-pixel: times the solid angle of a pixel\n"
+          "                      at the beam, (pixel / distance)^2 (the data's unit at low angle)\n"
           "  --compress L        deflate level 0-9 (default 0)\n"
           "  --tol T             structure-factor accuracy (default 1e-4)\n"
           "  --threads K         threads (default: all)\n");
@@ -58,11 +66,11 @@ static void progress(void *ctx, int64_t done, int64_t total) { progress_update(c
 int cmd_simulate(int argc, char **argv)
 {
   const char *C = "simulate";
-  const char *pdb = NULL, *out = NULL, *mrc = NULL;
+  const char *pdb = NULL, *out = NULL, *mrc = NULL, *iout = NULL, *iunit = "e2";
   int assembly = 0, bin2 = 0, noise = 1;
-  int64_t atoms = 2000, pixels = 128, images = 1000, seed = 1, compress = 0, threads = 0;
+  int64_t atoms = 2000, pixels = 128, images = 1000, seed = 1, compress = 0, threads = 0, intensity_M = 31;
   double pixel_size = 3e-4, distance = 0.1, energy = 6000, beamstop = 0, fluence = 1e12, jitter = 0,
-         background = 0, voxel = 1.0, tol = 1e-4;
+         background = 0, voxel = 1.0, tol = 1e-4, intensity_os = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL;
     int rc = 0;
@@ -72,10 +80,13 @@ int cmd_simulate(int argc, char **argv)
     } else if (!strcmp(a, "--assembly")) assembly = 1;
     else if (!strcmp(a, "--bin2")) bin2 = 1;
     else if (!strcmp(a, "--no-noise")) noise = 0;
-    else if (!strcmp(a, "--pdb") || !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--mrc")) {
+    else if (!strcmp(a, "--pdb") || !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--mrc") ||
+             !strcmp(a, "--intensity-out") || !strcmp(a, "--intensity-unit")) {
       if (!(v = arg_value(C, argc, argv, &i))) return 2;
       if (!strcmp(a, "--pdb")) pdb = v;
       else if (!strcmp(a, "--mrc")) mrc = v;
+      else if (!strcmp(a, "--intensity-out")) iout = v;
+      else if (!strcmp(a, "--intensity-unit")) iunit = v;
       else out = v;
     } else {
       if (!(v = arg_value(C, argc, argv, &i))) return 2;
@@ -94,6 +105,8 @@ int cmd_simulate(int argc, char **argv)
       else if (!strcmp(a, "--background")) rc = arg_double(C, a, v, 0, 1e9, &background);
       else if (!strcmp(a, "--voxel")) rc = arg_double(C, a, v, 0.05, 100, &voxel);
       else if (!strcmp(a, "--tol")) rc = arg_double(C, a, v, 1e-5, 0.1, &tol);
+      else if (!strcmp(a, "--intensity-M")) rc = arg_int64(C, a, v, 3, 1001, &intensity_M);
+      else if (!strcmp(a, "--intensity-oversampling")) rc = arg_double(C, a, v, 1, 16, &intensity_os);
       else {
         fprintf(stderr, "spinifel simulate: unknown option '%s' (try --help)\n", a);
         return 2;
@@ -103,6 +116,15 @@ int cmd_simulate(int argc, char **argv)
   }
   if (!out) {
     fprintf(stderr, "spinifel simulate: an output file is required (-o OUT.h5)\n");
+    return 2;
+  }
+  if (intensity_M % 2 == 0) {
+    fprintf(stderr, "spinifel simulate: --intensity-M must be odd, got %lld\n", (long long)intensity_M);
+    return 2;
+  }
+  if (strcmp(iunit, "e2") && strcmp(iunit, "photons-per-sr") && strcmp(iunit, "photons-per-pixel")) {
+    fprintf(stderr, "spinifel simulate: --intensity-unit: '%s' is not e2, photons-per-sr or photons-per-pixel\n",
+            iunit);
     return 2;
   }
   char mrc_default[4096];
@@ -242,6 +264,36 @@ int cmd_simulate(int argc, char **argv)
     }
   }
   const double total = omp_get_wtime() - t_start;
+  /* The true intensity on reconstruct's grid for this dataset (intensity.h). */
+  spf_intensity_grid ig = {0};
+  double t_int = omp_get_wtime();
+  if (iout) {
+    const double fluence_sr = so.fluence * SPF_R_ELECTRON_M * SPF_R_ELECTRON_M; /* photons/sr per e^2 */
+    const double pixel_sr = det->g.pixel_size_m * det->g.pixel_size_m / (distance * distance);
+    const double scale = !strcmp(iunit, "e2") ? 1.0 : !strcmp(iunit, "photons-per-sr") ? fluence_sr : fluence_sr * pixel_sr;
+    char unit[256], gen[1200];
+    if (!strcmp(iunit, "e2")) snprintf(unit, sizeof unit, "electrons^2 (|F|^2, F in electrons)");
+    else if (!strcmp(iunit, "photons-per-sr"))
+      snprintf(unit, sizeof unit, "photons per steradian (fluence %g/um^2 r_e^2 |F|^2)", fluence);
+    else
+      snprintf(unit, sizeof unit, "photons per pixel at the beam (fluence %g/um^2 r_e^2 (%g m / %g m)^2 |F|^2)",
+               fluence, det->g.pixel_size_m, distance);
+    snprintf(gen, sizeof gen, "%.1000s; intensity M=%lld oversampling=%g unit=%s", h.generator, (long long)intensity_M,
+             intensity_os, iunit);
+    const int64_t im = intensity_M;
+    double *vol = malloc(sizeof(double) * (size_t)(im * im * im));
+    rc = vol ? spf_intensity_grid_make(im, intensity_os, det->n_pixels, det->g.nx, det->s, det->mask, &ig)
+             : SPF_ERR_ALLOC;
+    if (!rc) rc = spf_intensity_of_molecule(mol->n_atoms, mol->xyz, type, n_types, ff, &ig, scale, tol, nthreads, vol);
+    *msg = 0;
+    if (!rc) rc = spf_intensity_write(iout, &ig, vol, unit, gen, msg, sizeof msg);
+    free(vol);
+    if (rc) {
+      fprintf(stderr, "spinifel simulate: intensity: %s\n", *msg ? msg : spf_strerror(rc));
+      goto fail;
+    }
+  }
+  t_int = omp_get_wtime() - t_int;
   printf("molecule: %s, %lld atoms, radius of gyration %.1f A, max radius %.1f A\n", pdb ? pdb : "built-in phantom",
          (long long)mol->n_atoms, rg, rmax);
   printf("detector: %lld x %lld pixels, resolution %.2f A at the edge, %.2f A in the corner\n", (long long)det->g.nx,
@@ -250,6 +302,11 @@ int cmd_simulate(int argc, char **argv)
          "I/O %.2f s) with %d threads\n",
          (long long)images, total, (double)images / total, t_sf, tm.slicing, tm.noise, tm.output + t_close, nthreads);
   printf("wrote %s and %s\n", out, mrc);
+  if (iout)
+    printf("wrote %s: intensity %lld^3 in %.2f s, voxel %.5f 1/A, corner pixel %.4f 1/A (%.2f A), edge %.4f 1/A, beam "
+           "stop %.4f 1/A\n",
+           iout, (long long)ig.M, t_int, ig.voxel_inv_angstrom, ig.corner_inv_angstrom, 1 / ig.corner_inv_angstrom,
+           ig.edge_inv_angstrom, ig.beamstop_inv_angstrom);
 fail:
   spf_scattering_free(sc);
   free(type);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <fftw3.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,38 @@ static int put_root_attrs(hid_t file, const char *path, const char *format, cons
   return rc;
 }
 
+/* The unit of reconstruct's intensity: that of the merged data. */
+#define RESULTS_INTENSITY_UNIT "photons per pixel (the data's unit: no solid-angle or polarization correction)"
+#define INTENSITY_FORMAT "spinifel intensity 1"
+
+/* The grid's figures as attributes of the dataset "intensity" (names in results.h). */
+static const char *const GRID_ATTRS[6] = {"voxel_inv_angstrom",  "s_max_inv_angstrom", "oversampling",
+                                          "corner_inv_angstrom", "edge_inv_angstrom",  "beamstop_inv_angstrom"};
+
+static void grid_values(const spf_intensity_grid *g, double v[6])
+{
+  v[0] = g->voxel_inv_angstrom;
+  v[1] = g->s_max_inv_angstrom;
+  v[2] = g->oversampling;
+  v[3] = g->corner_inv_angstrom;
+  v[4] = g->edge_inv_angstrom;
+  v[5] = g->beamstop_inv_angstrom;
+}
+
+static int put_intensity_attrs(hid_t file, const char *path, const spf_intensity_grid *g, const char *unit, char *msg,
+                               size_t msg_len)
+{
+  hid_t ds = H5Dopen2(file, "intensity", H5P_DEFAULT);
+  int rc = ds >= 0 ? SPF_OK : SPF_ERR_IO;
+  double v[6];
+  grid_values(g, v);
+  for (int i = 0; i < 6 && !rc; i++) rc = put_attr(ds, GRID_ATTRS[i], H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v[i]);
+  if (!rc) rc = put_attr_string(ds, "unit", unit);
+  if (ds >= 0 && H5Dclose(ds) < 0) rc = SPF_ERR_IO;
+  if (rc) say(msg, msg_len, "%s: cannot write the attributes of 'intensity'", path);
+  return rc;
+}
+
 int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *config, char *msg, size_t msg_len)
 {
   if (!path || !st || !config || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->fluence ||
@@ -228,10 +261,11 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
 
 int spf_results_write(const char *path, int64_t M, const double *rho, const double *u, int64_t n_images,
                       const double *orientations, const float *best_dist, const float *gap, double voxel_angstrom,
-                      int generations, const char *config, char *msg, size_t msg_len)
+                      const spf_intensity_grid *grid, int generations, const char *config, char *msg,
+                      size_t msg_len)
 {
   if (!path || !rho || !u || !orientations || !config) return SPF_ERR_NULL;
-  if (M < 1 || M % 2 == 0 || n_images < 1) return SPF_ERR_SIZE;
+  if (M < 1 || M % 2 == 0 || n_images < 1 || (grid && grid->M != M)) return SPF_ERR_SIZE;
   if (M > MAX_M) return SPF_ERR_TOO_BIG;
   double *intensity = malloc(sizeof(double) * (size_t)(M * M * M));
   if (!intensity) return SPF_ERR_ALLOC;
@@ -252,6 +286,7 @@ int spf_results_write(const char *path, int64_t M, const double *rho, const doub
   const hsize_t dq[2] = {n, 4}, dn[1] = {n}, dv[3] = {m, m, m};
   rc = put_array(o.file, path, "intensity", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, intensity, msg, msg_len);
   free(intensity);
+  if (!rc && grid) rc = put_intensity_attrs(o.file, path, grid, RESULTS_INTENSITY_UNIT, msg, msg_len);
   if (!rc) rc = put_array(o.file, path, "autocorrelation", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, u, msg, msg_len);
   if (!rc) rc = put_array(o.file, path, "density", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, rho, msg, msg_len);
   if (!rc)
@@ -509,6 +544,109 @@ int spf_results_read_volume(const char *path, const char *name, int64_t M, doubl
   if (M < 1) return SPF_ERR_SIZE;
   const hsize_t dv[3] = {(hsize_t)M, (hsize_t)M, (hsize_t)M};
   return read_array(path, name, 3, dv, out, msg, msg_len);
+}
+
+int spf_intensity_write(const char *path, const spf_intensity_grid *grid, const double *intensity, const char *unit,
+                        const char *generator, char *msg, size_t msg_len)
+{
+  if (!path || !grid || !intensity || !unit || !generator) return SPF_ERR_NULL;
+  const int64_t M = grid->M;
+  if (M < 1 || M % 2 == 0) return SPF_ERR_SIZE;
+  if (M > MAX_M) return SPF_ERR_TOO_BIG;
+  quiet_hdf5();
+  out_file o;
+  int rc = out_open(&o, path, msg, msg_len);
+  if (rc) return rc;
+  const hsize_t m = (hsize_t)M, dv[3] = {m, m, m};
+  rc = put_array(o.file, path, "intensity", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, intensity, msg, msg_len);
+  if (!rc) rc = put_intensity_attrs(o.file, path, grid, unit, msg, msg_len);
+  if (!rc) {
+    hid_t root = H5Gopen2(o.file, "/", H5P_DEFAULT);
+    rc = root >= 0 ? put_attr_string(root, "format", INTENSITY_FORMAT) : SPF_ERR_IO;
+    if (!rc) rc = put_attr_string(root, "generator", generator);
+    if (root >= 0) H5Gclose(root);
+    if (rc) say(msg, msg_len, "%s: cannot write the attributes of /", path);
+  }
+  return out_close(&o, path, rc, msg, msg_len);
+}
+
+int spf_intensity_read(const char *path, double **intensity, spf_intensity_grid *grid, char *unit, size_t unit_len,
+                       char *msg, size_t msg_len)
+{
+  if (!path || !intensity || !grid) return SPF_ERR_NULL;
+  *intensity = NULL;
+  if (unit && unit_len) unit[0] = 0;
+  quiet_hdf5();
+  if (access(path, R_OK) != 0) {
+    say(msg, msg_len, "%s: cannot open", path);
+    return SPF_ERR_IO;
+  }
+  if (H5Fis_hdf5(path) <= 0) {
+    say(msg, msg_len, "%s: not an HDF5 file", path);
+    return SPF_ERR_FORMAT;
+  }
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) {
+    say(msg, msg_len, "%s: a damaged HDF5 file", path);
+    return SPF_ERR_IO;
+  }
+  int rc = SPF_OK;
+  hid_t ds = -1;
+  if (H5Lexists(f, "intensity", H5P_DEFAULT) <= 0 || (ds = H5Dopen2(f, "intensity", H5P_DEFAULT)) < 0) {
+    say(msg, msg_len, "%s: no dataset 'intensity' (a results.h5 or an intensity file is needed)", path);
+    rc = SPF_ERR_FORMAT;
+  }
+  hsize_t dims[8] = {0};
+  int rank = -1;
+  if (!rc) {
+    hid_t sp = H5Dget_space(ds);
+    rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (rank > 0 && rank <= 8) H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (sp >= 0) H5Sclose(sp);
+    if (rank != 3 || dims[0] != dims[1] || dims[0] != dims[2] || dims[0] % 2 == 0 || dims[0] < 3 ||
+        dims[0] > MAX_M) {
+      char have[96] = "unreadable";
+      if (rank >= 0 && rank <= 8) format_shape(have, sizeof have, rank, dims);
+      say(msg, msg_len, "%s: dataset 'intensity' has shape %s; a cube of odd size is needed", path, have);
+      rc = SPF_ERR_FORMAT;
+    }
+  }
+  const int64_t M = (int64_t)dims[0];
+  if (!rc) {
+    *intensity = malloc(sizeof(double) * (size_t)(M * M * M));
+    if (!*intensity) rc = SPF_ERR_ALLOC;
+  }
+  if (!rc && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *intensity) < 0) {
+    say(msg, msg_len, "%s: cannot read dataset 'intensity' (damaged file?)", path);
+    rc = SPF_ERR_IO;
+  }
+  if (!rc) {
+    double v[6];
+    for (int i = 0; i < 6; i++)
+      if (get_attr_double(ds, GRID_ATTRS[i], &v[i])) v[i] = NAN;
+    grid->M = M;
+    grid->voxel_inv_angstrom = v[0];
+    grid->s_max_inv_angstrom = v[1];
+    grid->oversampling = v[2];
+    grid->corner_inv_angstrom = v[3];
+    grid->edge_inv_angstrom = v[4];
+    grid->beamstop_inv_angstrom = v[5];
+    double voxel_a;
+    hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+    if (isnan(v[0]) && root >= 0 && !get_attr_double(root, "voxel_angstrom", &voxel_a) && voxel_a > 0)
+      grid->voxel_inv_angstrom = 1.0 / ((double)M * voxel_a);
+    if (root >= 0) H5Gclose(root);
+    char *text = NULL;
+    if (unit && unit_len && !get_attr_text(ds, "unit", &text)) snprintf(unit, unit_len, "%s", text);
+    free(text);
+  }
+  if (ds >= 0) H5Dclose(ds);
+  H5Fclose(f);
+  if (rc) {
+    free(*intensity);
+    *intensity = NULL;
+  }
+  return rc;
 }
 
 int spf_intensity_from_autocorrelation(int64_t m, const double *u, double *intensity)

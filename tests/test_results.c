@@ -194,7 +194,7 @@ static void checkpoint_with_other_sizes_is_refused(void)
   state_free(&a3);
 
   /* Not a checkpoint, not HDF5, absent. */
-  CHECK(spf_results_write(path, 5, a.rho, a.u, 8, a.orientations, NULL, NULL, 1.0, 1, "c", msg, sizeof msg) ==
+  CHECK(spf_results_write(path, 5, a.rho, a.u, 8, a.orientations, NULL, NULL, 1.0, NULL, 1, "c", msg, sizeof msg) ==
             SPF_OK,
         "results file: %s", msg);
   CHECK(spf_checkpoint_read(path, &a, NULL, 0, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, "checkpoint"),
@@ -221,7 +221,7 @@ static void failed_write_leaves_no_file(void)
   snprintf(path, sizeof path, "%s/no_such_dir/ck.h5", dir);
   CHECK(spf_checkpoint_write(path, &a, "cfg", msg, sizeof msg) == SPF_ERR_IO, "missing directory");
   CHECK(strstr(msg, path) && !strchr(msg, '\n'), "message names the path: %s", msg);
-  CHECK(spf_results_write(path, 5, a.rho, a.u, 4, a.orientations, a.best_dist, a.gap, 1.0, 1, "c", msg,
+  CHECK(spf_results_write(path, 5, a.rho, a.u, 4, a.orientations, a.best_dist, a.gap, 1.0, NULL, 1, "c", msg,
                           sizeof msg) == SPF_ERR_IO && strstr(msg, path),
         "results, missing directory: %s", msg);
   CHECK(!file_exists(path) && dir_entries() == 0, "nothing written");
@@ -250,10 +250,10 @@ static void failed_write_leaves_no_file(void)
   a.n_images = 0;
   CHECK(spf_checkpoint_write(tmp_path("x.h5"), &a, "c", NULL, 0) == SPF_ERR_SIZE, "no images");
   a.n_images = 4;
-  CHECK(spf_results_write(tmp_path("x.h5"), 4, a.rho, a.u, 4, a.orientations, NULL, NULL, 1, 1, "c", NULL, 0) ==
+  CHECK(spf_results_write(tmp_path("x.h5"), 4, a.rho, a.u, 4, a.orientations, NULL, NULL, 1, NULL, 1, "c", NULL, 0) ==
             SPF_ERR_SIZE,
         "results, even M");
-  CHECK(spf_results_write(tmp_path("x.h5"), 5, a.rho, NULL, 4, a.orientations, NULL, NULL, 1, 1, "c", NULL, 0) ==
+  CHECK(spf_results_write(tmp_path("x.h5"), 5, a.rho, NULL, 4, a.orientations, NULL, NULL, 1, NULL, 1, "c", NULL, 0) ==
             SPF_ERR_NULL,
         "results, NULL u");
   CHECK(dir_entries() == 0, "still nothing written");
@@ -308,9 +308,12 @@ static void results_round_trip(void)
   const char *path = tmp_path("res.h5");
   char msg[256] = "";
   CHECK(spf_intensity_from_autocorrelation(m, a.u, want) == SPF_OK, "intensity");
+  const spf_intensity_grid grid = {.M = m, .oversampling = 1.25, .s_max_inv_angstrom = 0.1, .voxel_inv_angstrom = 0.05,
+                                   .corner_inv_angstrom = 0.11, .edge_inv_angstrom = 0.08,
+                                   .beamstop_inv_angstrom = 0.01};
   for (int with = 1; with >= 0; with--) {
     CHECK(spf_results_write(path, m, a.rho, a.u, n, a.orientations, with ? a.best_dist : NULL, with ? a.gap : NULL,
-                            1.75, 12, "key = value", msg, sizeof msg) == SPF_OK,
+                            1.75, with ? &grid : NULL, 12, "key = value", msg, sizeof msg) == SPF_OK,
           "write (with scores %d): %s", with, msg);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     CHECK(f >= 0, "open");
@@ -348,12 +351,96 @@ static void results_round_trip(void)
     H5Tclose(t);
     H5Aclose(at);
     H5Fclose(f);
+    /* The intensity and its grid as fsc --intensity reads them. */
+    double *in = NULL;
+    spf_intensity_grid g;
+    char unit[256];
+    CHECK(spf_intensity_read(path, &in, &g, unit, sizeof unit, msg, sizeof msg) == SPF_OK, "read: %s", msg);
+    CHECK(in && !memcmp(in, want, sizeof(double) * n3) && g.M == m, "intensity read back");
+    if (with) {
+      CHECK(!memcmp(&g, &grid, sizeof g), "grid attributes read back");
+      CHECK(strstr(unit, "photons per pixel") != NULL, "unit '%s'", unit);
+    } else {
+      CHECK(g.voxel_inv_angstrom == 1.0 / (m * 1.75), "voxel from voxel_angstrom: %g", g.voxel_inv_angstrom);
+      CHECK(isnan(g.s_max_inv_angstrom) && isnan(g.oversampling) && isnan(g.corner_inv_angstrom) &&
+                isnan(g.edge_inv_angstrom) && isnan(g.beamstop_inv_angstrom) && !unit[0],
+            "no grid: NAN figures, no unit");
+    }
+    free(in);
   }
+  spf_intensity_grid bad = grid;
+  bad.M = m + 2;
+  CHECK(spf_results_write(path, m, a.rho, a.u, n, a.orientations, NULL, NULL, 1.75, &bad, 12, "c", msg, sizeof msg) ==
+            SPF_ERR_SIZE,
+        "a grid of another size is refused");
   CHECK(dir_entries() == 1, "one file, no temp left");
   unlink(path);
   free(vol);
   free(want);
   state_free(&a);
+}
+
+static void intensity_file_round_trip_and_bad_files(void)
+{
+  const int64_t m = 5, n3 = m * m * m;
+  double vol[125];
+  for (int64_t i = 0; i < n3; i++) vol[i] = 0.5 * (double)i - 3;
+  const spf_intensity_grid grid = {.M = m, .oversampling = 1, .s_max_inv_angstrom = 0.125, .voxel_inv_angstrom = 0.05,
+                                   .corner_inv_angstrom = 0.125, .edge_inv_angstrom = 0.09,
+                                   .beamstop_inv_angstrom = 0.002};
+  const char *path = tmp_path("truth.h5");
+  char msg[256] = "", unit[64];
+  CHECK(spf_intensity_write(path, &grid, vol, "electrons^2", "test", msg, sizeof msg) == SPF_OK, "write: %s", msg);
+  double *in = NULL;
+  spf_intensity_grid g;
+  CHECK(spf_intensity_read(path, &in, &g, unit, sizeof unit, msg, sizeof msg) == SPF_OK, "read: %s", msg);
+  CHECK(in && !memcmp(in, vol, sizeof vol) && !memcmp(&g, &grid, sizeof g) && !strcmp(unit, "electrons^2"),
+        "round trip");
+  free(in);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t at = H5Aopen(f, "format", H5P_DEFAULT);
+  char fmt[64] = "";
+  hid_t t = H5Aget_type(at);
+  CHECK(at >= 0 && H5Tget_size(t) < sizeof fmt && H5Aread(at, t, fmt) >= 0 && !strcmp(fmt, "spinifel intensity 1"),
+        "format '%s'", fmt);
+  H5Tclose(t);
+  H5Aclose(at);
+  H5Fclose(f);
+  CHECK(dir_entries() == 1, "one file, no temp left");
+
+  CHECK(spf_intensity_write(tmp_path("no/such/dir.h5"), &grid, vol, "u", "g", msg, sizeof msg) == SPF_ERR_IO,
+        "unwritable path");
+  CHECK(dir_entries() == 1, "failed write leaves nothing");
+  CHECK(spf_intensity_read(tmp_path("none.h5"), &in, &g, NULL, 0, msg, sizeof msg) == SPF_ERR_IO && !in,
+        "missing file");
+  FILE *txt = fopen(tmp_path("text.h5"), "w");
+  fputs("not hdf5\n", txt);
+  fclose(txt);
+  CHECK(spf_intensity_read(tmp_path("text.h5"), &in, &g, NULL, 0, msg, sizeof msg) == SPF_ERR_FORMAT &&
+            strstr(msg, "not an HDF5 file"),
+        "not HDF5: %s", msg);
+  /* A checkpoint has no intensity; a non-cubic intensity is refused. */
+  spf_run_state a;
+  CHECK(state_alloc(&a, 3, 2), "alloc");
+  state_fill(&a, 3);
+  CHECK(spf_checkpoint_write(tmp_path("ck.h5"), &a, "c", msg, sizeof msg) == SPF_OK, "checkpoint");
+  CHECK(spf_intensity_read(tmp_path("ck.h5"), &in, &g, NULL, 0, msg, sizeof msg) == SPF_ERR_FORMAT &&
+            strstr(msg, "'intensity'"),
+        "no intensity: %s", msg);
+  state_free(&a);
+  f = H5Fcreate(tmp_path("flat.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  const hsize_t d2[3] = {5, 5, 3};
+  hid_t sp = H5Screate_simple(3, d2, NULL);
+  hid_t ds = H5Dcreate2(f, "intensity", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, vol);
+  H5Dclose(ds);
+  H5Sclose(sp);
+  H5Fclose(f);
+  CHECK(spf_intensity_read(tmp_path("flat.h5"), &in, &g, NULL, 0, msg, sizeof msg) == SPF_ERR_FORMAT &&
+            strstr(msg, "(5, 5, 3)"),
+        "non-cubic: %s", msg);
+  const char *names[] = {"truth.h5", "text.h5", "ck.h5", "flat.h5"};
+  for (int i = 0; i < 4; i++) unlink(tmp_path(names[i]));
 }
 
 /* ---- intensity against direct sums ---- */
@@ -444,6 +531,7 @@ int main(void)
   RUN_TEST(failed_write_leaves_no_file);
   RUN_TEST(checkpoint_over_an_existing_one_replaces_it);
   RUN_TEST(results_round_trip);
+  RUN_TEST(intensity_file_round_trip_and_bad_files);
   RUN_TEST(intensity_matches_a_direct_sum);
   RUN_TEST(intensity_of_an_autocorrelation_is_the_power_spectrum);
   CHECK(rmdir(dir) == 0, "temp directory empty at the end");

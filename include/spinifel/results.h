@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spinifel/intensity.h"
+
 /* State of an M-TIP run after a complete generation: enough to continue it with the
  * same result as an uninterrupted run. Arrays are owned by the caller. */
 typedef struct {
@@ -63,15 +65,36 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
 int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, size_t config_len, char *msg, size_t msg_len);
 
 /* The results of a reconstruction in one HDF5 file (temp + rename):
- *   intensity        (M, M, M) float64: the 3D diffraction volume, FFT of u (real, centred: index a <-> mode a - (M-1)/2)
+ *   intensity        (M, M, M) float64: the 3D diffraction volume, FFT of u (real, centred: index a <-> mode a - (M-1)/2),
+ *                    in the data's unit (photons per pixel: no solid-angle or polarization correction);
+ *                    with grid, its attributes (intensity.h, all in 1/A but oversampling):
+ *                    voxel_inv_angstrom, s_max_inv_angstrom, oversampling, corner_inv_angstrom,
+ *                    edge_inv_angstrom, beamstop_inv_angstrom (double), unit (text)
  *   autocorrelation  (M, M, M) float64: u
  *   density          (M, M, M) float64: rho
  *   orientations     (N, 4) float64 (w, x, y, z); best_distance (N) float32; confidence (N) float32 (the gap to the second best)
  *   attributes on /: voxel_angstrom (double), generations (int), config (text)
- * best_dist / gap may be NULL (then those datasets are omitted). M must be odd. */
+ * best_dist / gap may be NULL (then those datasets are omitted); grid may be NULL (then the
+ * intensity has no attributes), else grid->M must be M. M must be odd. */
 int spf_results_write(const char *path, int64_t M, const double *rho, const double *u, int64_t n_images,
                       const double *orientations, const float *best_dist, const float *gap, double voxel_angstrom,
-                      int generations, const char *config, char *msg, size_t msg_len);
+                      const spf_intensity_grid *grid, int generations, const char *config, char *msg,
+                      size_t msg_len);
+
+/* An intensity file: the dataset "intensity" (M, M, M) float64 with the same attributes
+ * as results.h5's (unit: the given text), and on /: format = "spinifel intensity 1",
+ * generator (text: what made it). Temp + rename. */
+int spf_intensity_write(const char *path, const spf_intensity_grid *grid, const double *intensity, const char *unit,
+                        const char *generator, char *msg, size_t msg_len);
+
+/* The "intensity" of a results file or an intensity file: *intensity (M^3, malloc'ed,
+ * caller frees), grid->M from the shape (cubic, odd, else SPF_ERR_FORMAT), the other
+ * fields of grid from the attributes, NAN where the file lacks them (a results file of an
+ * older version has only voxel_angstrom on /, which gives voxel_inv_angstrom =
+ * 1 / (M voxel_angstrom)). unit (may be NULL): the unit text, "" if none. A file that is
+ * not HDF5 gives SPF_ERR_FORMAT with "not an HDF5 file" in msg. */
+int spf_intensity_read(const char *path, double **intensity, spf_intensity_grid *grid, char *unit, size_t unit_len,
+                       char *msg, size_t msg_len);
 
 /* The orientations (n_images x 4) of a results file; another count gives SPF_ERR_DATA
  * naming the shapes. */

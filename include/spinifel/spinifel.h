@@ -10,6 +10,7 @@
 #include "spinifel/detector.h"
 #include "spinifel/error.h"
 #include "spinifel/fsc.h"
+#include "spinifel/intensity.h"
 #include "spinifel/likelihood.h"
 #include "spinifel/matching.h"
 #include "spinifel/merging.h"
@@ -24,6 +25,7 @@
 #include "spinifel/results.h"
 #include "spinifel/rotation.h"
 #include "spinifel/scattering.h"
+#include "spinifel/shellcorr.h"
 #include "spinifel/simulate.h"
 #include "spinifel/slicing.h"
 
