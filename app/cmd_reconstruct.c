@@ -37,9 +37,9 @@ static int param_table(settings *s, param *t)
 {
   spf_reconstruct_options *o = &s->o;
   const param p[] = {
-      {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout)"},
+      {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout; or EMC photons with detector)"},
       {"output", T_TEXT, s->output, 0, 0, 0, "output directory"},
-      {"detector", T_TEXT, s->detector, 0, 0, 1, "the detector file when DATA is an EMC photon file (photons.h)"},
+      {"detector", T_TEXT, s->detector, 0, 0, 1, "EMC (Dragonfly) detector file, when DATA is an EMC photon file"},
       {"images", T_I64, &s->images, 0, 1e15, 1, "use the first N images (0: all)"},
       {"half", T_INT, &s->half, 0, 2, 1, "0: all images; 1 or 2: that half of a random split (seed)"},
       {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
