@@ -29,6 +29,7 @@ typedef struct {
   int64_t images, threads;
   int half, pictures_each;
   char data[1024];
+  char detector[1024]; /* EMC photons: their detector file */
   char output[1024];
   char model[1024];
 } settings;
@@ -37,8 +38,9 @@ static int param_table(settings *s, param *t)
 {
   spf_reconstruct_options *o = &s->o;
   const param p[] = {
-      {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout)"},
+      {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout; or EMC photons with detector)"},
       {"output", T_TEXT, s->output, 0, 0, 0, "output directory"},
+      {"detector", T_TEXT, s->detector, 0, 0, 1, "EMC (Dragonfly) detector file, when DATA is an EMC photon file"},
       {"images", T_I64, &s->images, 0, 1e15, 1, "use the first N images (0: all)"},
       {"half", T_INT, &s->half, 0, 2, 1, "0: all images; 1 or 2: that half of a random split (seed)"},
       {"model", T_TEXT, s->model, 0, 0, 1,
@@ -126,6 +128,7 @@ static void config_text(settings *s, int results_only, char *out, size_t len)
   size_t at = (size_t)snprintf(out, len, "[reconstruct]\n");
   for (int i = 0; i < n && at < len; i++) {
     if (results_only && !t[i].results) continue;
+    if (t[i].type == T_TEXT && !((char *)t[i].ptr)[0]) continue; /* unset: as before the key existed */
     switch (t[i].type) {
     case T_TEXT: at += (size_t)snprintf(out + at, len - at, "%s = %s\n", t[i].name, (char *)t[i].ptr); break;
     case T_DOUBLE: at += (size_t)snprintf(out + at, len - at, "%s = %.17g\n", t[i].name, *(double *)t[i].ptr); break;
@@ -518,6 +521,14 @@ int cmd_reconstruct(int argc, char **argv)
   }
   snprintf(S.data, sizeof S.data, "%s", abs);
   free(abs);
+  if (S.detector[0]) {
+    if (!(abs = realpath(S.detector, NULL))) {
+      fprintf(stderr, "spinifel reconstruct: %s: %s\n", S.detector, strerror(errno));
+      return 1;
+    }
+    snprintf(S.detector, sizeof S.detector, "%s", abs);
+    free(abs);
+  }
   spf_reconstruct_options o = S.o;
   if (!strcmp(S.model, "auto")) o.model = SPF_MODEL_AUTO;
   else if (!strcmp(S.model, "poisson")) o.model = SPF_MODEL_POISSON;
@@ -548,7 +559,8 @@ int cmd_reconstruct(int argc, char **argv)
 
   char msg[1024] = "";
   spf_dataset *d;
-  int rc = spf_dataset_open(S.data, &d, msg, sizeof msg);
+  int rc = S.detector[0] ? spf_dataset_open_emc(S.data, S.detector, &d, msg, sizeof msg)
+                         : spf_dataset_open(S.data, &d, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;

@@ -17,6 +17,7 @@
 #include "spinifel/molecule.h"
 #include "spinifel/mpi.h"
 #include "spinifel/mrc.h"
+#include "spinifel/photons.h"
 #include "spinifel/nufft.h"
 #include "spinifel/phasing.h"
 #include "spinifel/picture.h"
