@@ -355,6 +355,9 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
   json_number(c->log, "t_merge", g->t_merge);
   json_number(c->log, "t_phase", g->t_phase);
   json_number(c->log, "t_slice", g->t_slice);
+  json_number(c->log, "t_likelihood", g->t_likelihood);
+  json_number(c->log, "t_views", g->t_views);
+  json_number(c->log, "t_merge_points", g->t_merge_points);
   json_number(c->log, "t_reduce", g->t_reduce);
   json_number(c->log, "t_ring", g->t_ring);
   fprintf(c->log, ",\"rechecks\":%lld", (long long)g->rechecks);

@@ -640,6 +640,8 @@ static int poisson_step(const poisson_job *j, spf_generation_log *log)
   int64_t done = 0;
   const int64_t total_work = 3 * R;
   /* 1. Each image's best reference and the spread of its log-likelihood. */
+  double tp0, tv0, tmerge = 0;
+  spf_likelihood_timing(j->lk, &tp0, &tv0);
   if (!rc) rc = spf_likelihood_begin(j->lk, R, j->phi);
   for (int64_t f = 0; !rc && f < R; f += j->nb) {
     const int64_t c = R - f < j->nb ? R - f : j->nb;
@@ -707,7 +709,9 @@ static int poisson_step(const poisson_job *j, spf_generation_log *log)
         memmove(j->x + nup, j->x + n, sizeof(double) * (size_t)nup);
         memmove(j->x + 2 * nup, j->x + 2 * n, sizeof(double) * (size_t)nup);
       }
+      const double tm = omp_get_wtime();
       rc = spf_merger_add_points(j->mg, nup, j->x, j->x + nup, j->x + 2 * nup, j->b, j->w);
+      tmerge += omp_get_wtime() - tm;
     }
     done += c;
     if (j->o->on_step) j->o->on_step(j->o->step_ctx, j->gen, "slice+match", done, total_work);
@@ -727,6 +731,11 @@ static int poisson_step(const poisson_job *j, spf_generation_log *log)
     if (j->o->update_fluence && fsum > 0)
       for (int64_t k = 0; k < N; k++) j->phi[k] = fl[k] * (double)N / fsum;
     qsort(tmp, (size_t)N, sizeof(double), cmp_double_asc);
+    double tp1, tv1;
+    spf_likelihood_timing(j->lk, &tp1, &tv1);
+    log->t_likelihood = tp1 - tp0;
+    log->t_views = tv1 - tv0;
+    log->t_merge_points = tmerge;
     log->beta = beta;
     log->mean_entropy = hsum / (double)N;
     log->median_gap = tmp[N / 2];

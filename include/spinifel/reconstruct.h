@@ -117,6 +117,9 @@ typedef struct {
   int64_t support_size;
   double t_slice_match, t_merge, t_phase; /* seconds */
   double t_slice;               /* the slicing part of t_slice_match */
+  double t_likelihood;          /* Poisson: the products of counts and log-models (in t_slice_match) */
+  double t_views;               /* Poisson: probabilities and views (in t_slice_match) */
+  double t_merge_points;        /* Poisson: the views' type-1 sums into the merger (in t_slice_match) */
   double t_reduce;              /* the MPI sums and broadcasts of the merge (in t_merge) */
   double t_ring;                /* passing image blocks round the ranks (in t_slice_match) */
   int64_t rechecks;             /* image-reference pairs matching measured again in a fixed
