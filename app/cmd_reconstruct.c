@@ -49,6 +49,8 @@ static int param_table(settings *s, param *t)
       {"beta-start", T_DOUBLE, &o->beta_start, 0, 1, 1, "poisson: annealing factor of generation 1 (0: auto)"},
       {"beta-spread", T_DOUBLE, &o->beta_spread, 1e-3, 1e9, 1, "poisson: auto beta puts the median log L spread at this"},
       {"beta-gens", T_INT, &o->beta_generations, 1, 1000, 1, "poisson: generation at which beta reaches 1"},
+      {"model-floor", T_DOUBLE, &o->model_floor, 0, 1e3, 1,
+       "poisson: the model counts as at least this fraction of each pixel's mean count"},
       {"update-fluence", T_INT, &o->update_fluence, 0, 1, 1, "poisson: per-image fluence from the probabilities"},
       {"positive-intensity", T_INT, &o->positive_intensity, -1, 1, 1,
        "clip the merged intensity at 0 (-1: with the poisson model)"},

@@ -17,7 +17,8 @@
 struct spf_likelihood_s {
   int64_t n_img, np, entries;
   int nthreads;
-  double floor, drop_mass;
+  double drop_mass;
+  float *floor;      /* np: model values below count as these */
   int64_t *off;      /* n_img + 1: image k's entries are off[k] .. off[k+1] - 1 */
   int32_t *pix;      /* pixel of each entry, increasing within an image */
   float *cnt;        /* its count */
@@ -43,6 +44,7 @@ void spf_likelihood_default_options(spf_likelihood_options *o)
 {
   if (!o) return;
   o->model_floor = 0;
+  o->pixel_floor = NULL;
   o->drop_mass = 1e-6;
   o->nthreads = 0;
 }
@@ -52,7 +54,7 @@ void spf_likelihood_free(spf_likelihood *lk)
   if (!lk) return;
   free(lk->off); free(lk->pix); free(lk->cnt); free(lk->photons); free(lk->phi); free(lk->best);
   free(lk->best_L); free(lk->second_L); free(lk->sum_L); free(lk->Z); free(lk->entropy); free(lk->p_best);
-  free(lk->exp_W); free(lk->logw); free(lk->sum_w); free(lk->L); free(lk->active); free(lk->scatter);
+  free(lk->exp_W); free(lk->floor); free(lk->logw); free(lk->sum_w); free(lk->L); free(lk->active); free(lk->scatter);
   free(lk);
 }
 
@@ -119,7 +121,12 @@ int spf_likelihood_make(int64_t n_images, int64_t n_pixels, const float *counts,
   }
   /* The floor: a model of no photons at a pixel that saw one would be -infinity. */
   const double mean = total / ((double)n_images * (double)n_pixels);
-  lk->floor = o.model_floor > 0 ? o.model_floor : 1e-3 * (mean > 0 ? mean : 1.0);
+  const double fl = o.model_floor > 0 ? o.model_floor : 1e-3 * (mean > 0 ? mean : 1.0);
+  if (!rc && !(lk->floor = malloc(sizeof(float) * (size_t)n_pixels))) rc = SPF_ERR_ALLOC;
+  for (int64_t p = 0; !rc && p < n_pixels; p++) {
+    lk->floor[p] = o.pixel_floor ? o.pixel_floor[p] : (float)fl;
+    if (!(lk->floor[p] > 0) || !isfinite(lk->floor[p])) rc = SPF_ERR_OPTION;
+  }
   if (rc) {
     spf_likelihood_free(lk);
     return rc;
@@ -134,7 +141,10 @@ double spf_likelihood_photons(const spf_likelihood *lk, int64_t k)
 }
 
 int64_t spf_likelihood_entries(const spf_likelihood *lk) { return lk ? lk->entries : 0; }
-double spf_likelihood_floor(const spf_likelihood *lk) { return lk ? lk->floor : NAN; }
+double spf_likelihood_floor(const spf_likelihood *lk, int64_t p)
+{
+  return lk && p >= 0 && p < lk->np ? lk->floor[p] : NAN;
+}
 
 int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi)
 {
@@ -169,7 +179,7 @@ static int load_batch(spf_likelihood *lk, int64_t count, const float *models)
     lk->cap = lk->logw && lk->sum_w && lk->L && lk->active && lk->scatter ? need : 0;
     if (!lk->cap) return SPF_ERR_ALLOC;
   }
-  const float fl = (float)lk->floor;
+  const float *fl = lk->floor;
 #pragma omp parallel for num_threads(lk->nthreads) schedule(static)
   for (int64_t j = 0; j < need; j++) {
     float *run = lk->logw + (j / JC) * np * JC + j % JC;
@@ -177,7 +187,7 @@ static int load_batch(spf_likelihood *lk, int64_t count, const float *models)
     if (j < count) {
       const float *m = models + j * np;
       for (int64_t p = 0; p < np; p++) {
-        const float w = m[p] > fl ? m[p] : fl;
+        const float w = m[p] > fl[p] ? m[p] : fl[p];
         s += w;
         run[p * JC] = logf(w);
       }

@@ -30,6 +30,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->beta_spread = 20;
   o->beta_generations = 10;
   o->update_fluence = 1;
+  o->model_floor = 0.1;
   o->positive_intensity = -1;
   o->M = 31;
   o->oversampling = 1.0;
@@ -813,7 +814,22 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     spf_likelihood_options lo;
     spf_likelihood_default_options(&lo);
     lo.nthreads = nthreads;
-    rc = spf_likelihood_make(n_images, np, images, &lo, &lk);
+    /* Floors from the mean image (1e-3 of the overall mean where a pixel saw nothing). */
+    float *floor = malloc(sizeof(float) * (size_t)np);
+    double total = 0;
+    if (!floor) rc = SPF_ERR_ALLOC;
+    for (int64_t p = 0; !rc && p < np; p++) {
+      double sum = 0;
+      for (int64_t i = 0; i < n_images; i++) sum += images[i * np + p];
+      floor[p] = (float)(o.model_floor * sum / (double)n_images);
+      total += sum;
+    }
+    const float least = (float)(1e-3 * total / ((double)n_images * (double)np));
+    for (int64_t p = 0; !rc && p < np; p++)
+      if (!(floor[p] >= least)) floor[p] = least > 0 ? least : 1e-30f;
+    lo.pixel_floor = floor;
+    if (!rc) rc = spf_likelihood_make(n_images, np, images, &lo, &lk);
+    free(floor);
   }
   float *weight = malloc(sizeof(float) * (size_t)np), *pix_w = malloc(sizeof(float) * (size_t)np);
   float *mt_weight = malloc(sizeof(float) * (size_t)np);

@@ -41,6 +41,11 @@ typedef struct {
   double model_floor;  /* model values below this (photons per pixel) count as this
                           (the log of a non-positive model), default 1e-3 x the mean
                           count per pixel when 0 */
+  const float *pixel_floor; /* per-pixel floors instead (n_pixels values > 0, copied at make;
+                          NULL: model_floor everywhere). A model merged from few photons
+                          is noisy and rings below zero where the data are sparse; a
+                          floor at a fraction of each pixel's mean count keeps one photon
+                          there from deciding an image's orientation */
   double drop_mass;    /* largest probability an image may lose in pass 3 (default 1e-6;
                           0: keep every reference) */
   int nthreads;        /* 0: OpenMP default */
@@ -59,7 +64,7 @@ int spf_likelihood_make(int64_t n_images, int64_t n_pixels, const float *counts,
  * entries over all images. */
 double spf_likelihood_photons(const spf_likelihood *lk, int64_t image);
 int64_t spf_likelihood_entries(const spf_likelihood *lk);
-double spf_likelihood_floor(const spf_likelihood *lk);
+double spf_likelihood_floor(const spf_likelihood *lk, int64_t pixel);
 
 /* Start an E-step over n_refs references with fluences phi (n_images, >= 0; NULL: all 1). */
 int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi);

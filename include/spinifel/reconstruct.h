@@ -49,6 +49,9 @@ typedef struct {
   double beta_spread;      /*   the auto rule's target (default 20) */
   int beta_generations;    /*   beta rises geometrically to 1 at this generation (default 10) */
   int update_fluence;      /*   1: per-image fluence from the probabilities, as EMC (default 1) */
+  double model_floor;      /*   the model counts as at least this fraction of each pixel's mean
+                                count (default 0.1): the merged model is noisy where photons are
+                                few, and a near-zero value there would let one photon decide */
   int positive_intensity;  /* 1: clip the merged 3D intensity at 0 (a Poisson mean is never
                               negative); default -1: on with the Poisson model */
   int64_t M;               /* grid size, odd (default 31) */
