@@ -15,8 +15,8 @@
 /* Relative accuracy of the Fourier interpolation: far below the score's changes between
  * neighbouring rotations of the local search. */
 #define FOURIER_TOL 1e-9
-/* The same for the polish's scores: a tenth of the cost per point, errors far below the
- * score's change over the last step. */
+/* The same for the polish's scores: kernel width 8 against 10, half the cost per point,
+ * errors still far below the score's change over the last step. */
 #define POLISH_TOL 1e-7
 /* The local search's first step (radians): half the default coarse grid's covering radius. */
 #define STEP0 (6.0 * M_PI / 180)
