@@ -52,7 +52,7 @@ int main(int argc, char **argv)
   if (spf_detector_make(&geo, &det) || spf_molecule_phantom(1, atoms, &mol)) return 1;
   spf_molecule_centre(mol);
   spf_intensity_grid g;
-  if (spf_intensity_grid_make(M, 1, det->n_pixels, geo.nx, det->s, det->mask, &g)) return 1;
+  if (spf_intensity_grid_make(M, 1, det->n_pixels, det->s, det->mask, &g)) return 1;
   const int64_t n = mol->n_atoms, n3 = M * M * M, ns = SPF_SHELLS(M);
   int *type = malloc(sizeof(int) * (size_t)n);
   spf_gaussian_form_factor ff[128];
