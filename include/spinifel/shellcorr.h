@@ -72,8 +72,10 @@ typedef struct {
   double quat[4];       /* R, w >= 0: aligned(x) = mov(R^T x) about the grid centre */
   double precision_deg; /* the local searches' last step: quat is a local maximum of score
                            against rotations by this angle about x, y and z. Measured on
-                           exact rotated copies: within this of the true rotation
-                           (test_shellcorr, shellcorr_bench) */
+                           exact rotated copies (Fourier interpolation): within 0.18 deg
+                           of the true rotation (2 last steps) at M = 15 and 21
+                           (test_shellcorr), 0.06 deg at M = 31 and 51 (shellcorr_bench);
+                           trilinear: within 0.4 deg at M = 15, 0.08 at 21 */
   int64_t evaluations;  /* scores computed */
 } spf_shellcorr_result;
 
