@@ -119,8 +119,10 @@ static int plot_gallery(const char *outdir, const double *u, int64_t M, char *ms
   char half[16];
   config_value(outdir, "half", half, sizeof half);
   if (!data[0] || (half[0] && strcmp(half, "0"))) return SPF_OK; /* half runs: image order differs */
+  char detector[4200];
+  config_value(outdir, "detector", detector, sizeof detector);
   spf_dataset *d;
-  int rc = spf_dataset_open(data, &d, msg, len);
+  int rc = detector[0] ? spf_dataset_open_emc(data, detector, &d, msg, len) : spf_dataset_open(data, &d, msg, len);
   if (rc) return rc;
   const int64_t npa = d->n_pixels, n_show = d->h.n_images < 8 ? d->h.n_images : 8;
   int64_t np = 0;

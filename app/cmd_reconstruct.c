@@ -29,17 +29,29 @@ typedef struct {
   int64_t images, threads;
   int half, pictures_each;
   char data[1024];
+  char detector[1024]; /* EMC photons: their detector file */
   char output[1024];
+  char model[1024];
 } settings;
 
 static int param_table(settings *s, param *t)
 {
   spf_reconstruct_options *o = &s->o;
   const param p[] = {
-      {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout)"},
+      {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout; or EMC photons with detector)"},
       {"output", T_TEXT, s->output, 0, 0, 0, "output directory"},
+      {"detector", T_TEXT, s->detector, 0, 0, 1, "EMC (Dragonfly) detector file, when DATA is an EMC photon file"},
       {"images", T_I64, &s->images, 0, 1e15, 1, "use the first N images (0: all)"},
       {"half", T_INT, &s->half, 0, 2, 1, "0: all images; 1 or 2: that half of a random split (seed)"},
+      {"model", T_TEXT, s->model, 0, 0, 1,
+       "orientation model: auto (poisson for photon counts), poisson (EMC likelihood), euclidean (M-TIP)"},
+      {"poisson-mean", T_DOUBLE, &o->poisson_mean, 0, 1e9, 1, "auto: poisson up to this mean count per pixel"},
+      {"beta-start", T_DOUBLE, &o->beta_start, 0, 1, 1, "poisson: annealing factor of generation 1 (0: auto)"},
+      {"beta-spread", T_DOUBLE, &o->beta_spread, 1e-3, 1e9, 1, "poisson: auto beta puts the median log L spread at this"},
+      {"beta-gens", T_INT, &o->beta_generations, 1, 1000, 1, "poisson: generation at which beta reaches 1"},
+      {"update-fluence", T_INT, &o->update_fluence, 0, 1, 1, "poisson: per-image fluence from the probabilities"},
+      {"positive-intensity", T_INT, &o->positive_intensity, -1, 1, 1,
+       "clip the merged intensity at 0 (-1: with the poisson model)"},
       {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
       {"refs", T_I64, &o->n_references, 1, 1e9, 1, "reference orientations for matching"},
       {"refs-start", T_I64, &o->refs_start, 0, 1e9, 1, "references of generation 1 (0: refs), rising to refs"},
@@ -116,6 +128,7 @@ static void config_text(settings *s, int results_only, char *out, size_t len)
   size_t at = (size_t)snprintf(out, len, "[reconstruct]\n");
   for (int i = 0; i < n && at < len; i++) {
     if (results_only && !t[i].results) continue;
+    if (t[i].type == T_TEXT && !((char *)t[i].ptr)[0]) continue; /* unset: as before the key existed */
     switch (t[i].type) {
     case T_TEXT: at += (size_t)snprintf(out + at, len - at, "%s = %s\n", t[i].name, (char *)t[i].ptr); break;
     case T_DOUBLE: at += (size_t)snprintf(out + at, len - at, "%s = %.17g\n", t[i].name, *(double *)t[i].ptr); break;
@@ -295,6 +308,8 @@ static int gather_state(run_ctx *c, const spf_run_state *st)
   if (!rc) rc = gather_images(cw, c->n_all, st->best, n, w->best, sizeof(int64_t));
   if (!rc) rc = gather_images(cw, c->n_all, st->best_dist, n, w->best_dist, sizeof(float));
   if (!rc) rc = gather_images(cw, c->n_all, st->gap, n, w->gap, sizeof(float));
+  if (!rc) rc = gather_images(cw, c->n_all, st->fluence, n, w->fluence, sizeof(double));
+  if (!rc) rc = gather_images(cw, c->n_all, st->entropy, n, w->entropy, sizeof(float));
   if (!rc && cw->rank == 0) copy_run_volumes(w, st);
   return rc;
 }
@@ -322,7 +337,12 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
   }
   if (c->tty) fputc('\r', stderr);
   fprintf(c->log, "{\"generation\":%d", g->generation);
+  fprintf(c->log, ",\"model\":\"%s\"", g->model == SPF_MODEL_POISSON ? "poisson" : "euclidean");
   fprintf(c->log, ",\"n_references\":%lld", (long long)g->n_references);
+  json_number(c->log, "beta", g->beta);
+  json_number(c->log, "mean_entropy", g->mean_entropy);
+  json_number(c->log, "median_loglik_gap", g->median_gap);
+  json_number(c->log, "negative_intensity_fraction", g->negative_fraction);
   json_number(c->log, "fraction_changed", g->fraction_changed);
   json_number(c->log, "median_orientation_error_deg", g->median_orientation_error_deg);
   json_number(c->log, "p90_orientation_error_deg", g->p90_orientation_error_deg);
@@ -335,6 +355,9 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
   json_number(c->log, "t_merge", g->t_merge);
   json_number(c->log, "t_phase", g->t_phase);
   json_number(c->log, "t_slice", g->t_slice);
+  json_number(c->log, "t_likelihood", g->t_likelihood);
+  json_number(c->log, "t_views", g->t_views);
+  json_number(c->log, "t_merge_points", g->t_merge_points);
   json_number(c->log, "t_reduce", g->t_reduce);
   json_number(c->log, "t_ring", g->t_ring);
   fprintf(c->log, ",\"rechecks\":%lld", (long long)g->rechecks);
@@ -438,6 +461,7 @@ int cmd_reconstruct(int argc, char **argv)
   settings S;
   memset(&S, 0, sizeof S);
   spf_reconstruct_default_options(&S.o);
+  snprintf(S.model, sizeof S.model, "auto");
   const char *resume_dir = NULL;
   char path[2100];
   int half_sets = 0;
@@ -500,7 +524,22 @@ int cmd_reconstruct(int argc, char **argv)
   }
   snprintf(S.data, sizeof S.data, "%s", abs);
   free(abs);
+  if (S.detector[0]) {
+    if (!(abs = realpath(S.detector, NULL))) {
+      fprintf(stderr, "spinifel reconstruct: %s: %s\n", S.detector, strerror(errno));
+      return 1;
+    }
+    snprintf(S.detector, sizeof S.detector, "%s", abs);
+    free(abs);
+  }
   spf_reconstruct_options o = S.o;
+  if (!strcmp(S.model, "auto")) o.model = SPF_MODEL_AUTO;
+  else if (!strcmp(S.model, "poisson")) o.model = SPF_MODEL_POISSON;
+  else if (!strcmp(S.model, "euclidean")) o.model = SPF_MODEL_EUCLIDEAN;
+  else {
+    fprintf(stderr, "spinifel reconstruct: --model must be auto, poisson or euclidean, got '%s'\n", S.model);
+    return 2;
+  }
   if (o.M % 2 == 0) {
     fprintf(stderr, "spinifel reconstruct: --M must be odd, got %lld\n", (long long)o.M);
     return 2;
@@ -523,7 +562,8 @@ int cmd_reconstruct(int argc, char **argv)
 
   char msg[1024] = "";
   spf_dataset *d;
-  int rc = spf_dataset_open(S.data, &d, msg, sizeof msg);
+  int rc = S.detector[0] ? spf_dataset_open_emc(S.data, S.detector, &d, msg, sizeof msg)
+                         : spf_dataset_open(S.data, &d, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;
@@ -624,6 +664,29 @@ int cmd_reconstruct(int argc, char **argv)
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;
   }
+  /* The model, decided once from the data and recorded in config.ini (a resume reads
+   * the same data and decides the same). */
+  {
+    char why[256] = "";
+    int model = SPF_MODEL_EUCLIDEAN;
+    o.comm = &cw;
+    rc = spf_reconstruct_pick_model(n, np, img, &o, &model, why, sizeof why);
+    if (rc) {
+      if (cw.rank == 0) fprintf(stderr, "spinifel reconstruct: %s\n", why[0] ? why : spf_strerror(rc));
+      return 1;
+    }
+    if (model == SPF_MODEL_POISSON && cw.active) {
+      if (cw.rank == 0)
+        fprintf(stderr, "spinifel reconstruct: the poisson model does not run under mpirun yet: run one process, "
+                        "or --model euclidean\n");
+      return 1;
+    }
+    o.model = S.o.model = model;
+    snprintf(S.model, sizeof S.model, "%s", model == SPF_MODEL_POISSON ? "poisson" : "euclidean");
+    config_text(&S, 0, config, sizeof config);
+    config_text(&S, 1, config_results, sizeof config_results);
+    if (cw.rank == 0 && !resume_dir) fprintf(stderr, "%s\n", why);
+  }
   int resumed = 0;
   snprintf(path, sizeof path, "%s/checkpoint.h5", outdir);
   if (resume_dir) {
@@ -643,6 +706,8 @@ int cmd_reconstruct(int argc, char **argv)
       memcpy(st.best, whole.best + first, sizeof(int64_t) * (size_t)n);
       memcpy(st.best_dist, whole.best_dist + first, sizeof(float) * (size_t)n);
       memcpy(st.gap, whole.gap + first, sizeof(float) * (size_t)n);
+      memcpy(st.fluence, whole.fluence + first, sizeof(double) * (size_t)n);
+      memcpy(st.entropy, whole.entropy + first, sizeof(float) * (size_t)n);
     }
     if (cw.active) spf_run_state_free(&whole);
     if (rc) {

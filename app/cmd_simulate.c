@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
@@ -12,7 +13,7 @@
 static void usage(FILE *out)
 {
   fprintf(out,
-          "usage: spinifel simulate -o OUT.h5 [options]\n"
+          "usage: spinifel simulate -o OUT.h5 [--emc OUT.emc] [options]\n"
           "  Simulate diffraction images of one molecule in uniformly random orientations.\n"
           "\n"
           "molecule:\n"
@@ -34,7 +35,11 @@ static void usage(FILE *out)
           "  --no-noise          write expected counts instead of Poisson samples\n"
           "  --seed S            random seed (default 1)\n"
           "output:\n"
-          "  -o, --output FILE   the HDF5 dataset (required)\n"
+          "  -o, --output FILE   the HDF5 dataset\n"
+          "  --emc FILE          also (or only) the photon counts as an EMC sparse photon file\n"
+          "                      (Dragonfly's format; needs photon noise)\n"
+          "  --emc-detector FILE its detector file (default: FILE without .emc, plus .det.dat;\n"
+          "                      a name ending in .h5 gives the HDF5 form)\n"
           "  --mrc FILE          reference density map (default: OUT with .truth.mrc)\n"
           "  --voxel A           voxel of the reference map in Angstrom (default 1)\n"
           "  --intensity-out F   also write the true 3D intensity |F(s)|^2 (HDF5: dataset 'intensity' with\n"
@@ -51,14 +56,19 @@ static void usage(FILE *out)
 }
 
 typedef struct {
-  spf_dataset_writer *w;
+  spf_dataset_writer *w;       /* NULL: no HDF5 output */
+  spf_photons_writer *photons; /* NULL: no EMC output */
   progress_bar *bar;
+  char *msg;
+  size_t msg_len;
 } sink_ctx;
 
 static int sink(void *ctx, int64_t first, int64_t count, const float *images, const double *quats)
 {
   sink_ctx *s = ctx;
-  return spf_dataset_write_images(s->w, first, count, images, quats);
+  int rc = s->w ? spf_dataset_write_images(s->w, first, count, images, quats) : SPF_OK;
+  if (!rc && s->photons) rc = spf_photons_write(s->photons, count, images, s->msg, s->msg_len);
+  return rc;
 }
 
 static void progress(void *ctx, int64_t done, int64_t total) { progress_update(ctx, done, total); }
@@ -66,7 +76,7 @@ static void progress(void *ctx, int64_t done, int64_t total) { progress_update(c
 int cmd_simulate(int argc, char **argv)
 {
   const char *C = "simulate";
-  const char *pdb = NULL, *out = NULL, *mrc = NULL, *iout = NULL, *iunit = "e2";
+  const char *pdb = NULL, *out = NULL, *mrc = NULL, *iout = NULL, *iunit = "e2", *emc = NULL, *emc_det = NULL;
   int assembly = 0, bin2 = 0, noise = 1;
   int64_t atoms = 2000, pixels = 128, images = 1000, seed = 1, compress = 0, threads = 0, intensity_M = 31;
   double pixel_size = 3e-4, distance = 0.1, energy = 6000, beamstop = 0, fluence = 1e12, jitter = 0,
@@ -81,12 +91,15 @@ int cmd_simulate(int argc, char **argv)
     else if (!strcmp(a, "--bin2")) bin2 = 1;
     else if (!strcmp(a, "--no-noise")) noise = 0;
     else if (!strcmp(a, "--pdb") || !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--mrc") ||
-             !strcmp(a, "--intensity-out") || !strcmp(a, "--intensity-unit")) {
+             !strcmp(a, "--intensity-out") || !strcmp(a, "--intensity-unit") || !strcmp(a, "--emc") ||
+             !strcmp(a, "--emc-detector")) {
       if (!(v = arg_value(C, argc, argv, &i))) return 2;
       if (!strcmp(a, "--pdb")) pdb = v;
       else if (!strcmp(a, "--mrc")) mrc = v;
       else if (!strcmp(a, "--intensity-out")) iout = v;
       else if (!strcmp(a, "--intensity-unit")) iunit = v;
+      else if (!strcmp(a, "--emc")) emc = v;
+      else if (!strcmp(a, "--emc-detector")) emc_det = v;
       else out = v;
     } else {
       if (!(v = arg_value(C, argc, argv, &i))) return 2;
@@ -114,8 +127,8 @@ int cmd_simulate(int argc, char **argv)
       if (rc) return rc;
     }
   }
-  if (!out) {
-    fprintf(stderr, "spinifel simulate: an output file is required (-o OUT.h5)\n");
+  if (!out && !emc) {
+    fprintf(stderr, "spinifel simulate: an output file is required (-o OUT.h5 and/or --emc OUT.emc)\n");
     return 2;
   }
   if (intensity_M % 2 == 0) {
@@ -127,12 +140,27 @@ int cmd_simulate(int argc, char **argv)
             iunit);
     return 2;
   }
-  char mrc_default[4096];
+  if (emc && !noise) {
+    fprintf(stderr, "spinifel simulate: --emc stores integer photon counts: drop --no-noise\n");
+    return 2;
+  }
+  if (emc_det && !emc) {
+    fprintf(stderr, "spinifel simulate: --emc-detector goes with --emc\n");
+    return 2;
+  }
+  char mrc_default[4096], det_default[4096];
   if (!mrc) {
-    size_t n = strlen(out);
-    if (n > 3 && !strcmp(out + n - 3, ".h5")) n -= 3;
-    snprintf(mrc_default, sizeof mrc_default, "%.*s.truth.mrc", (int)n, out);
+    const char *base = out ? out : emc, *ext = out ? ".h5" : ".emc";
+    size_t n = strlen(base);
+    if (n > strlen(ext) && !strcmp(base + n - strlen(ext), ext)) n -= strlen(ext);
+    snprintf(mrc_default, sizeof mrc_default, "%.*s.truth.mrc", (int)n, base);
     mrc = mrc_default;
+  }
+  if (emc && !emc_det) {
+    size_t n = strlen(emc);
+    if (n > 4 && !strcmp(emc + n - 4, ".emc")) n -= 4;
+    snprintf(det_default, sizeof det_default, "%.*s.det.dat", (int)n, emc);
+    emc_det = det_default;
   }
   const int nthreads = threads > 0 ? (int)threads : omp_get_max_threads();
   char msg[1024] = "";
@@ -206,11 +234,15 @@ int cmd_simulate(int argc, char **argv)
            (long long)det->g.ny, det->g.pixel_size_m, distance, energy, beamstop, fluence, jitter, background,
            noise ? "poisson" : "none", (long long)seed, tol, bin2);
   spf_dataset_writer *w = NULL;
-  rc = spf_dataset_create(out, &h, &w, msg, sizeof msg);
-  if (!rc) rc = spf_dataset_write_geometry(w, det->s, det->mask);
+  spf_photons_writer *pw = NULL;
+  msg[0] = 0; /* messages below are the writers' */
+  if (out) rc = spf_dataset_create(out, &h, &w, msg, sizeof msg);
+  if (!rc && out) rc = spf_dataset_write_geometry(w, det->s, det->mask);
+  if (!rc && emc) rc = spf_photons_create(emc, det->n_pixels, &pw, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel simulate: %s\n", *msg ? msg : spf_strerror(rc));
-    if (w) spf_dataset_abort(w);
+    spf_dataset_abort(w);
+    spf_photons_abort(pw);
     goto fail;
   }
   spf_simulate_options so;
@@ -229,21 +261,28 @@ int cmd_simulate(int argc, char **argv)
   px.weight_sr = weight;
   progress_bar bar;
   progress_start(&bar, "simulate", "images");
-  sink_ctx sctx = {w, &bar};
+  sink_ctx sctx = {w, pw, &bar, msg, sizeof msg};
   spf_simulate_timing tm = {0, 0, 0};
   if (!rc) rc = spf_simulate_images(sc, &px, &so, sink, &sctx, progress, &bar, &tm);
   progress_finish(&bar);
   free(weight);
+  /* The EMC detector file first: if it fails, no photon file appears without it. */
+  if (!rc && emc) rc = spf_photons_detector_write(emc_det, det, msg, sizeof msg);
   if (rc) {
-    fprintf(stderr, "spinifel simulate: %s: %s\n", out, spf_strerror(rc));
+    if (*msg) fprintf(stderr, "spinifel simulate: %s\n", msg);
+    else fprintf(stderr, "spinifel simulate: %s: %s\n", out ? out : emc, spf_strerror(rc));
     spf_dataset_abort(w);
+    spf_photons_abort(pw);
     goto fail;
   }
   double t_close = omp_get_wtime();
-  rc = spf_dataset_close(w, msg, sizeof msg);
+  rc = w ? spf_dataset_close(w, msg, sizeof msg) : SPF_OK;
+  if (rc) spf_photons_abort(pw);
+  else if (pw) rc = spf_photons_close(pw, msg, sizeof msg);
   t_close = omp_get_wtime() - t_close;
   if (rc) {
     fprintf(stderr, "spinifel simulate: %s\n", msg);
+    if (emc) unlink(emc_det);
     goto fail;
   }
 
@@ -301,7 +340,9 @@ int cmd_simulate(int argc, char **argv)
   printf("images: %lld in %.2f s = %.0f images/s (structure factor volume %.2f s, slicing %.2f s, noise %.2f s, "
          "I/O %.2f s) with %d threads\n",
          (long long)images, total, (double)images / total, t_sf, tm.slicing, tm.noise, tm.output + t_close, nthreads);
-  printf("wrote %s and %s\n", out, mrc);
+  if (out) printf("wrote %s and %s\n", out, mrc);
+  else printf("wrote %s\n", mrc);
+  if (emc) printf("wrote %s (EMC photons) and %s (its detector)\n", emc, emc_det);
   if (iout)
     printf("wrote %s: intensity %lld^3 in %.2f s, voxel %.5f 1/A, corner pixel %.4f 1/A (%.2f A), edge %.4f 1/A, beam "
            "stop %.4f 1/A\n",

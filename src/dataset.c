@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "spinifel/detector.h"
+#include "spinifel/photons.h"
 #include "hdf5_util.h"
 #include "spinifel/error.h"
 
@@ -219,6 +220,7 @@ void spf_dataset_close_reader(spf_dataset *d)
   if (d->data_id > 0) H5Dclose((hid_t)d->data_id);
   if (d->quat_id > 0) H5Dclose((hid_t)d->quat_id);
   if (d->file_id > 0) H5Fclose((hid_t)d->file_id);
+  spf_photons_close_reader(d->photons);
   free(d->s);
   free(d->mask);
   free(d);
@@ -325,7 +327,12 @@ int spf_dataset_open(const char *path, spf_dataset **out, char *msg, size_t msg_
     return SPF_ERR_IO;
   }
   if (H5Fis_hdf5(path) <= 0) {
-    say(msg, msg_len, "%s: not an HDF5 file (empty, truncated or another format)", path);
+    spf_photons *p = NULL;
+    if (spf_photons_open(path, &p, NULL, 0) == SPF_OK)
+      say(msg, msg_len, "%s: an EMC photon file: it needs its detector file (--detector DET.dat)", path);
+    else
+      say(msg, msg_len, "%s: not an HDF5 file (empty, truncated or another format)", path);
+    spf_photons_close_reader(p);
     return SPF_ERR_FORMAT;
   }
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -352,7 +359,10 @@ int spf_dataset_open(const char *path, spf_dataset **out, char *msg, size_t msg_
     d->mask = malloc((size_t)(d->n_pixels + 1));
     rc = (!d->s || !d->mask) ? SPF_ERR_ALLOC : open_cxi(d, f, msg, msg_len);
   } else if (!exists(f, "intensities")) {
-    say(msg, msg_len, "%s: dataset 'intensities' is missing", path);
+    if (exists(f, "place_ones"))
+      say(msg, msg_len, "%s: EMC photons in HDF5: they need their detector file (--detector DET.dat)", path);
+    else
+      say(msg, msg_len, "%s: dataset 'intensities' is missing", path);
     rc = SPF_ERR_FORMAT;
   } else {
     hid_t ds = H5Dopen2(f, "intensities", H5P_DEFAULT);
@@ -457,9 +467,53 @@ int spf_dataset_open(const char *path, spf_dataset **out, char *msg, size_t msg_
   return SPF_OK;
 }
 
+int spf_dataset_open_emc(const char *photons_path, const char *detector_path, spf_dataset **out, char *msg,
+                         size_t msg_len)
+{
+  if (!photons_path || !detector_path || !out) return SPF_ERR_NULL;
+  *out = NULL;
+  spf_dataset *d = calloc(1, sizeof *d);
+  if (!d) return SPF_ERR_ALLOC;
+  snprintf(d->path, sizeof d->path, "%s", photons_path);
+  spf_photons_detector *det = NULL;
+  int rc = spf_photons_open(photons_path, &d->photons, msg, msg_len);
+  if (!rc) rc = spf_photons_detector_read(detector_path, 0, &det, msg, msg_len);
+  if (!rc && det->n_pixels != spf_photons_n_pixels(d->photons)) {
+    say(msg, msg_len, "%s: %lld pixels per frame, but the detector file %s has %lld", photons_path,
+        (long long)spf_photons_n_pixels(d->photons), detector_path, (long long)det->n_pixels);
+    rc = SPF_ERR_FORMAT;
+  }
+  if (!rc) {
+    d->n_pixels = det->n_pixels;
+    d->h.n_images = spf_photons_n_frames(d->photons);
+    d->h.nx = det->nx;
+    d->h.ny = det->ny;
+    d->h.photon_energy_ev = SPF_HC_EV_M / det->wavelength_m;
+    d->h.pixel_size_m = det->pixel_size_m;
+    d->h.distance_m = det->detd_pixels * det->pixel_size_m; /* NAN when the pixel size is unknown */
+    snprintf(d->h.generator, sizeof d->h.generator, "EMC photons with detector file %.900s", detector_path);
+    d->s = malloc(sizeof(double) * 3 * (size_t)d->n_pixels);
+    d->mask = malloc((size_t)d->n_pixels);
+    if (!d->s || !d->mask) rc = SPF_ERR_ALLOC;
+  }
+  if (!rc) {
+    memcpy(d->s, det->s, sizeof(double) * 3 * (size_t)d->n_pixels);
+    memcpy(d->mask, det->mask, (size_t)d->n_pixels);
+  }
+  spf_photons_detector_free(det);
+  if (rc) {
+    spf_dataset_close_reader(d);
+    return rc;
+  }
+  *out = d;
+  return SPF_OK;
+}
+
 int spf_dataset_read_images(spf_dataset *d, int64_t first, int64_t count, float *out, double *quats, char *msg,
                             size_t msg_len)
 {
+  if (d && d->photons) return spf_photons_read(d->photons, first, count, out, msg, msg_len);
+
   if (!d || (count > 0 && !out)) return SPF_ERR_NULL;
   if (first < 0 || count < 0 || first + count > d->h.n_images) {
     say(msg, msg_len, "%s: images %lld..%lld requested, file has %lld", d->path, (long long)first,

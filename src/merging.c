@@ -525,3 +525,45 @@ int spf_merger_solve_lcurve(spf_merger *mg, int n_rho, const double *rhos, doubl
 {
   return spf_merger_solve_lcurve_shared(mg, NULL, n_rho, rhos, phi, u0, u, chosen, stats);
 }
+
+int spf_intensity_clip(int64_t m, double *u, double *negative_fraction)
+{
+  if (!u) return SPF_ERR_NULL;
+  if (m < 1 || m % 2 == 0) return SPF_ERR_SIZE;
+  const int64_t n = m * m * m, c = (m - 1) / 2;
+  fftw_complex *f = fftw_malloc(sizeof(fftw_complex) * (size_t)n);
+  int rc = f ? SPF_OK : SPF_ERR_ALLOC;
+  fftw_plan fwd = NULL, bwd = NULL;
+  if (!rc) {
+    /* One thread, planned here: the result must not depend on another module's setting. */
+    spf_fftw_threads_init();
+    fftw_plan_with_nthreads(1);
+    fwd = fftw_plan_dft_3d((int)m, (int)m, (int)m, f, f, FFTW_FORWARD, FFTW_ESTIMATE);
+    bwd = fftw_plan_dft_3d((int)m, (int)m, (int)m, f, f, FFTW_BACKWARD, FFTW_ESTIMATE);
+    if (!fwd || !bwd) rc = SPF_ERR_FFTW;
+  }
+  int64_t negative = 0;
+  if (!rc) {
+    /* Lag 0 at index 0; the spectrum of a centrosymmetric u is real: its intensity. */
+    for (int64_t i3 = 0; i3 < m; i3++)
+      for (int64_t i2 = 0; i2 < m; i2++)
+        for (int64_t i1 = 0; i1 < m; i1++)
+          f[(((i3 + m - c) % m) * m + (i2 + m - c) % m) * m + (i1 + m - c) % m] = u[(i3 * m + i2) * m + i1];
+    fftw_execute(fwd);
+    for (int64_t j = 0; j < n; j++) {
+      const double re = creal(f[j]);
+      negative += re < 0;
+      f[j] = re > 0 ? re : 0.0;
+    }
+    fftw_execute(bwd);
+    for (int64_t i3 = 0; i3 < m; i3++)
+      for (int64_t i2 = 0; i2 < m; i2++)
+        for (int64_t i1 = 0; i1 < m; i1++)
+          u[(i3 * m + i2) * m + i1] = creal(f[(((i3 + m - c) % m) * m + (i2 + m - c) % m) * m + (i1 + m - c) % m]) / (double)n;
+  }
+  if (negative_fraction) *negative_fraction = rc ? NAN : (double)negative / (double)n;
+  if (fwd) fftw_destroy_plan(fwd);
+  if (bwd) fftw_destroy_plan(bwd);
+  fftw_free(f);
+  return rc;
+}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "spinifel/error.h"
+#include "spinifel/likelihood.h"
 #include "spinifel/matching.h"
 #include "spinifel/random.h"
 #include "spinifel/rotation.h"
@@ -23,6 +24,13 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   /* The schedule that converges from random orientations on the phantom and 2cex tests
    * (2,000 images of 32 x 32): soft assignment over the 64 nearest of a coarse grid for
    * 8 generations, then hard matching on a grid refined to 20,000 orientations. */
+  o->model = SPF_MODEL_AUTO;
+  o->poisson_mean = 2.0;
+  o->beta_start = 0;
+  o->beta_spread = 20;
+  o->beta_generations = 10;
+  o->update_fluence = 1;
+  o->positive_intensity = -1;
   o->M = 31;
   o->oversampling = 1.0;
   o->n_references = 20000;
@@ -323,6 +331,33 @@ static int slice_and_match(const match_job *j, int L, int64_t *idx, float *dist,
   return spf_comm_agree(cm, rc);
 }
 
+/* Images whose orientation changed: on the same grid, another reference; across a
+ * change of grid (indices not comparable), an orientation farther from the previous one
+ * than 1.5 ball radii of the new grid (about its covering radius), the nearer of the
+ * orientation and its Friedel flip counting. */
+static int64_t changed_count(int64_t n, const int64_t *best, const int64_t *prev, int64_t n_refs, int64_t n_refs_prev,
+                             const double *q, const double *q_prev)
+{
+  int64_t changed = 0;
+  const double limit = 1.5 * spf_orientation_ball_radius(n_refs);
+  for (int64_t i = 0; i < n; i++) {
+    if (n_refs == n_refs_prev || prev[i] < 0) {
+      changed += best[i] != prev[i];
+      continue;
+    }
+    double flip[4];
+    spf_quat_multiply(ZFLIP, q_prev + 4 * i, flip);
+    changed += fmin(spf_quat_angle(q + 4 * i, q_prev + 4 * i), spf_quat_angle(q + 4 * i, flip)) > limit;
+  }
+  return changed;
+}
+
+static double fraction_changed(int64_t n, const int64_t *best, const int64_t *prev, int64_t n_refs,
+                               int64_t n_refs_prev, const double *q, const double *q_prev)
+{
+  return (double)changed_count(n, best, prev, n_refs, n_refs_prev, q, q_prev) / (double)n;
+}
+
 /* One image at one orientation with a weight: key >= 0 is a reference of the grid,
  * key < 0 the image's own orientation (generation 0). */
 typedef struct {
@@ -504,6 +539,211 @@ static int merge_views(spf_merger *mg, const spf_slicer *sl, const spf_comm *cm,
   return spf_comm_agree(cm, rc);
 }
 
+int spf_reconstruct_pick_model(int64_t n_images, int64_t np, const float *images, const spf_reconstruct_options *o,
+                               int *model, char *why, size_t why_len)
+{
+  if (!images || !o || !model) return SPF_ERR_NULL;
+  if (n_images < 0 || np < 1) return SPF_ERR_SIZE;
+  /* Counts over all ranks: values that are not non-negative integers, photons, values. */
+  int64_t c[3] = {0, 0, n_images * np};
+  double photons = 0;
+  for (int64_t k = 0; k < n_images * np; k++) {
+    const float v = images[k];
+    if (!(v >= 0) || v != floorf(v) || v > 1e7f) c[0]++;
+    else photons += v;
+  }
+  c[1] = (int64_t)llround(photons);
+  int rc = spf_comm_sum_int64(o->comm, c, 3);
+  if (rc) return rc;
+  const double mean = c[2] > 0 ? (double)c[1] / (double)c[2] : 0;
+  if (o->model == SPF_MODEL_EUCLIDEAN || o->model == SPF_MODEL_POISSON) {
+    *model = o->model;
+    if (o->model == SPF_MODEL_POISSON && c[0] > 0) {
+      if (why) snprintf(why, why_len, "the Poisson model needs photon counts: %lld values are not non-negative integers",
+                        (long long)c[0]);
+      return SPF_ERR_DATA;
+    }
+    if (why) snprintf(why, why_len, "model %s (as asked); mean %.3g photons per pixel",
+                      o->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", mean);
+    return SPF_OK;
+  }
+  if (o->model != SPF_MODEL_AUTO) return SPF_ERR_OPTION;
+  if (c[0] == 0 && mean <= o->poisson_mean) {
+    *model = SPF_MODEL_POISSON;
+    if (why) snprintf(why, why_len, "model poisson: the data are photon counts, %.3g per pixel on average (<= %g)",
+                      mean, o->poisson_mean);
+  } else {
+    *model = SPF_MODEL_EUCLIDEAN;
+    if (why) {
+      if (c[0]) snprintf(why, why_len, "model euclidean: the data are not photon counts (%lld non-integer values)", (long long)c[0]);
+      else snprintf(why, why_len, "model euclidean: bright data, %.3g photons per pixel on average (> %g)", mean,
+                    o->poisson_mean);
+    }
+  }
+  return SPF_OK;
+}
+
+/* The Poisson (EMC) step of a generation: probabilities over every reference, each
+ * reference's view of the data added to the merger. Three passes over the references
+ * (likelihood.h), whose model images are kept between passes when they fit in
+ * store_bytes, else sliced again. */
+typedef struct {
+  spf_likelihood *lk;
+  spf_slicer *sl;
+  spf_merger *mg;
+  const spf_reconstruct_options *o;
+  int gen;
+  int64_t n_images, np, n_refs, nb, slots, store_bytes;
+  double *refq, *refm;   /* nb quaternions and matrices */
+  float *slices;         /* nb model images */
+  double *x, *b, *w;     /* merge points of `slots` orientations: coordinates, values, weights */
+  double *phi;           /* n_images: fluence, updated when o->update_fluence */
+  int64_t *best;         /* out, n_images */
+  float *best_dist, *gap, *entropy; /* out, n_images */
+} poisson_job;
+
+/* Model images of references f .. f + c - 1: from the store once filled, else sliced. */
+static int poisson_models(const poisson_job *j, float *store, int stored, int64_t f, int64_t c, const float **models,
+                          spf_generation_log *log)
+{
+  if (store && stored) {
+    *models = store + f * j->np;
+    return SPF_OK;
+  }
+  float *dst = store ? store + f * j->np : j->slices;
+  const double ts = omp_get_wtime();
+  int rc = spf_orientation_grid(j->n_refs, f, c, j->refq);
+  for (int64_t k = 0; !rc && k < c; k++) spf_quat_to_matrix(j->refq + 4 * k, j->refm + 9 * k);
+  if (!rc) rc = spf_slicer_slice(j->sl, c, j->refm, dst);
+  log->t_slice += omp_get_wtime() - ts;
+  *models = dst;
+  return rc;
+}
+
+static int cmp_double_asc(const void *a, const void *b)
+{
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int poisson_step(const poisson_job *j, spf_generation_log *log)
+{
+  const int64_t np = j->np, R = j->n_refs, N = j->n_images;
+  const int64_t pb = j->nb < j->slots ? j->nb : j->slots, n = j->slots * np;
+  float *store = R * np * (int64_t)sizeof(float) <= j->store_bytes ? malloc(sizeof(float) * (size_t)(R * np)) : NULL;
+  double *views = malloc(sizeof(double) * (size_t)(pb * np)), *wt = malloc(sizeof(double) * (size_t)pb);
+  double *bestL = malloc(sizeof(double) * (size_t)N), *gap = malloc(sizeof(double) * (size_t)N);
+  double *meanL = malloc(sizeof(double) * (size_t)N), *ent = malloc(sizeof(double) * (size_t)N);
+  double *fl = malloc(sizeof(double) * (size_t)N), *tmp = malloc(sizeof(double) * (size_t)N);
+  int rc = views && wt && bestL && gap && meanL && ent && fl && tmp ? SPF_OK : SPF_ERR_ALLOC;
+  const float *models = NULL;
+  int64_t done = 0;
+  const int64_t total_work = 3 * R;
+  /* 1. Each image's best reference and the spread of its log-likelihood. */
+  double tp0, tv0, tmerge = 0;
+  spf_likelihood_timing(j->lk, &tp0, &tv0);
+  if (!rc) rc = spf_likelihood_begin(j->lk, R, j->phi);
+  for (int64_t f = 0; !rc && f < R; f += j->nb) {
+    const int64_t c = R - f < j->nb ? R - f : j->nb;
+    rc = poisson_models(j, store, 0, f, c, &models, log);
+    if (!rc) rc = spf_likelihood_scan(j->lk, f, c, models);
+    done += c;
+    if (j->o->on_step) j->o->on_step(j->o->step_ctx, j->gen, "slice+match", done, total_work);
+  }
+  if (!rc) rc = spf_likelihood_best(j->lk, j->best, bestL, gap, meanL);
+  /* 2. beta: geometric from its start to 1 at beta_generations; the auto start puts
+   * the median image's spread (best - mean log L) at beta_spread. */
+  double beta = 1;
+  if (!rc) {
+    int64_t m = 0;
+    for (int64_t k = 0; k < N; k++)
+      if (spf_likelihood_photons(j->lk, k) > 0) tmp[m++] = bestL[k] - meanL[k];
+    qsort(tmp, (size_t)m, sizeof(double), cmp_double_asc);
+    const double spread = m ? tmp[m / 2] : 0;
+    double b0 = j->o->beta_start > 0 ? j->o->beta_start : spread > 0 ? j->o->beta_spread / spread : 1;
+    b0 = fmin(1, b0);
+    const int bg = j->o->beta_generations;
+    const double t = bg <= 1 ? 1 : fmin(1, fmax(0, (double)(j->gen - 1) / (bg - 1)));
+    beta = fmin(1, pow(b0, 1 - t));
+    if (!(beta > 0)) beta = 1e-12;
+  }
+  for (int64_t f = 0; !rc && f < R; f += j->nb) {
+    const int64_t c = R - f < j->nb ? R - f : j->nb;
+    rc = poisson_models(j, store, 1, f, c, &models, log);
+    if (!rc) rc = spf_likelihood_normalise(j->lk, beta, f, c, models);
+    done += c;
+    if (j->o->on_step) j->o->on_step(j->o->step_ctx, j->gen, "slice+match", done, total_work);
+  }
+  /* 3. The views, merged in batches of `slots` orientations. Exact sums with bounds over
+   * every call: sum w <= np sum phi, sum w |b| <= photons, sum w b^2 <= photons max K/phi. */
+  double photons = 0, kmax = 0, phisum = 0;
+  for (int64_t k = 0; !rc && k < N; k++) {
+    photons += spf_likelihood_photons(j->lk, k);
+    phisum += j->phi[k];
+  }
+  for (int64_t k = 0; !rc && k < N; k++)
+    if (j->phi[k] > 0) kmax = fmax(kmax, spf_likelihood_photons(j->lk, k) / j->phi[k]);
+  if (!rc)
+    rc = spf_merger_exact_sums(j->mg, 2.0 * (double)np * fmax(phisum, 1e-300), 2.0 * fmax(photons, 1e-300),
+                               2.0 * fmax(photons * kmax, 1e-300));
+  for (int64_t f = 0; !rc && f < R; f += pb) {
+    const int64_t c = R - f < pb ? R - f : pb;
+    rc = poisson_models(j, store, 1, f, c, &models, log);
+    if (!rc) rc = spf_likelihood_views(j->lk, f, c, models, views, wt);
+    if (!rc && store) rc = spf_orientation_grid(R, f, c, j->refq);
+    int64_t used = 0;
+    for (int64_t r = 0; !rc && r < c; r++) {
+      if (!(wt[r] > 0)) continue;
+      double rot[9];
+      spf_quat_to_matrix(j->refq + 4 * r, rot);
+      spf_slicer_points(j->sl, rot, j->x + used * np, j->x + n + used * np, j->x + 2 * n + used * np);
+      for (int64_t p = 0; p < np; p++) {
+        j->b[used * np + p] = views[r * np + p] / wt[r];
+        j->w[used * np + p] = wt[r];
+      }
+      used++;
+    }
+    if (!rc && used > 0) {
+      const int64_t nup = used * np;
+      if (nup < n) {
+        memmove(j->x + nup, j->x + n, sizeof(double) * (size_t)nup);
+        memmove(j->x + 2 * nup, j->x + 2 * n, sizeof(double) * (size_t)nup);
+      }
+      const double tm = omp_get_wtime();
+      rc = spf_merger_add_points(j->mg, nup, j->x, j->x + nup, j->x + 2 * nup, j->b, j->w);
+      tmerge += omp_get_wtime() - tm;
+    }
+    done += c;
+    if (j->o->on_step) j->o->on_step(j->o->step_ctx, j->gen, "slice+match", done, total_work);
+  }
+  /* Per image: confidence figures, and the fluence for the next generation (mean 1). */
+  if (!rc) rc = spf_likelihood_image_stats(j->lk, ent, NULL, fl);
+  if (!rc) {
+    double hsum = 0, fsum = 0;
+    for (int64_t k = 0; k < N; k++) {
+      j->best_dist[k] = (float)-bestL[k];
+      j->gap[k] = (float)gap[k];
+      j->entropy[k] = (float)ent[k];
+      hsum += ent[k];
+      fsum += fl[k];
+      tmp[k] = gap[k];
+    }
+    if (j->o->update_fluence && fsum > 0)
+      for (int64_t k = 0; k < N; k++) j->phi[k] = fl[k] * (double)N / fsum;
+    qsort(tmp, (size_t)N, sizeof(double), cmp_double_asc);
+    double tp1, tv1;
+    spf_likelihood_timing(j->lk, &tp1, &tv1);
+    log->t_likelihood = tp1 - tp0;
+    log->t_views = tv1 - tv0;
+    log->t_merge_points = tmerge;
+    log->beta = beta;
+    log->mean_entropy = hsum / (double)N;
+    log->median_gap = tmp[N / 2];
+  }
+  free(store); free(views); free(wt); free(bestL); free(gap); free(meanL); free(ent); free(fl); free(tmp);
+  return rc;
+}
+
 int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const double *s, const double *true_quats,
                     const spf_reconstruct_options *opts, const spf_run_state *resume, spf_generation_fn on_generation,
                     void *ctx, spf_run_state *out)
@@ -531,10 +771,21 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     s_max = fmax(s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
   if (!(s_max > 0)) return SPF_ERR_DATA;
 
+  int model = SPF_MODEL_EUCLIDEAN;
+  {
+    const int mrc = spf_reconstruct_pick_model(n_images, np, images, &o, &model, NULL, 0);
+    if (mrc) return mrc;
+  }
+  /* The Poisson step is not distributed yet: every rank would need every reference's
+   * views of every image. */
+  if (model == SPF_MODEL_POISSON && o.comm && o.comm->active) return SPF_ERR_UNSUPPORTED;
+  if (!out->fluence || !out->entropy) return SPF_ERR_NULL;
+  const int positive = o.positive_intensity < 0 ? model == SPF_MODEL_POISSON : o.positive_intensity;
   spf_slicer *sl = NULL;
   spf_merger *mg = NULL;
   spf_matcher *mt = NULL;
-  const int K = o.soft_k > 1 && o.soft_generations > 0 ? o.soft_k : 1;
+  spf_likelihood *lk = NULL;
+  const int K = model == SPF_MODEL_EUCLIDEAN && o.soft_k > 1 && o.soft_generations > 0 ? o.soft_k : 1;
   /* Merge batches hold a fixed number of orientations, the same on any number of ranks. */
   const int64_t slots = MERGE_BATCH_IMAGES, merge_pts = slots * np;
   double *x = malloc(sizeof(double) * 3 * (size_t)merge_pts), *b = malloc(sizeof(double) * (size_t)merge_pts);
@@ -548,15 +799,22 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   double *refq = malloc(sizeof(double) * 4 * (size_t)nb), *refm = malloc(sizeof(double) * 9 * (size_t)nb);
   float *slices = malloc(sizeof(float) * (size_t)(nb * np));
   int64_t *best = malloc(sizeof(int64_t) * (size_t)n_images);
+  double *prev_q = malloc(sizeof(double) * 4 * (size_t)n_images);
   float *sd = malloc(sizeof(float) * (size_t)n_images);
   spf_merge_stats *st = malloc(sizeof(spf_merge_stats) * (size_t)o.n_rho);
   spf_phase_cycle *cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(o.phase.n_cycles + 1));
-  int rc = (x && b && mw && views && (K == 1 || (vi && vd)) && rho_prev && rhos && refq && refm && slices && best && sd && st && cyc)
+  int rc = (x && b && mw && views && (K == 1 || (vi && vd)) && rho_prev && rhos && refq && refm && slices && best && prev_q && sd && st && cyc)
                ? SPF_OK
                : SPF_ERR_ALLOC;
   for (int64_t i = 0; !rc && i < n_images; i++) bd[i] = sd[i] = NAN; /* no matching before generation 1 */
   if (!rc) rc = spf_slicer_make(M, np, s, s_max, o.oversampling, o.slice_tol, nb, nthreads, &sl);
   if (!rc) rc = spf_merger_make(M, &o.merge, &mg);
+  if (!rc && model == SPF_MODEL_POISSON) {
+    spf_likelihood_options lo;
+    spf_likelihood_default_options(&lo);
+    lo.nthreads = nthreads;
+    rc = spf_likelihood_make(n_images, np, images, &lo, &lk);
+  }
   float *weight = malloc(sizeof(float) * (size_t)np), *pix_w = malloc(sizeof(float) * (size_t)np);
   float *mt_weight = malloc(sizeof(float) * (size_t)np);
   int mt_keep = 0;
@@ -622,6 +880,15 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     spf_random_rotation(&r, orient + 4 * i);
     if (o.start_from_truth && true_quats) memcpy(orient + 4 * i, true_quats + 4 * i, sizeof(double) * 4);
     prev[i] = -1;
+    out->entropy[i] = NAN;
+    out->fluence[i] = 1;
+  }
+  /* The first fluence guess: each image's photons over the mean (EMC refines it). */
+  if (!rc && !resume && lk && o.update_fluence) {
+    double total = 0;
+    for (int64_t i = 0; i < n_images; i++) total += spf_likelihood_photons(lk, i);
+    for (int64_t i = 0; i < n_images && total > 0; i++)
+      out->fluence[i] = spf_likelihood_photons(lk, i) * (double)n_images / total;
   }
   /* Regularisation relative to the data's weight per grid point. */
   const double lambda0 = (double)n_total * (double)np / (double)n3;
@@ -638,6 +905,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       memcpy(prev, resume->best, sizeof(int64_t) * (size_t)n_images);
       memcpy(bd, resume->best_dist, sizeof(float) * (size_t)n_images);
       memcpy(out->gap, resume->gap, sizeof(float) * (size_t)n_images);
+      memcpy(out->fluence, resume->fluence, sizeof(double) * (size_t)n_images);
+      memcpy(out->entropy, resume->entropy, sizeof(float) * (size_t)n_images);
       memcpy(rho, resume->rho, sizeof(double) * (size_t)n3);
       memcpy(u, resume->u, sizeof(double) * (size_t)n3);
       memcpy(u_model, resume->u_model, sizeof(double) * (size_t)n3);
@@ -650,12 +919,29 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   /* A resumed run that had already met its stopping rule does nothing more. */
   int stopped = resume && resume->generation > 1 && resume_stopped(resume, &o);
   for (; !rc && !stopped && gen < o.max_generations; gen++) {
-    spf_generation_log log = {.generation = gen, .fraction_changed = 1.0, .median_orientation_error_deg = NAN};
+    spf_generation_log log = {.generation = gen, .model = model, .fraction_changed = 1.0,
+                              .median_orientation_error_deg = NAN, .beta = NAN, .mean_entropy = NAN,
+                              .median_gap = NAN, .negative_fraction = NAN};
     double t0 = omp_get_wtime(), res_frac = 1;
     /* Reference schedule: a coarse grid while the model is rough, finer as it improves
      * (the grid's covering radius bounds the orientation error). */
     const int64_t n_refs = refs_at(&o, gen), n_refs_prev = refs_at(&o, gen - 1);
-    if (have_model) {
+    if (have_model && model == SPF_MODEL_POISSON) {
+      /* Probabilities over every reference; the merger receives the views. */
+      rc = spf_slicer_set_volume(sl, u_model);
+      memcpy(prev_q, orient, sizeof(double) * 4 * (size_t)n_images);
+      const poisson_job pj = {.lk = lk, .sl = sl, .mg = mg, .o = &o, .gen = gen, .n_images = n_images, .np = np,
+                              .n_refs = n_refs, .nb = nb, .slots = slots,
+                              .store_bytes = (int64_t)o.match_store_mib << 20, .refq = refq, .refm = refm,
+                              .slices = slices, .x = x, .b = b, .w = mw, .phi = out->fluence, .best = best,
+                              .best_dist = bd, .gap = out->gap, .entropy = out->entropy};
+      if (!rc) rc = poisson_step(&pj, &log);
+      if (rc) break;
+      for (int64_t i = 0; i < n_images; i++) spf_orientation_grid(n_refs, best[i], 1, orient + 4 * i);
+      log.fraction_changed = fraction_changed(n_images, best, prev, n_refs, n_refs_prev, orient, prev_q);
+      for (int64_t i = 0; i < n_images; i++) prev[i] = best[i];
+      log.n_references = n_refs;
+    } else if (have_model) {
       /* Slice the model for every reference orientation, keep each image's best. */
       rc = spf_slicer_set_volume(sl, u_model);
       /* Resolution schedule: match on the inner pixels first. */
@@ -691,22 +977,19 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       if (rc) break;
       rc = slice_and_match(&job, mo.keep, soft ? vi : best, soft ? vd : bd, sd, &log);
       if (rc) break;
-      int64_t changed = 0;
+      memcpy(prev_q, orient, sizeof(double) * 4 * (size_t)n_images);
       for (int64_t i = 0; i < n_images; i++) {
         if (soft) {
           best[i] = vi[i * K];
           bd[i] = vd[i * K];
         }
-        changed += best[i] != prev[i];
-        prev[i] = best[i];
         spf_orientation_grid(n_refs, best[i], 1, orient + 4 * i);
       }
-      /* Indices of different grids are not comparable: a new grid counts as all changed. */
-      int64_t counts[2] = {changed, log.rechecks};
+      int64_t counts[2] = {changed_count(n_images, best, prev, n_refs, n_refs_prev, orient, prev_q), log.rechecks};
+      for (int64_t i = 0; i < n_images; i++) prev[i] = best[i];
       rc = spf_comm_sum_int64(cm, counts, 2);
-      changed = counts[0];
       log.rechecks = counts[1];
-      log.fraction_changed = n_refs == n_refs_prev ? (double)changed / (double)n_total : 1.0;
+      log.fraction_changed = (double)counts[0] / (double)n_total;
       log.n_references = n_refs;
       if (soft) {
         /* Boltzmann weights over the K nearest, at a temperature relative to the image's
@@ -731,7 +1014,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     if (!merged_soft)
       for (int64_t i = 0; i < n_images; i++)
         views[i] = (view_t){have_model ? prev[i] : -1 - (o.first_image + i), i, 1.0};
-    if (!rc)
+    /* The Poisson step has added its views already. */
+    if (!rc && !(have_model && model == SPF_MODEL_POISSON))
       rc = merge_views(mg, sl, cm, nthreads, merged_soft ? n_images * K : n_images, views, n_refs, o.first_image,
                        orient, np, images, pon, slots, &msc, x, b, mw, &log.t_reduce);
     rc = spf_comm_agree(cm, rc);
@@ -749,6 +1033,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     if (!rc)
       rc = spf_merger_solve_lcurve_shared(mg, cm, o.n_rho, rhos, o.phi * lambda0,
                                           have_model && o.use_prior ? u_model : NULL, u, &chosen, st);
+    /* A Poisson mean is never negative: the merged intensity is clipped at zero. */
+    if (!rc && positive) rc = spf_intensity_clip(M, u, &log.negative_fraction);
     double t2 = omp_get_wtime();
     if (o.on_step) o.on_step(o.step_ctx, gen, "merge", 1, 1);
     if (o.on_step) o.on_step(o.step_ctx, gen, "phase", 0, 1);
@@ -801,9 +1087,10 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
               gen, log.fraction_changed, log.median_orientation_error_deg, log.cg_iterations, log.cg_residual,
               log.rho_chosen, log.phase_error, (long long)log.support_size, log.t_slice_match, log.t_merge,
               log.t_phase);
-    out->last_fraction_changed = log.fraction_changed;
+    /* The stopping rule acts on the final grid only (a finer grid still refines). */
+    out->last_fraction_changed = n_refs == o.n_references ? log.fraction_changed : 1.0;
     if (on_generation && on_generation(ctx, &log, out)) break;
-    if (gen > 0 && log.fraction_changed < o.stop_fraction) {
+    if (gen > 0 && out->last_fraction_changed < o.stop_fraction) {
       gen++;
       break;
     }
@@ -811,6 +1098,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   spf_slicer_free(sl);
   spf_merger_free(mg);
   spf_matcher_free(mt);
+  spf_likelihood_free(lk);
+  free(prev_q);
   free(x); free(b); free(rhos); free(refq); free(refm); free(slices);
   free(best); free(sd); free(st); free(cyc); free(msc.pix_scale); free(msc.pix_unit); free(weight); free(pix_w); free(mt_weight);
   free(mw); free(views); free(vi); free(vd);

@@ -3,6 +3,7 @@
 
 #include <complex.h> /* before fftw3.h: fftw_complex is then double complex */
 #include <fcntl.h>
+#include <math.h>
 #include <fftw3.h>
 #include <hdf5.h>
 #include <math.h>
@@ -34,14 +35,20 @@ int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st)
   st->best = malloc(sizeof(int64_t) * n);
   st->best_dist = malloc(sizeof(float) * n);
   st->gap = malloc(sizeof(float) * n);
+  st->fluence = malloc(sizeof(double) * n);
+  st->entropy = malloc(sizeof(float) * n);
   st->rho = malloc(sizeof(double) * n3);
   st->u = malloc(sizeof(double) * n3);
   st->u_model = malloc(sizeof(double) * n3);
   st->support = malloc(n3);
-  if (!st->orientations || !st->best || !st->best_dist || !st->gap || !st->rho || !st->u || !st->u_model ||
-      !st->support) {
+  if (!st->orientations || !st->best || !st->best_dist || !st->gap || !st->fluence || !st->entropy || !st->rho ||
+      !st->u || !st->u_model || !st->support) {
     spf_run_state_free(st);
     return SPF_ERR_ALLOC;
+  }
+  for (size_t i = 0; i < n; i++) {
+    st->fluence[i] = 1;
+    st->entropy[i] = NAN;
   }
   return SPF_OK;
 }
@@ -53,6 +60,10 @@ void spf_run_state_free(spf_run_state *st)
   free(st->best);
   free(st->best_dist);
   free(st->gap);
+  free(st->fluence);
+  free(st->entropy);
+  st->fluence = NULL;
+  st->entropy = NULL;
   free(st->rho);
   free(st->u);
   free(st->u_model);
@@ -204,8 +215,8 @@ static int put_intensity_attrs(hid_t file, const char *path, const spf_intensity
 
 int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *config, char *msg, size_t msg_len)
 {
-  if (!path || !st || !config || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->rho ||
-      !st->u || !st->u_model || !st->support)
+  if (!path || !st || !config || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->fluence ||
+      !st->entropy || !st->rho || !st->u || !st->u_model || !st->support)
     return SPF_ERR_NULL;
   if (st->M < 1 || st->n_images < 1) return SPF_ERR_SIZE;
   if (st->M > MAX_M) return SPF_ERR_TOO_BIG;
@@ -226,6 +237,8 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
               {"best", 1, dn, H5T_STD_I64LE, H5T_NATIVE_INT64, st->best},
               {"best_distance", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, st->best_dist},
               {"gap", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, st->gap},
+              {"fluence", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->fluence},
+              {"entropy", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, st->entropy},
               {"rho", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->rho},
               {"u", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->u},
               {"u_model", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->u_model},
@@ -415,8 +428,8 @@ static hid_t open_read(const char *path, char *msg, size_t msg_len)
 int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, size_t config_len, char *msg,
                         size_t msg_len)
 {
-  if (!path || !st || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->rho || !st->u ||
-      !st->u_model || !st->support)
+  if (!path || !st || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->fluence ||
+      !st->entropy || !st->rho || !st->u || !st->u_model || !st->support)
     return SPF_ERR_NULL;
   if (st->M < 1 || st->n_images < 1) return SPF_ERR_SIZE;
   if (st->M > MAX_M) return SPF_ERR_TOO_BIG;
@@ -462,17 +475,25 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
               {"rho", 3, dv, H5T_NATIVE_DOUBLE, st->rho},
               {"u", 3, dv, H5T_NATIVE_DOUBLE, st->u},
               {"u_model", 3, dv, H5T_NATIVE_DOUBLE, st->u_model},
-              {"support", 3, dv, H5T_NATIVE_UINT8, st->support}};
-  enum { NSETS = sizeof sets / sizeof sets[0] };
+              {"support", 3, dv, H5T_NATIVE_UINT8, st->support},
+              /* optional: checkpoints before the Poisson model lack them */
+              {"fluence", 1, dn, H5T_NATIVE_DOUBLE, st->fluence},
+              {"entropy", 1, dn, H5T_NATIVE_FLOAT, st->entropy}};
+  enum { NSETS = sizeof sets / sizeof sets[0], NOPTIONAL = 2 };
   hid_t ds[NSETS];
   for (int i = 0; i < NSETS; i++) ds[i] = -1;
   /* Every shape before any read, so a wrong file leaves st untouched. */
   for (int i = 0; i < NSETS && !rc; i++) {
+    if (i >= NSETS - NOPTIONAL && H5Lexists(f, sets[i].name, H5P_DEFAULT) <= 0) continue;
     ds[i] = open_checked(f, path, sets[i].name, sets[i].rank, sets[i].dims, msg, msg_len);
     if (ds[i] < 0) rc = SPF_ERR_DATA;
   }
+  for (hsize_t i = 0; !rc && i < n; i++) {
+    if (ds[NSETS - 2] < 0) st->fluence[i] = 1;
+    if (ds[NSETS - 1] < 0) st->entropy[i] = NAN;
+  }
   for (int i = 0; i < NSETS && !rc; i++)
-    if (H5Dread(ds[i], sets[i].mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, sets[i].buf) < 0) {
+    if (ds[i] >= 0 && H5Dread(ds[i], sets[i].mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, sets[i].buf) < 0) {
       say(msg, msg_len, "%s: cannot read dataset '%s' (damaged file?)", path, sets[i].name);
       rc = SPF_ERR_IO;
     }

@@ -52,11 +52,13 @@ static int state_alloc(spf_run_state *s, int64_t m, int64_t n)
   s->best = malloc(sizeof(int64_t) * (size_t)n);
   s->best_dist = malloc(sizeof(float) * (size_t)n);
   s->gap = malloc(sizeof(float) * (size_t)n);
+  s->fluence = malloc(sizeof(double) * (size_t)n);
+  s->entropy = malloc(sizeof(float) * (size_t)n);
   s->rho = malloc(sizeof(double) * n3);
   s->u = malloc(sizeof(double) * n3);
   s->u_model = malloc(sizeof(double) * n3);
   s->support = malloc(n3);
-  return s->orientations && s->best && s->best_dist && s->gap && s->rho && s->u && s->u_model && s->support;
+  return s->orientations && s->best && s->best_dist && s->gap && s->fluence && s->entropy && s->rho && s->u && s->u_model && s->support;
 }
 
 static void state_free(spf_run_state *s)
@@ -65,6 +67,8 @@ static void state_free(spf_run_state *s)
   free(s->best);
   free(s->best_dist);
   free(s->gap);
+  free(s->fluence);
+  free(s->entropy);
   free(s->rho);
   free(s->u);
   free(s->u_model);
@@ -83,6 +87,8 @@ static void state_fill(spf_run_state *s, uint64_t seed)
     s->best[i] = i % 5 == 0 ? -1 : (int64_t)(spf_rng_uniform(&g) * 1e12);
     s->best_dist[i] = i % 7 == 0 ? NAN : (float)spf_rng_uniform(&g);
     s->gap[i] = i % 7 == 0 ? NAN : (float)(spf_rng_uniform(&g) * 1e-3);
+    s->fluence[i] = 0.5 + spf_rng_uniform(&g);
+    s->entropy[i] = i % 3 == 0 ? NAN : (float)(spf_rng_uniform(&g) * 9);
   }
   for (int64_t i = 0; i < n3; i++) {
     s->rho[i] = spf_rng_uniform(&g) * 1e-300; /* subnormal-adjacent values must survive too */
@@ -98,7 +104,8 @@ static int state_equal(const spf_run_state *a, const spf_run_state *b)
   return a->generation == b->generation && a->have_model == b->have_model &&
          !memcmp(a->orientations, b->orientations, sizeof(double) * 4 * n) &&
          !memcmp(a->best, b->best, sizeof(int64_t) * n) && !memcmp(a->best_dist, b->best_dist, sizeof(float) * n) &&
-         !memcmp(a->gap, b->gap, sizeof(float) * n) && !memcmp(a->rho, b->rho, sizeof(double) * n3) &&
+         !memcmp(a->gap, b->gap, sizeof(float) * n) && !memcmp(a->fluence, b->fluence, sizeof(double) * n) &&
+         !memcmp(a->entropy, b->entropy, sizeof(float) * n) && !memcmp(a->rho, b->rho, sizeof(double) * n3) &&
          !memcmp(a->u, b->u, sizeof(double) * n3) && !memcmp(a->u_model, b->u_model, sizeof(double) * n3) &&
          !memcmp(a->support, b->support, n3);
 }

@@ -10,7 +10,8 @@
  * Pixel p = row * nx + column is the flat pixel order everywhere in spinifel (the
  * detector's x is the fast axis). CXI files (CXIDB: /entry_1/data_1/data or
  * /entry_1/instrument_1/detector_1/data, with detector distance, pixel size and source
- * energy) are read too, with the beam at the array centre.
+ * energy) are read too, with the beam at the array centre. EMC photon files with their
+ * detector file (photons.h) are read through spf_dataset_open_emc.
  *
  * Errors come with one line naming the file and the dataset in msg (may be NULL). */
 #ifndef SPINIFEL_DATASET_H
@@ -52,9 +53,16 @@ typedef struct {
   int is_cxi;
   char path[1024];
   int64_t file_id, data_id, quat_id; /* HDF5 handles (internal) */
+  struct spf_photons_s *photons;      /* EMC photons reader (internal), or NULL */
 } spf_dataset;
 
 int spf_dataset_open(const char *path, spf_dataset **d, char *msg, size_t msg_len);
+/* An EMC photon file (binary or HDF5 variant) and its detector file, seen as a dataset:
+ * s and mask from the detector file (its wavelength: see photons.h), images as dense
+ * counts, no orientations; nx x ny from the detector file when it says, else
+ * n_pixels x 1. The pixel counts of the two files must agree. */
+int spf_dataset_open_emc(const char *photons_path, const char *detector_path, spf_dataset **d, char *msg,
+                         size_t msg_len);
 /* Images first .. first + count - 1 into out (count * n_pixels floats) and, if quats is
  * not NULL and the file has them, their orientations. Reads only that range. NaN,
  * infinite or negative intensities give SPF_ERR_DATA naming the image. */

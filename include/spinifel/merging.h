@@ -107,4 +107,10 @@ int spf_merger_apply(spf_merger *mg, double rho, double phi, const double *u, do
 
 void spf_merger_free(spf_merger *mg);
 
+/* Clip the 3D intensity of a centrosymmetric autocorrelation u (M^3, layout as above) at
+ * zero: I = Re FFT(u), u <- IFFT(max(I, 0)). A Poisson mean is never negative; the
+ * least-squares merge lets high-q voxels ring below zero. negative_fraction (may be NULL):
+ * the fraction of voxels of I that were below 0. */
+int spf_intensity_clip(int64_t M, double *u, double *negative_fraction);
+
 #endif

@@ -34,7 +34,23 @@
  * "merge" or "phase" (0 / 1 at the start, 1 / 1 at the end). */
 typedef void (*spf_step_fn)(void *ctx, int generation, const char *step, int64_t done, int64_t total);
 
+enum spf_model {
+  SPF_MODEL_AUTO = -1,     /* Poisson for integer photon counts with a low mean, else Euclidean */
+  SPF_MODEL_EUCLIDEAN = 0, /* nearest model image (M-TIP), soft assignment early */
+  SPF_MODEL_POISSON = 1    /* EMC: probabilities from the Poisson likelihood (likelihood.h) */
+};
+
 typedef struct {
+  int model;               /* enum spf_model (default SPF_MODEL_AUTO) */
+  double poisson_mean;     /* auto: Poisson when every value is an integer and the mean count
+                              per valid pixel is at most this (default 2) */
+  double beta_start;       /* Poisson: annealing factor of generation 1; 0 (default): auto,
+                              beta_spread / the median image's spread of log L (best - mean) */
+  double beta_spread;      /*   the auto rule's target (default 20) */
+  int beta_generations;    /*   beta rises geometrically to 1 at this generation (default 10) */
+  int update_fluence;      /*   1: per-image fluence from the probabilities, as EMC (default 1) */
+  int positive_intensity;  /* 1: clip the merged 3D intensity at 0 (a Poisson mean is never
+                              negative); default -1: on with the Poisson model */
   int64_t M;               /* grid size, odd (default 31) */
   double oversampling;     /* NUFFT coordinates x = pi s / (s_max * oversampling) (default 1) */
   int64_t n_references;    /* reference orientations for matching (default 20000) */
@@ -84,8 +100,15 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o);
 
 typedef struct {
   int generation;
+  int model;                    /* enum spf_model in use (never AUTO) */
   int64_t n_references;         /* of this generation's grid (0 in generation 0) */
-  double fraction_changed;      /* images whose best reference changed (1 in generation 0) */
+  double fraction_changed;      /* images whose orientation changed: another reference of the
+                                   same grid, or, when the grid changed, an orientation farther
+                                   than 1.5 ball radii of the new grid (1 in generation 0) */
+  double beta;                  /* Poisson: annealing factor (NAN otherwise) */
+  double mean_entropy;          /* Poisson: mean entropy of the images' probabilities (nats) */
+  double median_gap;              /* Poisson: median log-likelihood gap best - second best */
+  double negative_fraction;     /* voxels of the merged intensity below 0 before any clipping */
   double median_orientation_error_deg; /* against the truth when given (else NAN) */
   double p90_orientation_error_deg;    /* its 90th percentile */
   int cg_iterations;
@@ -94,6 +117,9 @@ typedef struct {
   int64_t support_size;
   double t_slice_match, t_merge, t_phase; /* seconds */
   double t_slice;               /* the slicing part of t_slice_match */
+  double t_likelihood;          /* Poisson: the products of counts and log-models (in t_slice_match) */
+  double t_views;               /* Poisson: probabilities and views (in t_slice_match) */
+  double t_merge_points;        /* Poisson: the views' type-1 sums into the merger (in t_slice_match) */
   double t_reduce;              /* the MPI sums and broadcasts of the merge (in t_merge) */
   double t_ring;                /* passing image blocks round the ranks (in t_slice_match) */
   int64_t rechecks;             /* image-reference pairs matching measured again in a fixed
@@ -115,6 +141,13 @@ typedef int (*spf_generation_fn)(void *ctx, const spf_generation_log *log, const
 int spf_reconstruct(int64_t n_images, int64_t n_pixels, const float *images, const double *s,
                     const double *true_quats, const spf_reconstruct_options *o, const spf_run_state *resume,
                     spf_generation_fn on_generation, void *ctx, spf_run_state *out);
+
+/* The model for data: opts->model unless AUTO, then Poisson when every value of every
+ * image is a non-negative integer and the mean count per pixel is at most
+ * opts->poisson_mean (over all ranks of opts->comm). why (may be NULL) receives one line
+ * saying what was chosen and why. */
+int spf_reconstruct_pick_model(int64_t n_images, int64_t n_pixels, const float *images,
+                               const spf_reconstruct_options *opts, int *model, char *why, size_t why_len);
 
 /* Median angle (degrees) between true and found orientations after fitting the global
  * rotation between the two frames: the best of the relative rotations of up to 200

@@ -5,6 +5,10 @@
  *   best           (N) int64
  *   best_distance  (N) float32
  *   gap            (N) float32
+ *   fluence        (N) float64: each image's relative fluence (Poisson model; 1 otherwise)
+ *   entropy        (N) float32: entropy of each image's orientation probabilities (nats;
+ *                  NaN for the Euclidean model). Checkpoints without these two (older
+ *                  ones) read as fluence 1 and entropy NaN.
  *   rho, u, u_model (M, M, M) float64
  *   support        (M, M, M) uint8
  *   attributes on /: format = "spinifel checkpoint 1", generation (int), have_model (int),
@@ -32,7 +36,12 @@ typedef struct {
   double last_fraction_changed; /* of the last generation (1 for generation 0) */
   double *orientations;      /* n_images * 4 */
   int64_t *best;             /* n_images: reference index of the last match, -1 none */
-  float *best_dist, *gap;    /* n_images (NaN before matching) */
+  float *best_dist, *gap;    /* n_images (NaN before matching). Poisson model: best_dist is
+                                -log L of the best reference, gap the log-likelihood gap
+                                to the second best */
+  double *fluence;           /* n_images: relative fluence phi (Poisson model), else 1 */
+  float *entropy;            /* n_images: entropy of the orientation probabilities (nats), NaN
+                                when not computed */
   double *rho, *u, *u_model; /* M^3 each: density, merged autocorrelation, model autocorrelation */
   uint8_t *support;          /* M^3 */
 } spf_run_state;

@@ -1,0 +1,95 @@
+/* Orientation by Poisson likelihood, for photon-limited images (EMC: Loh & Elser, Phys.
+ * Rev. E 80, 026705, 2009; docs/method.md, "Photon-limited data").
+ *
+ * Image k holds photon counts K_kp (non-negative integers); reference j's model image
+ * W_jp >= 0 is in mean photons; phi_k is the image's relative fluence. Up to terms free
+ * of j,
+ *
+ *   L_jk = sum_p K_kp log W_jp - phi_k sum_p W_jp
+ *   P_jk = exp(beta (L_jk - max_j' L_j'k)) / Z_k,   Z_k = sum_j exp(beta (L_jk - max))
+ *
+ * over ALL references j, and reference j's view of the data is
+ *
+ *   V_jp = sum_k P_jk K_kp   with weight   Wt_j = sum_k P_jk phi_k,
+ *
+ * whose ratio V_jp / Wt_j is the view merging fits at that orientation.
+ *
+ * The images are kept sparse (per image, its non-zero pixels and counts), so every
+ * product costs photons x references, not pixels x references. Memory is bounded by a
+ * batch of references: the references arrive in batches, three times per E-step, which
+ * the caller slices (or keeps) identically each time:
+ *   1. spf_likelihood_scan:      each image's best and second-best L, and its mean over j;
+ *   2. spf_likelihood_normalise: Z_k at the chosen beta (beta may depend on pass 1);
+ *   3. spf_likelihood_views:     P, the views and weights of the batch, and per image
+ *                                its entropy and expected model photons (fluence).
+ *
+ * Determinism: L_jk is summed in double over image k's pixels in increasing pixel order
+ * (each term count x float log W is exact in double), every per-image sum runs over j in
+ * increasing order and every per-reference sum over k in increasing order, so results
+ * are the same bits for any batch size and thread count.
+ *
+ * Dropped mass: in pass 3 a run of 32 consecutive references whose probabilities for an
+ * image sum below drop_mass / (number of runs) is taken as zero for that image (a saving
+ * once the probabilities have concentrated); each image loses at most drop_mass of its
+ * probability in all. */
+#ifndef SPINIFEL_LIKELIHOOD_H
+#define SPINIFEL_LIKELIHOOD_H
+
+#include <stdint.h>
+
+typedef struct {
+  double model_floor;  /* model values below this (photons per pixel) count as this
+                          (the log of a non-positive model), default 1e-3 x the mean
+                          count per pixel when 0 */
+  double drop_mass;    /* largest probability an image may lose in pass 3 (default 1e-6;
+                          0: keep every reference) */
+  int nthreads;        /* 0: OpenMP default */
+} spf_likelihood_options;
+
+void spf_likelihood_default_options(spf_likelihood_options *o);
+
+typedef struct spf_likelihood_s spf_likelihood;
+
+/* A plan for n_images images of n_pixels pixels (counts: image-major; copied, sparse).
+ * Counts must be finite non-negative integers (SPF_ERR_DATA otherwise). */
+int spf_likelihood_make(int64_t n_images, int64_t n_pixels, const float *counts, const spf_likelihood_options *o,
+                        spf_likelihood **out);
+
+/* Photons of image k (sum of its counts), and the total number of stored (pixel, count)
+ * entries over all images. */
+double spf_likelihood_photons(const spf_likelihood *lk, int64_t image);
+int64_t spf_likelihood_entries(const spf_likelihood *lk);
+double spf_likelihood_floor(const spf_likelihood *lk);
+
+/* Start an E-step over n_refs references with fluences phi (n_images, >= 0; NULL: all 1). */
+int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi);
+
+/* Pass 1: references first_ref .. first_ref + count - 1 with model images models
+ * (count * n_pixels, image-major, mean photons). Batches must come in increasing order
+ * without gaps, the same in every pass. */
+int spf_likelihood_scan(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models);
+
+/* After pass 1 (all n_refs references): per image the best reference (lowest index on
+ * ties), its L, the gap to the second best, and the mean of L over the references.
+ * Any pointer may be NULL. */
+int spf_likelihood_best(const spf_likelihood *lk, int64_t *best, double *best_L, double *gap, double *mean_L);
+
+/* Pass 2, at annealing factor beta in (0, 1]. */
+int spf_likelihood_normalise(spf_likelihood *lk, double beta, int64_t first_ref, int64_t count, const float *models);
+
+/* Pass 3: the batch's views (count * n_pixels doubles, V_jp) and weights (count, Wt_j). */
+int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models, double *views,
+                         double *weights);
+
+/* After pass 3: per image the entropy of its probabilities (nats; exp of it is the
+ * effective number of references), the probability of its best reference, and the
+ * EMC fluence phi_k = sum_p K_kp / sum_j P_jk sum_p W_jp (not normalised: the caller
+ * scales the mean to 1, over all ranks). Any pointer may be NULL. */
+int spf_likelihood_image_stats(const spf_likelihood *lk, double *entropy, double *p_best, double *fluence);
+
+/* Seconds in the products (passes 1-3) and in the views' scatter, since make. */
+void spf_likelihood_timing(const spf_likelihood *lk, double *product_seconds, double *views_seconds);
+
+void spf_likelihood_free(spf_likelihood *lk);
+
+#endif
