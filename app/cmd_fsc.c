@@ -45,7 +45,11 @@ static void usage(FILE *out)
           "  --corner-inv-angstrom C     the data's corner radius in 1/A\n"
           "  --edge-inv-angstrom E       the data's edge radius (default: the grid's last shell)\n"
           "  --beamstop-inv-angstrom B   shells inside are left out (default: none)\n"
-          "  --rotations N               rotations of the coarse search (default 4000)\n");
+          "  --rotations N               rotations of the coarse search (default 4000)\n"
+          "  --interpolation fourier|trilinear  how B is turned: fourier (default) is exact for\n"
+          "                              reconstruct's intensity; trilinear for other volumes\n"
+          "                              (noisy or measured maps, whose noisy bright centre would\n"
+          "                              ring through a Fourier sum), lower for fine speckles\n");
 }
 
 /* One intensity: an HDF5 file with "intensity" (results.h5, simulate --intensity-out) or an
@@ -96,7 +100,7 @@ static double pick(double flag, double a, double b) { return !isnan(flag) ? flag
 static int fsc_intensity(int argc, char **argv)
 {
   const char *C = "fsc", *files[2] = {NULL, NULL}, *csv = NULL, *png = NULL;
-  int nfiles = 0;
+  int nfiles = 0, interp = SPF_INTERP_FOURIER;
   int64_t rotations = 4000, threads = 0;
   double f_voxel = NAN, f_corner = NAN, f_edge = NAN, f_beamstop = NAN;
   for (int i = 1; i < argc; i++) {
@@ -120,7 +124,14 @@ static int fsc_intensity(int argc, char **argv)
     else if (!strcmp(a, "--corner-inv-angstrom")) rc = arg_double(C, a, v, 1e-9, 1e3, &f_corner);
     else if (!strcmp(a, "--edge-inv-angstrom")) rc = arg_double(C, a, v, 1e-9, 1e3, &f_edge);
     else if (!strcmp(a, "--beamstop-inv-angstrom")) rc = arg_double(C, a, v, 0, 1e3, &f_beamstop);
-    else {
+    else if (!strcmp(a, "--interpolation")) {
+      if (!strcmp(v, "fourier")) interp = SPF_INTERP_FOURIER;
+      else if (!strcmp(v, "trilinear")) interp = SPF_INTERP_TRILINEAR;
+      else {
+        fprintf(stderr, "spinifel fsc: --interpolation: '%s' is not fourier or trilinear\n", v);
+        return 2;
+      }
+    } else {
       fprintf(stderr, "spinifel fsc: --intensity: unknown or unusable option '%s' (try --help)\n", a);
       return 2;
     }
@@ -178,6 +189,7 @@ static int fsc_intensity(int argc, char **argv)
   o.nthreads = (int)threads;
   o.r_min = r_bs;
   o.r_max = 0;
+  o.interpolation = interp;
   spf_shellcorr_result res;
   aligned = malloc(sizeof(double) * (size_t)(M * M * M));
   corr = malloc(sizeof(double) * (size_t)ns);
@@ -233,10 +245,11 @@ static int fsc_intensity(int argc, char **argv)
     }
   }
   const double angle = 2 * acos(fmin(1.0, fabs(res.quat[0]))) * 180 / M_PI;
-  printf("aligned %s to %s: rotation (w x y z) %.5f %.5f %.5f %.5f (%.2f deg, to %.3f deg), correlation %.4f "
+  printf("aligned %s to %s: rotation (w x y z) %.5f %.5f %.5f %.5f (%.2f deg, to %.3f deg, %s), correlation %.4f "
          "(mean over shells %lld-%lld)\n",
-         files[1], files[0], res.quat[0], res.quat[1], res.quat[2], res.quat[3], angle, res.precision_deg, res.score,
-         (long long)k_first, (long long)(ns - 1));
+         files[1], files[0], res.quat[0], res.quat[1], res.quat[2], res.quat[3], angle, res.precision_deg,
+         interp == SPF_INTERP_FOURIER ? "Fourier interpolation" : "trilinear", res.score, (long long)k_first,
+         (long long)(ns - 1));
   printf("grid %lld^3 of %.5f 1/A: beam stop %.4f 1/A (shell %.2f), edge %.4f 1/A (shell %.2f), corner %.4f 1/A "
          "(shell %.2f), last shell %.4f 1/A\n",
          (long long)M, voxel, r_bs * voxel, r_bs, r_edge * voxel, r_edge, corner, corner / voxel,

@@ -640,9 +640,8 @@ int cmd_reconstruct(int argc, char **argv)
     }
   /* The intensity's grid and the data's radii, for results.h5 (intensity.h). */
   spf_intensity_grid ig;
-  if (spf_intensity_grid_make(M, o.oversampling, np_all, d->h.nx, d->s, d->mask, &ig) != SPF_OK) {
-    fprintf(stderr, "spinifel reconstruct: %s: no valid pixel, or a pixel count that is not whole rows of %lld\n", S.data,
-            (long long)d->h.nx);
+  if (spf_intensity_grid_make(M, o.oversampling, np_all, d->s, d->mask, &ig) != SPF_OK) {
+    fprintf(stderr, "spinifel reconstruct: %s: no valid pixel, or a pixel position that is not finite\n", S.data);
     return 1;
   }
   double qchunk[4 * 64];

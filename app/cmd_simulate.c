@@ -321,7 +321,7 @@ int cmd_simulate(int argc, char **argv)
              intensity_os, iunit);
     const int64_t im = intensity_M;
     double *vol = malloc(sizeof(double) * (size_t)(im * im * im));
-    rc = vol ? spf_intensity_grid_make(im, intensity_os, det->n_pixels, det->g.nx, det->s, det->mask, &ig)
+    rc = vol ? spf_intensity_grid_make(im, intensity_os, det->n_pixels, det->s, det->mask, &ig)
              : SPF_ERR_ALLOC;
     if (!rc) rc = spf_intensity_of_molecule(mol->n_atoms, mol->xyz, type, n_types, ff, &ig, scale, tol, nthreads, vol);
     *msg = 0;

@@ -6,8 +6,9 @@
  *                   [--noise 0] [--trials 3] [--pixels 128] [--atoms 2000]
  *
  * Default detector (128 x 128 of 300 um at 0.1 m, 6 keV), oversampling 1. --noise S
- * multiplies every voxel by (1 + S g), g standard normal, which lowers every shell's
- * correlation to about 1 / sqrt(1 + S^2 (1 + var/mean^2 of the shell)) . Prints, per trial, the
+ * multiplies every voxel and its Friedel mate by (1 + S g), g standard normal (the noise
+ * of the bright centre then rings through the Fourier interpolation: try --interpolation
+ * trilinear). Prints, per trial, the
  * seconds, the scores computed, the angle between the recovered rotation and the truth,
  * the score, and the mean shell correlation against the exact ref. */
 #include <math.h>
@@ -24,6 +25,7 @@ int main(int argc, char **argv)
   int64_t M = 31, rotations = 4000, atoms = 2000, pixels = 128;
   int threads = 2, candidates = 8, steps = 7, trials = 3;
   double noise = 0;
+  int interp = SPF_INTERP_FOURIER;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--M")) M = atoll(argv[i + 1]);
     else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
@@ -34,16 +36,18 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "--trials")) trials = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--pixels")) pixels = atoll(argv[i + 1]);
     else if (!strcmp(argv[i], "--atoms")) atoms = atoll(argv[i + 1]);
+    else if (!strcmp(argv[i], "--interpolation"))
+      interp = !strcmp(argv[i + 1], "trilinear") ? SPF_INTERP_TRILINEAR : SPF_INTERP_FOURIER;
     else {
       fprintf(stderr, "usage: shellcorr_bench [--M 31] [--threads 2] [--rotations 4000] [--candidates 8] [--steps 7] "
-                      "[--noise 0] [--trials 3] [--pixels 128] [--atoms 2000]\n");
+                      "[--noise 0] [--trials 3] [--pixels 128] [--atoms 2000] [--interpolation fourier|trilinear]\n");
       return 2;
     }
   }
   printf("shellcorr_bench --M %lld --threads %d --rotations %lld --candidates %d --steps %d --noise %g --trials %d "
-         "--pixels %lld --atoms %lld\n",
+         "--pixels %lld --atoms %lld --interpolation %s\n",
          (long long)M, threads, (long long)rotations, candidates, steps, noise, trials, (long long)pixels,
-         (long long)atoms);
+         (long long)atoms, interp == SPF_INTERP_TRILINEAR ? "trilinear" : "fourier");
   spf_detector_geometry geo;
   spf_detector_default_geometry(&geo);
   geo.nx = geo.ny = pixels;
@@ -52,7 +56,7 @@ int main(int argc, char **argv)
   if (spf_detector_make(&geo, &det) || spf_molecule_phantom(1, atoms, &mol)) return 1;
   spf_molecule_centre(mol);
   spf_intensity_grid g;
-  if (spf_intensity_grid_make(M, 1, det->n_pixels, geo.nx, det->s, det->mask, &g)) return 1;
+  if (spf_intensity_grid_make(M, 1, det->n_pixels, det->s, det->mask, &g)) return 1;
   const int64_t n = mol->n_atoms, n3 = M * M * M, ns = SPF_SHELLS(M);
   int *type = malloc(sizeof(int) * (size_t)n);
   spf_gaussian_form_factor ff[128];
@@ -75,13 +79,19 @@ int main(int argc, char **argv)
       for (int k = 0; k < 3; k++)
         xyz[3 * a + k] = R[3 * k] * mol->xyz[3 * a] + R[3 * k + 1] * mol->xyz[3 * a + 1] + R[3 * k + 2] * mol->xyz[3 * a + 2];
     if (spf_intensity_of_molecule(n, xyz, type, nty, ff, &g, 1, 1e-4, threads, mov)) return 1;
-    for (int64_t i = 0; noise > 0 && i < n3; i++) mov[i] *= 1 + noise * spf_rng_normal(&rng);
+    /* Centrosymmetric noise, as an intensity's: voxel i and its mate n3 - 1 - i. */
+    for (int64_t i = 0; noise > 0 && i <= n3 / 2; i++) {
+      const double f = 1 + noise * spf_rng_normal(&rng);
+      mov[i] *= f;
+      if (n3 - 1 - i != i) mov[n3 - 1 - i] *= f;
+    }
     spf_shellcorr_options o;
     spf_shellcorr_default_options(&o);
     o.n_rotations = rotations;
     o.n_candidates = candidates;
     o.refine_steps = steps;
     o.nthreads = threads;
+    o.interpolation = interp;
     spf_shellcorr_result res;
     double t0 = omp_get_wtime();
     int rc = spf_shellcorr_align(M, ref, mov, &o, &res, al);

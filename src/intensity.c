@@ -10,32 +10,48 @@
 /* M^3 doubles must fit in memory long before this (results.c has the same bound). */
 #define MAX_M 65536
 
-int spf_intensity_grid_make(int64_t M, double oversampling, int64_t n_pixels, int64_t nx, const double *s_inv_m,
+int spf_intensity_grid_make(int64_t M, double oversampling, int64_t n_pixels, const double *s_inv_m,
                             const uint8_t *mask, spf_intensity_grid *g)
 {
   if (!s_inv_m || !mask || !g) return SPF_ERR_NULL;
-  if (M < 3 || M % 2 == 0 || M > MAX_M || nx < 1 || n_pixels < nx || n_pixels % nx) return SPF_ERR_SIZE;
+  if (M < 3 || M % 2 == 0 || M > MAX_M || n_pixels < 1) return SPF_ERR_SIZE;
   if (!(oversampling >= 1 && isfinite(oversampling))) return SPF_ERR_ARG;
-  const int64_t ny = n_pixels / nx;
   /* |s| as reconstruct computes s_max (cmd_reconstruct.c): fmax over valid pixels. */
-  double s_max = 0, s_min = INFINITY, edge = INFINITY;
+  double s_max = 0, s_min = INFINITY;
+  int64_t n_valid = 0;
   for (int64_t p = 0; p < n_pixels; p++) {
     const double *s = s_inv_m + 3 * p;
     const double r = sqrt(s[0] * s[0] + s[1] * s[1] + s[2] * s[2]);
     if (!isfinite(r)) return SPF_ERR_DATA;
-    const int64_t row = p / nx, col = p % nx;
-    if (row == 0 || row == ny - 1 || col == 0 || col == nx - 1) edge = fmin(edge, r);
     if (!mask[p]) continue;
     s_max = fmax(s_max, r);
     s_min = fmin(s_min, r);
+    n_valid++;
   }
   if (!(s_max > 0)) return SPF_ERR_DATA;
+  /* The edge: the largest |s| per azimuth wedge, its smallest over the wedges (an empty
+   * wedge: no ring beyond the beam stop). About 4 pixels of a square detector's border
+   * fall in each wedge. */
+  const int nb = n_valid < 64 ? 8 : (int)sqrt((double)n_valid);
+  double *wedge = calloc((size_t)nb, sizeof(double));
+  if (!wedge) return SPF_ERR_ALLOC;
+  for (int64_t p = 0; p < n_pixels; p++) {
+    if (!mask[p]) continue;
+    const double *s = s_inv_m + 3 * p;
+    int b = (int)floor((atan2(s[1], s[0]) + M_PI) / (2 * M_PI) * nb);
+    if (b >= nb) b = nb - 1;
+    if (b < 0) b = 0;
+    wedge[b] = fmax(wedge[b], sqrt(s[0] * s[0] + s[1] * s[1] + s[2] * s[2]));
+  }
+  double edge = INFINITY;
+  for (int b = 0; b < nb; b++) edge = fmin(edge, wedge[b]);
+  free(wedge);
   g->M = M;
   g->oversampling = oversampling;
   g->s_max_inv_angstrom = 1e-10 * s_max;
   g->voxel_inv_angstrom = 2.0 * g->s_max_inv_angstrom * oversampling / (double)M;
   g->corner_inv_angstrom = g->s_max_inv_angstrom;
-  g->edge_inv_angstrom = 1e-10 * fmin(edge, s_max);
+  g->edge_inv_angstrom = 1e-10 * fmax(edge, s_min);
   g->beamstop_inv_angstrom = 1e-10 * s_min;
   return SPF_OK;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spinifel/align.h"
 #include "spinifel/error.h"
 #include "spinifel/nufft.h"
 #include "spinifel/results.h"
@@ -15,8 +16,8 @@
 /* Relative accuracy of the Fourier interpolation: far below the score's changes between
  * neighbouring rotations of the local search. */
 #define FOURIER_TOL 1e-9
-/* The same for the polish's scores: a tenth of the cost per point, errors far below the
- * score's change over the last step. */
+/* The same for the polish's scores: kernel width 8 against 10, half the cost per point,
+ * errors still far below the score's change over the last step. */
 #define POLISH_TOL 1e-7
 /* The local search's first step (radians): half the default coarse grid's covering radius. */
 #define STEP0 (6.0 * M_PI / 180)
@@ -113,6 +114,7 @@ void spf_shellcorr_default_options(spf_shellcorr_options *o)
   o->refine_steps = 7;
   o->r_min = 1;
   o->r_max = 0;
+  o->interpolation = SPF_INTERP_FOURIER;
   o->nthreads = 0;
 }
 
@@ -431,7 +433,7 @@ int spf_shellcorr_align(int64_t M, const double *ref, const double *mov, const s
   if (opts) o = *opts;
   else spf_shellcorr_default_options(&o);
   if (o.n_rotations < 1 || o.n_candidates < 1 || o.refine_steps < 1 || o.nthreads < 0 || !(o.r_min >= 0) ||
-      isnan(o.r_max))
+      isnan(o.r_max) || (o.interpolation != SPF_INTERP_FOURIER && o.interpolation != SPF_INTERP_TRILINEAR))
     return SPF_ERR_OPTION;
   const int nt = o.nthreads > 0 ? o.nthreads : omp_get_max_threads();
   for (int64_t i = 0; i < M * M * M; i++)
@@ -480,9 +482,11 @@ int spf_shellcorr_align(int64_t M, const double *ref, const double *mov, const s
       r->search_score = cs[b];
       const double last = STEP0 / pow(2.0, o.refine_steps - 1);
       r->precision_deg = last * 180 / M_PI;
-      /* Polish with the score of the figure (trilinear interpolation's optimum is off by
-       * up to a few tenths of a degree): from 4 steps down to the last. */
-      const int np = nt < 6 ? nt : 6;
+      /* With Fourier interpolation, polish on the score of the figure (trilinear
+       * interpolation's optimum is off by up to a few tenths of a degree): from 4 steps
+       * down to the last. */
+      const int fourier = o.interpolation == SPF_INTERP_FOURIER;
+      const int np = !fourier ? 0 : nt < 6 ? nt : 6;
       fourier_scorer fs[6];
       void *fc[6];
       int64_t pe = 0;
@@ -491,15 +495,17 @@ int spf_shellcorr_align(int64_t M, const double *ref, const double *mov, const s
         if (!rc) rc = e;
         fc[t] = &fs[t];
       }
-      if (!rc) refine(fourier_score, fc, np, r->quat, 4 * last, 3, &pe);
+      if (!rc && fourier) refine(fourier_score, fc, np, r->quat, 4 * last, 3, &pe);
       for (int t = 0; t < np; t++) fourier_free(&fs[t]);
       r->evaluations += pe;
       if (r->quat[0] < 0)
         for (int k = 0; k < 4; k++) r->quat[k] = -r->quat[k];
-      /* The figure: the shells of ref and mov rotated by Fourier interpolation. */
+      /* The figure: the shells of ref and mov turned by the interpolation asked for. */
       double *al = aligned ? aligned : malloc(sizeof(double) * (size_t)(M * M * M));
       double *corr = malloc(sizeof(double) * (size_t)SPF_SHELLS(M));
-      if (!rc) rc = al && corr ? spf_rotate_intensity(M, mov, r->quat, al) : SPF_ERR_ALLOC;
+      if (!rc && !(al && corr)) rc = SPF_ERR_ALLOC;
+      if (!rc && fourier) rc = spf_rotate_intensity(M, mov, r->quat, al);
+      if (!rc && !fourier) spf_rotate_volume(M, mov, r->quat, 0, al);
       if (!rc) rc = spf_shell_correlation(M, ref, al, o.r_min, o.r_max, corr, NULL);
       if (!rc) r->score = spf_shell_mean(corr, 0, SPF_SHELLS(M) - 1);
       if (al != aligned) free(al);

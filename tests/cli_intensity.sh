@@ -44,6 +44,12 @@ check "an unrelated volume" 0 "$bin" fsc --intensity "$tmp/truth.h5" "$tmp/run/d
   --corner-inv-angstrom "$corner" --rotations 1000 --threads 2
 other="$(sed -n 's/.*), correlation \([0-9.]*\) (mean over shells.*/\1/p' <<< "$LAST_OUT")"
 expect "the reconstruction ($corr) well above an unrelated volume ($other)" awk -v c="$corr" -v o="$other" 'BEGIN { exit !(c > o + 0.3) }'
+check "trilinear interpolation" 0 "$bin" fsc --intensity "$tmp/truth.h5" "$tmp/run/results.h5" --interpolation trilinear \
+  --rotations 1000 --threads 2
+tri="$(sed -n 's/.*), correlation \([0-9.]*\) (mean over shells.*/\1/p' <<< "$LAST_OUT")"
+expect "trilinear: said, and about the same figure ($tri, Fourier $corr)" \
+  bash -c "grep -q 'trilinear), correlation' <<< \"\$0\" && awk -v a=$tri -v b=$corr 'BEGIN { exit !(a - b < 0.1 && b - a < 0.1) }'" "$LAST_OUT"
+check "unknown interpolation" 2 "$bin" fsc --intensity "$tmp/truth.h5" "$tmp/truth.h5" --interpolation cubic
 check "the truth against itself" 0 "$bin" fsc --intensity "$tmp/truth.h5" "$tmp/truth.h5" --rotations 500 --threads 2
 expect "itself: correlation 1" grep -q "correlation 1.0000" <<< "$LAST_OUT"
 expect "itself: never below 0.5" grep -q "stays at or above 0.5" <<< "$LAST_OUT"

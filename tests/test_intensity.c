@@ -50,52 +50,76 @@ static void intensity_voxels_are_the_slicer_at_2_m_smax_os_over_M(void)
   free(img);
 }
 
-/* The radii from a detector, against their definitions computed directly. */
+/* The radii from a detector, against their definitions computed directly: a centred
+ * detector with a beam stop and a larger one with the beam off centre. */
 static void grid_radii_from_a_detector(void)
 {
-  spf_detector_geometry geo;
-  spf_detector_default_geometry(&geo);
-  geo.nx = 24;
-  geo.ny = 20;
-  geo.beamstop_inv_m = 0.02e10;
-  spf_detector *d = NULL;
-  CHECK(spf_detector_make(&geo, &d) == SPF_OK, "detector");
-  if (!d) return;
-  spf_intensity_grid g;
-  CHECK(spf_intensity_grid_make(31, 1.5, d->n_pixels, geo.nx, d->s, d->mask, &g) == SPF_OK, "grid");
-  double smax = 0, smin = INFINITY, edge = INFINITY;
-  for (int64_t iy = 0; iy < geo.ny; iy++)
-    for (int64_t ix = 0; ix < geo.nx; ix++) {
-      const int64_t p = iy * geo.nx + ix;
-      const double r = d->s_norm[p] * 1e-10;
-      if (d->mask[p]) smax = fmax(smax, r), smin = fmin(smin, r);
-      if (ix == 0 || iy == 0 || ix == geo.nx - 1 || iy == geo.ny - 1) edge = fmin(edge, r);
+  for (int t = 0; t < 2; t++) {
+    spf_detector_geometry geo;
+    spf_detector_default_geometry(&geo);
+    geo.nx = t ? 64 : 24;
+    geo.ny = t ? 64 : 20;
+    geo.beamstop_inv_m = t ? 0 : 0.005e10;
+    if (t) geo.beam_center_x = 20.3;
+    spf_detector *d = NULL;
+    CHECK(spf_detector_make(&geo, &d) == SPF_OK, "detector");
+    if (!d) return;
+    spf_intensity_grid g;
+    CHECK(spf_intensity_grid_make(31, 1.5, d->n_pixels, d->s, d->mask, &g) == SPF_OK, "grid");
+    /* The nearest border pixel: the edge's lower bound. */
+    double smax = 0, smin = INFINITY, border = INFINITY;
+    int64_t n_valid = 0;
+    for (int64_t iy = 0; iy < geo.ny; iy++)
+      for (int64_t ix = 0; ix < geo.nx; ix++) {
+        const int64_t p = iy * geo.nx + ix;
+        const double r = d->s_norm[p] * 1e-10;
+        if (!d->mask[p]) continue;
+        smax = fmax(smax, r), smin = fmin(smin, r), n_valid++;
+        if (ix == 0 || iy == 0 || ix == geo.nx - 1 || iy == geo.ny - 1) border = fmin(border, r);
+      }
+    const double rel = 1e-12;
+    CHECK(fabs(g.s_max_inv_angstrom - smax) <= rel * smax && fabs(g.s_max_inv_angstrom - 1e-10 * d->s_max) <= rel * smax,
+          "s_max %.9g, direct %.9g, detector %.9g", g.s_max_inv_angstrom, smax, 1e-10 * d->s_max);
+    CHECK(g.corner_inv_angstrom == g.s_max_inv_angstrom, "corner = s_max");
+    /* A wedge of angle w (about sqrt(valid pixels) of them) holding the foot of the nearest
+     * border reaches at most 1 / cos w times farther. */
+    const double w = 2 * M_PI / (n_valid < 64 ? 8 : floor(sqrt((double)n_valid)));
+    printf("  %lld x %lld detector: edge %.5f 1/A, nearest border pixel %.5f, corner %.5f\n", (long long)geo.nx,
+           (long long)geo.ny, g.edge_inv_angstrom, border, smax);
+    CHECK(g.edge_inv_angstrom >= border && g.edge_inv_angstrom <= border / cos(w), "edge %.6g, nearest border %.6g",
+          g.edge_inv_angstrom, border);
+    CHECK(fabs(g.beamstop_inv_angstrom - smin) <= rel * smin && smin >= (t ? 0 : 0.005), "beam stop %.6g, direct %.6g",
+          g.beamstop_inv_angstrom, smin);
+    CHECK(fabs(g.voxel_inv_angstrom - 2 * smax * 1.5 / 31) <= rel * smax, "voxel %.9g", g.voxel_inv_angstrom);
+    /* Reconstruct's density voxel: 1 / (M voxel_inv) = 1 / (2 s_max os). */
+    CHECK(fabs(1.0 / (31 * g.voxel_inv_angstrom) - 1.0 / (2 * smax * 1.5)) <= 1e-12 / smax, "density voxel");
+    /* The pixels in another order (an EMC detector file has no rows): the same figures. */
+    const int64_t np = d->n_pixels;
+    double *s2 = malloc(sizeof(double) * 3 * np);
+    uint8_t *m2 = malloc(np);
+    for (int64_t p = 0; p < np; p++) {
+      const int64_t q = (p * 7919) % np; /* a permutation: 7919 is prime, np is not a multiple */
+      memcpy(s2 + 3 * q, d->s + 3 * p, sizeof(double) * 3);
+      m2[q] = d->mask[p];
     }
-  const double rel = 1e-12;
-  CHECK(fabs(g.s_max_inv_angstrom - smax) <= rel * smax && fabs(g.s_max_inv_angstrom - 1e-10 * d->s_max) <= rel * smax,
-        "s_max %.9g, direct %.9g, detector %.9g", g.s_max_inv_angstrom, smax, 1e-10 * d->s_max);
-  CHECK(g.corner_inv_angstrom == g.s_max_inv_angstrom, "corner = s_max");
-  CHECK(fabs(g.edge_inv_angstrom - edge) <= rel * edge && edge < smax, "edge %.9g, direct %.9g", g.edge_inv_angstrom,
-        edge);
-  /* The farther edge (24 pixels across) is not the nearer (20). */
-  CHECK(g.edge_inv_angstrom < 1e-10 / d->resolution_edge_m, "edge %.6g within the farthest edge %.6g",
-        g.edge_inv_angstrom, 1e-10 / d->resolution_edge_m);
-  CHECK(fabs(g.beamstop_inv_angstrom - smin) <= rel * smin && smin >= 0.02, "beam stop %.6g, direct %.6g",
-        g.beamstop_inv_angstrom, smin);
-  CHECK(fabs(g.voxel_inv_angstrom - 2 * smax * 1.5 / 31) <= rel * smax, "voxel %.9g", g.voxel_inv_angstrom);
-  CHECK(fabs(spf_intensity_grid_index_radius(&g, spf_intensity_grid_inv_angstrom(&g, 7.25)) - 7.25) < 1e-12,
-        "radius round trip");
-  /* Reconstruct's density voxel: 1 / (M voxel_inv) = 1 / (2 s_max os). */
-  CHECK(fabs(1.0 / (31 * g.voxel_inv_angstrom) - 1.0 / (2 * smax * 1.5)) <= 1e-12 / smax, "density voxel");
-
-  CHECK(spf_intensity_grid_make(30, 1, d->n_pixels, geo.nx, d->s, d->mask, &g) == SPF_ERR_SIZE, "even M");
-  CHECK(spf_intensity_grid_make(31, 1, d->n_pixels, 25, d->s, d->mask, &g) == SPF_ERR_SIZE, "not whole rows");
-  CHECK(spf_intensity_grid_make(31, 0.5, d->n_pixels, geo.nx, d->s, d->mask, &g) == SPF_ERR_ARG, "oversampling");
-  CHECK(spf_intensity_grid_make(31, 1, d->n_pixels, geo.nx, NULL, d->mask, &g) == SPF_ERR_NULL, "NULL s");
-  uint8_t *none = calloc((size_t)d->n_pixels, 1);
-  CHECK(spf_intensity_grid_make(31, 1, d->n_pixels, geo.nx, d->s, none, &g) == SPF_ERR_DATA, "no valid pixel");
-  free(none);
-  spf_detector_free(d);
+    spf_intensity_grid g2;
+    CHECK(spf_intensity_grid_make(31, 1.5, np, s2, m2, &g2) == SPF_OK && !memcmp(&g, &g2, sizeof g),
+          "the same grid whatever the pixel order");
+    free(s2);
+    free(m2);
+    if (t == 0) {
+      CHECK(fabs(spf_intensity_grid_index_radius(&g, spf_intensity_grid_inv_angstrom(&g, 7.25)) - 7.25) < 1e-12,
+            "radius round trip");
+      CHECK(spf_intensity_grid_make(30, 1, np, d->s, d->mask, &g) == SPF_ERR_SIZE, "even M");
+      CHECK(spf_intensity_grid_make(31, 1, 0, d->s, d->mask, &g) == SPF_ERR_SIZE, "no pixels");
+      CHECK(spf_intensity_grid_make(31, 0.5, np, d->s, d->mask, &g) == SPF_ERR_ARG, "oversampling");
+      CHECK(spf_intensity_grid_make(31, 1, np, NULL, d->mask, &g) == SPF_ERR_NULL, "NULL s");
+      uint8_t *none = calloc((size_t)np, 1);
+      CHECK(spf_intensity_grid_make(31, 1, np, d->s, none, &g) == SPF_ERR_DATA, "no valid pixel");
+      free(none);
+    }
+    spf_detector_free(d);
+  }
 }
 
 /* Waasmaier-Kirfel C, N, O (as in test_scattering). */

@@ -167,11 +167,26 @@ static void rotated_copy_is_recovered_within_the_stated_precision(void)
            "%.4f), %lld scores\n",
            (long long)M, spf_quat_angle(Q, (double[4]){1, 0, 0, 0}) * 180 / M_PI, err, res.precision_deg, res.score,
            res.search_score, (long long)res.evaluations);
-    CHECK(err <= 2 * res.precision_deg, "angle error %.3f deg, last step %.3f deg", err, res.precision_deg);
+    CHECK(err <= 2.5 * res.precision_deg, "angle error %.3f deg, last step %.3f deg", err, res.precision_deg);
     CHECK(res.score > 0.99 && res.search_score > 0.9, "scores %.4f, %.4f of an exact copy", res.score,
           res.search_score);
     CHECK(res.score == mean, "score %.12f is the mean shell correlation of the aligned copy %.12f", res.score, mean);
     CHECK(res.quat[0] >= 0, "w >= 0");
+    /* Trilinear interpolation: no polish, a figure lowered by the smoothing, the angle
+     * farther (the trilinear score's optimum; shellcorr.h states what was measured). */
+    if (t == 1) {
+      spf_shellcorr_result tri;
+      o.interpolation = SPF_INTERP_TRILINEAR;
+      CHECK(spf_shellcorr_align(M, ref, mov, &o, &tri, al2) == SPF_OK, "align, trilinear");
+      const double terr = spf_quat_angle(tri.quat, Qc) * 180 / M_PI;
+      CHECK(spf_shell_correlation(M, ref, al2, o.r_min, 0, corr, NULL) == SPF_OK, "curve");
+      printf("  trilinear: within %.3f deg, score %.4f\n", terr, tri.score);
+      CHECK(terr <= 0.5, "trilinear: angle error %.3f deg", terr);
+      CHECK(tri.score > 0.9 && tri.score < res.score && tri.score == spf_shell_mean(corr, 0, ns - 1) &&
+                fabs(tri.score - tri.search_score) < 1e-3,
+            "trilinear: score %.5f (Fourier %.5f, search %.5f)", tri.score, res.score, tri.search_score);
+      o.interpolation = SPF_INTERP_FOURIER;
+    }
     /* Two threads and one: the same bits. */
     if (t == 0) {
       spf_shellcorr_result one;
@@ -344,6 +359,9 @@ static void bad_input_is_refused(void)
   o.r_min = -1;
   CHECK(spf_shellcorr_align(M, a, b, &o, &res, NULL) == SPF_ERR_OPTION, "negative r_min");
   o.r_min = 1;
+  o.interpolation = 2;
+  CHECK(spf_shellcorr_align(M, a, b, &o, &res, NULL) == SPF_ERR_OPTION, "unknown interpolation");
+  o.interpolation = SPF_INTERP_FOURIER;
   b[17] = NAN;
   CHECK(spf_shellcorr_align(M, a, b, &o, &res, NULL) == SPF_ERR_DATA, "NaN voxel");
   b[17] = 0;

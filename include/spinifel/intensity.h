@@ -29,20 +29,23 @@ typedef struct {
   double voxel_inv_angstrom;    /* one index step: 2 s_max oversampling / M */
   double corner_inv_angstrom;   /* the data's corner radius: the largest |s| of a valid
                                    pixel (= s_max; pixel centres, not pixel edges) */
-  double edge_inv_angstrom;     /* the data's edge radius: the smallest |s| of the pixels
-                                   on the border of the pixel array. Every shell up to the
-                                   corner is swept by the rotations, but beyond the edge
-                                   only the detector's corners sample it (fewer pixels) */
+  double edge_inv_angstrom;     /* the data's edge radius: how far out the valid pixels ring
+                                   the beam on every side, the smallest over azimuth wedges
+                                   (about sqrt(valid pixels) of them) of the largest |s| in
+                                   the wedge: for a square detector, about the middle of its
+                                   nearest edge. Every shell up to the corner is swept by the
+                                   rotations, but beyond the edge only part of each ring lies
+                                   on the detector (fewer pixels per voxel) */
   double beamstop_inv_angstrom; /* the smallest |s| of a valid pixel: shells below it hold
                                    no data (with no beam stop, the pixel nearest the beam) */
 } spf_intensity_grid;
 
-/* The grid of an M^3 intensity for a detector: n_pixels pixels, pixel p = row * nx + column
- * (x fastest, n_pixels a multiple of nx), s_inv_m 3 per pixel (sx, sy, sz of pixel 0
- * first, 1/m, as in the dataset), mask 1 for a valid pixel. SPF_ERR_SIZE for an even or
- * too small M or a bad shape, SPF_ERR_ARG for oversampling < 1, SPF_ERR_DATA when no pixel
+/* The grid of an M^3 intensity for a detector of n_pixels pixels in any order (a pixel
+ * array or an EMC detector file): s_inv_m 3 per pixel (sx, sy, sz of pixel 0 first, 1/m,
+ * as in the dataset; the beam along z), mask 1 for a valid pixel. SPF_ERR_SIZE for an even
+ * or too small M or no pixel, SPF_ERR_ARG for oversampling < 1, SPF_ERR_DATA when no pixel
  * is valid or some |s| is not finite. */
-int spf_intensity_grid_make(int64_t M, double oversampling, int64_t n_pixels, int64_t nx, const double *s_inv_m,
+int spf_intensity_grid_make(int64_t M, double oversampling, int64_t n_pixels, const double *s_inv_m,
                             const uint8_t *mask, spf_intensity_grid *g);
 
 /* Radius in 1/A of an index radius r (voxels from the centre), and back. */
