@@ -187,7 +187,9 @@ static int fsc_intensity(int argc, char **argv)
   spf_shellcorr_default_options(&o);
   o.n_rotations = rotations;
   o.nthreads = (int)threads;
-  o.r_min = r_bs;
+  /* Whole shells only: a shell the beam stop's edge cuts holds the voxels its few
+   * neighbouring pixels barely constrain. */
+  o.r_min = r_bs > 0 ? ceil(r_bs + 0.5) - 0.5 : 0.0;
   o.r_max = 0;
   o.interpolation = interp;
   spf_shellcorr_result res;
