@@ -46,9 +46,11 @@ static int param_table(settings *s, param *t)
       {"model", T_TEXT, s->model, 0, 0, 1,
        "orientation model: auto (poisson for photon counts), poisson (EMC likelihood), euclidean (M-TIP)"},
       {"poisson-mean", T_DOUBLE, &o->poisson_mean, 0, 1e9, 1, "auto: poisson up to this mean count per pixel"},
-      {"beta-start", T_DOUBLE, &o->beta_start, 0, 1, 1, "poisson: annealing factor of generation 1 (0: auto)"},
-      {"beta-spread", T_DOUBLE, &o->beta_spread, 1e-3, 1e9, 1, "poisson: auto beta puts the median log L spread at this"},
-      {"beta-gens", T_INT, &o->beta_generations, 1, 1000, 1, "poisson: generation at which beta reaches 1"},
+      {"beta-start", T_DOUBLE, &o->beta_start, 0, 1, 1,
+       "poisson: annealing factor of generation 1 (0: auto, from the photons per image)"},
+      {"beta-min-spread", T_DOUBLE, &o->beta_min_spread, 0, 1e6, 1,
+       "poisson: beta at least this over the median spread of log L (0: off)"},
+      {"beta-period", T_INT, &o->beta_period, 1, 1000, 1, "poisson: beta doubles every this many generations"},
       {"model-floor", T_DOUBLE, &o->model_floor, 0, 1e3, 1,
        "poisson: the model counts as at least this fraction of each pixel's mean count"},
       {"update-fluence", T_INT, &o->update_fluence, 0, 1, 1, "poisson: per-image fluence from the probabilities"},
@@ -344,6 +346,7 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
   json_number(c->log, "beta", g->beta);
   json_number(c->log, "mean_entropy", g->mean_entropy);
   json_number(c->log, "median_loglik_gap", g->median_gap);
+  json_number(c->log, "median_loglik_spread", g->median_spread);
   json_number(c->log, "negative_intensity_fraction", g->negative_fraction);
   json_number(c->log, "fraction_changed", g->fraction_changed);
   json_number(c->log, "median_orientation_error_deg", g->median_orientation_error_deg);

@@ -27,8 +27,8 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->model = SPF_MODEL_AUTO;
   o->poisson_mean = 2.0;
   o->beta_start = 0;
-  o->beta_spread = 20;
-  o->beta_generations = 10;
+  o->beta_period = 10;
+  o->beta_min_spread = 1;
   o->update_fluence = 1;
   o->model_floor = 0.1;
   o->positive_intensity = -1;
@@ -652,20 +652,18 @@ static int poisson_step(const poisson_job *j, spf_generation_log *log)
     if (j->o->on_step) j->o->on_step(j->o->step_ctx, j->gen, "slice+match", done, total_work);
   }
   if (!rc) rc = spf_likelihood_best(j->lk, j->best, bestL, gap, meanL);
-  /* 2. beta: geometric from its start to 1 at beta_generations; the auto start puts
-   * the median image's spread (best - mean log L) at beta_spread. */
+  /* 2. beta, doubling every beta_period generations from its start. */
   double beta = 1;
   if (!rc) {
-    int64_t m = 0;
-    for (int64_t k = 0; k < N; k++)
-      if (spf_likelihood_photons(j->lk, k) > 0) tmp[m++] = bestL[k] - meanL[k];
-    qsort(tmp, (size_t)m, sizeof(double), cmp_double_asc);
-    const double spread = m ? tmp[m / 2] : 0;
-    double b0 = j->o->beta_start > 0 ? j->o->beta_start : spread > 0 ? j->o->beta_spread / spread : 1;
-    b0 = fmin(1, b0);
-    const int bg = j->o->beta_generations;
-    const double t = bg <= 1 ? 1 : fmin(1, fmax(0, (double)(j->gen - 1) / (bg - 1)));
-    beta = fmin(1, pow(b0, 1 - t));
+    for (int64_t k = 0; k < N; k++) tmp[k] = bestL[k] - meanL[k];
+    qsort(tmp, (size_t)N, sizeof(double), cmp_double_asc);
+    log->median_spread = tmp[N / 2];
+    for (int64_t k = 0; k < N; k++) tmp[k] = spf_likelihood_photons(j->lk, k);
+    qsort(tmp, (size_t)N, sizeof(double), cmp_double_asc);
+    const double b0 = j->o->beta_start > 0 ? j->o->beta_start : exp(-6.5 * pow(tmp[N / 2] * 1e-5, 0.15));
+    beta = b0 * pow(2.0, (double)((j->gen - 1) / (j->o->beta_period > 0 ? j->o->beta_period : 1)));
+    if (log->median_spread > 0) beta = fmax(beta, j->o->beta_min_spread / log->median_spread);
+    beta = fmin(1, beta);
     if (!(beta > 0)) beta = 1e-12;
   }
   for (int64_t f = 0; !rc && f < R; f += j->nb) {
@@ -937,7 +935,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   for (; !rc && !stopped && gen < o.max_generations; gen++) {
     spf_generation_log log = {.generation = gen, .model = model, .fraction_changed = 1.0,
                               .median_orientation_error_deg = NAN, .beta = NAN, .mean_entropy = NAN,
-                              .median_gap = NAN, .negative_fraction = NAN};
+                              .median_gap = NAN, .median_spread = NAN, .negative_fraction = NAN};
     double t0 = omp_get_wtime(), res_frac = 1;
     /* Reference schedule: a coarse grid while the model is rough, finer as it improves
      * (the grid's covering radius bounds the orientation error). */
