@@ -798,7 +798,9 @@ int cmd_reconstruct(int argc, char **argv)
   rc = spf_mrc_write(path, map, M, M, M, voxel_a, origin, msg, sizeof msg);
   snprintf(path, sizeof path, "%s/results.h5", outdir);
   if (!rc)
-    rc = spf_results_write(path, M, st.rho, st.u, n, st.orientations, st.best_dist, st.gap, voxel_a, &ig,
+    rc = spf_results_write(path, M, st.rho, st.u, n, st.orientations, st.best_dist, st.gap,
+                           o.model == SPF_MODEL_POISSON ? st.fluence : NULL,
+                           o.model == SPF_MODEL_POISSON ? st.entropy : NULL, voxel_a, &ig,
                            st.generation, config, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);

@@ -260,7 +260,8 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
 }
 
 int spf_results_write(const char *path, int64_t M, const double *rho, const double *u, int64_t n_images,
-                      const double *orientations, const float *best_dist, const float *gap, double voxel_angstrom,
+                      const double *orientations, const float *best_dist, const float *gap,
+                      const double *fluence, const float *entropy, double voxel_angstrom,
                       const spf_intensity_grid *grid, int generations, const char *config, char *msg,
                       size_t msg_len)
 {
@@ -295,6 +296,10 @@ int spf_results_write(const char *path, int64_t M, const double *rho, const doub
   if (!rc && best_dist)
     rc = put_array(o.file, path, "best_distance", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, best_dist, msg, msg_len);
   if (!rc && gap) rc = put_array(o.file, path, "confidence", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, gap, msg, msg_len);
+  if (!rc && fluence)
+    rc = put_array(o.file, path, "fluence", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, fluence, msg, msg_len);
+  if (!rc && entropy)
+    rc = put_array(o.file, path, "entropy", 1, dn, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, entropy, msg, msg_len);
   const int *ints[2] = {&generations, NULL};
   const char *int_names[2] = {"generations", NULL};
   if (!rc) rc = put_root_attrs(o.file, path, NULL, ints, int_names, &voxel_angstrom, config, msg, msg_len);

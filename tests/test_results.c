@@ -194,7 +194,7 @@ static void checkpoint_with_other_sizes_is_refused(void)
   state_free(&a3);
 
   /* Not a checkpoint, not HDF5, absent. */
-  CHECK(spf_results_write(path, 5, a.rho, a.u, 8, a.orientations, NULL, NULL, 1.0, NULL, 1, "c", msg, sizeof msg) ==
+  CHECK(spf_results_write(path, 5, a.rho, a.u, 8, a.orientations, NULL, NULL, NULL, NULL, 1.0, NULL, 1, "c", msg, sizeof msg) ==
             SPF_OK,
         "results file: %s", msg);
   CHECK(spf_checkpoint_read(path, &a, NULL, 0, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, "checkpoint"),
@@ -221,7 +221,7 @@ static void failed_write_leaves_no_file(void)
   snprintf(path, sizeof path, "%s/no_such_dir/ck.h5", dir);
   CHECK(spf_checkpoint_write(path, &a, "cfg", msg, sizeof msg) == SPF_ERR_IO, "missing directory");
   CHECK(strstr(msg, path) && !strchr(msg, '\n'), "message names the path: %s", msg);
-  CHECK(spf_results_write(path, 5, a.rho, a.u, 4, a.orientations, a.best_dist, a.gap, 1.0, NULL, 1, "c", msg,
+  CHECK(spf_results_write(path, 5, a.rho, a.u, 4, a.orientations, a.best_dist, a.gap, a.fluence, a.entropy, 1.0, NULL, 1, "c", msg,
                           sizeof msg) == SPF_ERR_IO && strstr(msg, path),
         "results, missing directory: %s", msg);
   CHECK(!file_exists(path) && dir_entries() == 0, "nothing written");
@@ -250,10 +250,10 @@ static void failed_write_leaves_no_file(void)
   a.n_images = 0;
   CHECK(spf_checkpoint_write(tmp_path("x.h5"), &a, "c", NULL, 0) == SPF_ERR_SIZE, "no images");
   a.n_images = 4;
-  CHECK(spf_results_write(tmp_path("x.h5"), 4, a.rho, a.u, 4, a.orientations, NULL, NULL, 1, NULL, 1, "c", NULL, 0) ==
+  CHECK(spf_results_write(tmp_path("x.h5"), 4, a.rho, a.u, 4, a.orientations, NULL, NULL, NULL, NULL, 1, NULL, 1, "c", NULL, 0) ==
             SPF_ERR_SIZE,
         "results, even M");
-  CHECK(spf_results_write(tmp_path("x.h5"), 5, a.rho, NULL, 4, a.orientations, NULL, NULL, 1, NULL, 1, "c", NULL, 0) ==
+  CHECK(spf_results_write(tmp_path("x.h5"), 5, a.rho, NULL, 4, a.orientations, NULL, NULL, NULL, NULL, 1, NULL, 1, "c", NULL, 0) ==
             SPF_ERR_NULL,
         "results, NULL u");
   CHECK(dir_entries() == 0, "still nothing written");
@@ -312,7 +312,7 @@ static void results_round_trip(void)
                                    .corner_inv_angstrom = 0.11, .edge_inv_angstrom = 0.08,
                                    .beamstop_inv_angstrom = 0.01};
   for (int with = 1; with >= 0; with--) {
-    CHECK(spf_results_write(path, m, a.rho, a.u, n, a.orientations, with ? a.best_dist : NULL, with ? a.gap : NULL,
+    CHECK(spf_results_write(path, m, a.rho, a.u, n, a.orientations, with ? a.best_dist : NULL, with ? a.gap : NULL, NULL, NULL,
                             1.75, with ? &grid : NULL, 12, "key = value", msg, sizeof msg) == SPF_OK,
           "write (with scores %d): %s", with, msg);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -370,7 +370,7 @@ static void results_round_trip(void)
   }
   spf_intensity_grid bad = grid;
   bad.M = m + 2;
-  CHECK(spf_results_write(path, m, a.rho, a.u, n, a.orientations, NULL, NULL, 1.75, &bad, 12, "c", msg, sizeof msg) ==
+  CHECK(spf_results_write(path, m, a.rho, a.u, n, a.orientations, NULL, NULL, NULL, NULL, 1.75, &bad, 12, "c", msg, sizeof msg) ==
             SPF_ERR_SIZE,
         "a grid of another size is refused");
   CHECK(dir_entries() == 1, "one file, no temp left");

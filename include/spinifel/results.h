@@ -73,11 +73,14 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
  *   autocorrelation  (M, M, M) float64: u
  *   density          (M, M, M) float64: rho
  *   orientations     (N, 4) float64 (w, x, y, z); best_distance (N) float32; confidence (N) float32 (the gap to the second best)
+ *   fluence (N) float64, entropy (N) float32: with the Poisson model (given non-NULL), each image's
+ *   relative fluence and the entropy (nats) of its orientation probabilities
  *   attributes on /: voxel_angstrom (double), generations (int), config (text)
  * best_dist / gap may be NULL (then those datasets are omitted); grid may be NULL (then the
  * intensity has no attributes), else grid->M must be M. M must be odd. */
 int spf_results_write(const char *path, int64_t M, const double *rho, const double *u, int64_t n_images,
-                      const double *orientations, const float *best_dist, const float *gap, double voxel_angstrom,
+                      const double *orientations, const float *best_dist, const float *gap,
+                      const double *fluence, const float *entropy, double voxel_angstrom,
                       const spf_intensity_grid *grid, int generations, const char *config, char *msg,
                       size_t msg_len);
 
