@@ -27,7 +27,7 @@ typedef struct {
 typedef struct {
   spf_reconstruct_options o;
   int64_t images, threads;
-  int half, pictures_each;
+  int half, pictures_each, mask_dead;
   char data[1024];
   char detector[1024]; /* EMC photons: their detector file */
   char output[1024];
@@ -56,6 +56,8 @@ static int param_table(settings *s, param *t)
       {"update-fluence", T_INT, &o->update_fluence, 0, 1, 1, "poisson: per-image fluence from the probabilities"},
       {"positive-intensity", T_INT, &o->positive_intensity, -1, 1, 1,
        "clip the merged intensity at 0 (-1: with the poisson model)"},
+      {"mask-dead", T_INT, &s->mask_dead, 0, 1, 1,
+       "1: mask pixels that saw no photon while their neighbours did (beam stop, dead pixels)"},
       {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
       {"refs", T_I64, &o->n_references, 1, 1e9, 1, "reference orientations for matching"},
       {"refs-start", T_I64, &o->refs_start, 0, 1e9, 1, "references of generation 1 (0: refs), rising to refs"},
@@ -461,12 +463,71 @@ static int run_half_sets(int argc, char **argv, const char *resume_dir, int half
   return rc;
 }
 
+/* Photon counts only: valid pixels that saw no photon in any image (of any rank) while
+ * their neighbours did are dropped from img and s (spf_dead_pixels), the intensity grid
+ * redone without them, and the count reported. */
+static int mask_dead_pixels(const spf_comm *cw, const spf_dataset *d, int64_t n, int64_t *np, float *img, double *s,
+                            spf_intensity_grid *ig, const spf_reconstruct_options *o, char *msg, size_t msg_len)
+{
+  const int64_t np_all = d->n_pixels, nv = *np;
+  int64_t counts[1] = {0};
+  for (int64_t k = 0; k < n * nv; k++) counts[0] += !(img[k] >= 0 && img[k] == floorf(img[k]));
+  int rc = spf_comm_sum_int64(cw, counts, 1);
+  if (rc || counts[0]) return rc; /* not photon counts */
+  int64_t *isum = calloc((size_t)nv, sizeof(int64_t));
+  double *sums = calloc((size_t)np_all, sizeof(double));
+  uint8_t *dead = malloc((size_t)np_all), *mask = malloc((size_t)np_all);
+  if (!isum || !sums || !dead || !mask) rc = SPF_ERR_ALLOC;
+  for (int64_t i = 0; !rc && i < n; i++)
+    for (int64_t v = 0; v < nv; v++) isum[v] += (int64_t)img[i * nv + v];
+  if (!rc) rc = spf_comm_sum_int64(cw, isum, nv);
+  int64_t n_dead = 0, total = 0;
+  for (int64_t p = 0, v = 0; !rc && p < np_all; p++)
+    if (d->mask[p]) {
+      total += isum[v];
+      sums[p] = (double)isum[v++];
+    }
+  if (!rc) rc = spf_dead_pixels(d->h.nx, d->h.ny, d->mask, sums, log((double)nv) + log(1e6), dead, &n_dead);
+  if (!rc && n_dead > 0) {
+    /* Keep the live valid pixels, in order, in place. */
+    int64_t keep = 0;
+    uint8_t *live = malloc((size_t)nv);
+    if (!live) rc = SPF_ERR_ALLOC;
+    for (int64_t p = 0, v = 0; !rc && p < np_all; p++) {
+      mask[p] = d->mask[p] && !dead[p];
+      if (d->mask[p]) keep += live[v++] = !dead[p];
+    }
+    for (int64_t v = 0, w = 0; !rc && v < nv; v++)
+      if (live[v]) {
+        memmove(s + 3 * w, s + 3 * v, sizeof(double) * 3);
+        w++;
+      }
+    for (int64_t i = 0; !rc && i < n; i++)
+      for (int64_t v = 0, w = 0; v < nv; v++)
+        if (live[v]) img[i * keep + w++] = img[i * nv + v];
+    free(live);
+    if (!rc && spf_intensity_grid_make(ig->M, o->oversampling, np_all, d->s, mask, ig)) rc = SPF_ERR_DATA;
+    if (!rc) {
+      *np = keep;
+      if (cw->rank == 0)
+        fprintf(stderr,
+                "masked %lld pixels that saw no photon in any image while their neighbours did (a valid pixel saw %.3g "
+                "photons in all on average): an unmasked beam stop or dead pixels (--mask-dead 0 keeps them)\n",
+                (long long)n_dead, (double)total / (double)nv);
+    }
+  }
+  if (rc) snprintf(msg, msg_len, "masking photon-less pixels: %s", spf_strerror(rc));
+  free(isum); free(sums); free(dead); free(mask);
+  return rc;
+}
+
 int cmd_reconstruct(int argc, char **argv)
 {
   settings S;
   memset(&S, 0, sizeof S);
   spf_reconstruct_default_options(&S.o);
   snprintf(S.model, sizeof S.model, "auto");
+  S.mask_dead = 1;
   const char *resume_dir = NULL;
   char path[2100];
   int half_sets = 0;
@@ -663,8 +724,10 @@ int cmd_reconstruct(int argc, char **argv)
     }
   }
   free(slot);
-  spf_dataset_close_reader(d);
   free(all);
+  if (!rc && S.mask_dead && d->h.nx * d->h.ny == np_all) rc = mask_dead_pixels(&cw, d, n, &np, img, s, &ig, &o, msg,
+                                                                                sizeof msg);
+  spf_dataset_close_reader(d);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
     return 1;

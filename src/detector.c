@@ -166,3 +166,53 @@ void spf_detector_bin2_images(const spf_detector *in, int64_t n_images, const fl
         out_images[(i * ny + iy) * nx + ix] = a[0] + a[1] + a[in->g.nx] + a[in->g.nx + 1];
       }
 }
+
+int spf_dead_pixels(int64_t nx, int64_t ny, const uint8_t *mask, const double *sums, double min_neighbour_mean,
+                    uint8_t *dead, int64_t *n_dead)
+{
+  if (!mask || !sums || !dead) return SPF_ERR_NULL;
+  if (nx < 1 || ny < 1) return SPF_ERR_SIZE;
+  if (!(min_neighbour_mean >= 0)) return SPF_ERR_ARG;
+  const int64_t n = nx * ny;
+  int64_t *stack = malloc(sizeof(int64_t) * (size_t)n), top = 0, count = 0;
+  if (!stack) return SPF_ERR_ALLOC;
+  memset(dead, 0, (size_t)n);
+  /* Seeds: no photon, while the valid neighbours saw many on average. */
+  for (int64_t y = 0; y < ny; y++)
+    for (int64_t x = 0; x < nx; x++) {
+      const int64_t p = y * nx + x;
+      if (!mask[p] || sums[p] != 0) continue;
+      double s = 0;
+      int k = 0;
+      for (int64_t dy = -1; dy <= 1; dy++)
+        for (int64_t dx = -1; dx <= 1; dx++) {
+          const int64_t yy = y + dy, xx = x + dx;
+          if ((!dx && !dy) || yy < 0 || yy >= ny || xx < 0 || xx >= nx || !mask[yy * nx + xx]) continue;
+          s += sums[yy * nx + xx];
+          k++;
+        }
+      if (k >= 3 && s / k >= min_neighbour_mean) {
+        dead[p] = 1;
+        stack[top++] = p;
+        count++;
+      }
+    }
+  /* Grow through the photon-less valid pixels they touch (the inside of an unmasked beam
+   * stop, whose pixels have only dark neighbours). */
+  while (top > 0) {
+    const int64_t p = stack[--top], y = p / nx, x = p % nx;
+    for (int64_t dy = -1; dy <= 1; dy++)
+      for (int64_t dx = -1; dx <= 1; dx++) {
+        const int64_t yy = y + dy, xx = x + dx;
+        if (yy < 0 || yy >= ny || xx < 0 || xx >= nx) continue;
+        const int64_t q = yy * nx + xx;
+        if (!mask[q] || dead[q] || sums[q] != 0) continue;
+        dead[q] = 1;
+        stack[top++] = q;
+        count++;
+      }
+  }
+  free(stack);
+  if (n_dead) *n_dead = count;
+  return SPF_OK;
+}

@@ -96,8 +96,45 @@ static void bad_geometry_is_refused(void)
   CHECK(spf_detector_make(NULL, &d) == SPF_ERR_NULL, "NULL geometry");
 }
 
+/* Poisson counts summed over many images on a 40 x 30 detector with an unmasked beam stop
+ * (a disk of radius 4 that sees nothing), one dead pixel, a masked corner, and a dark
+ * high-q corner where the expected sum is below one photon: only the beam stop and the
+ * dead pixel are flagged, the masked and the dark pixels are not. */
+static void dead_pixels_are_the_beam_stop_and_the_dead_one(void)
+{
+  const int64_t nx = 40, ny = 30, n = nx * ny;
+  double *sums = malloc(sizeof(double) * n);
+  uint8_t *mask = malloc(n), *dead = malloc(n), *truth = calloc(n, 1);
+  spf_rng r;
+  spf_rng_seed(&r, 4, 0);
+  for (int64_t y = 0; y < ny; y++)
+    for (int64_t x = 0; x < nx; x++) {
+      const int64_t p = y * nx + x;
+      const double d2 = (double)((x - 20) * (x - 20) + (y - 15) * (y - 15));
+      double mean = 2000.0 / (1 + d2 / 4); /* bright centre, falling outwards */
+      mask[p] = !(x < 3 && y < 3);         /* a masked corner */
+      if (x >= 36 && y >= 26) mean = 0.01; /* a dark corner: zeros expected */
+      if (d2 <= 16) mean = 0, truth[p] = 1; /* the beam stop */
+      if (x == 30 && y == 10) mean = 0, truth[p] = 1; /* a dead pixel */
+      sums[p] = (double)spf_rng_poisson(&r, mean);
+    }
+  int64_t count = -1;
+  CHECK(spf_dead_pixels(nx, ny, mask, sums, log((double)n) + log(1e6), dead, &count) == SPF_OK, "dead pixels");
+  int64_t wrong = 0, expected = 0;
+  for (int64_t p = 0; p < n; p++) {
+    wrong += dead[p] != truth[p];
+    expected += truth[p];
+  }
+  CHECK(wrong == 0 && count == expected, "%lld pixels flagged wrongly; %lld flagged, %lld expected", (long long)wrong,
+        (long long)count, (long long)expected);
+  CHECK(spf_dead_pixels(0, ny, mask, sums, 1, dead, NULL) == SPF_ERR_SIZE, "empty detector");
+  CHECK(spf_dead_pixels(nx, ny, mask, sums, -1, dead, NULL) == SPF_ERR_ARG, "negative threshold");
+  free(sums); free(mask); free(dead); free(truth);
+}
+
 int main(void)
 {
+  RUN_TEST(dead_pixels_are_the_beam_stop_and_the_dead_one);
   RUN_TEST(geometry_matches_independent_formulas);
   RUN_TEST(beam_stop_and_binning);
   RUN_TEST(bad_geometry_is_refused);

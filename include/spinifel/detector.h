@@ -56,4 +56,15 @@ void spf_detector_bin2_images(const spf_detector *in, int64_t n_images, const fl
 
 void spf_detector_free(spf_detector *d);
 
+/* Valid pixels that never saw a photon while their neighbours did: an unmasked beam stop,
+ * dead pixels. sums: photons per pixel over all images (nx * ny, x fastest). A seed is a
+ * valid pixel with sum 0 whose valid 8-neighbours (at least 3) saw at least
+ * min_neighbour_mean photons on average: were it live, the chance of no photon is about
+ * exp(-min_neighbour_mean), so ln(pixels) + ln(1e6) leaves a one-in-a-million chance of a
+ * false flag on the whole detector. From the seeds, the flag spreads through connected
+ * valid pixels with sum 0 (the inside of a beam stop has only dark neighbours). dead
+ * (nx * ny) receives 1 for each flagged pixel, n_dead (may be NULL) their count. */
+int spf_dead_pixels(int64_t nx, int64_t ny, const uint8_t *mask, const double *sums, double min_neighbour_mean,
+                    uint8_t *dead, int64_t *n_dead);
+
 #endif
