@@ -28,10 +28,10 @@
  * increasing order and every per-reference sum over k in increasing order, so results
  * are the same bits for any batch size and thread count.
  *
- * Dropped mass: in pass 3 a run of 32 consecutive references whose probabilities for an
- * image sum below drop_mass / (number of runs) is taken as zero for that image (a saving
- * once the probabilities have concentrated); each image loses at most drop_mass of its
- * probability in all. */
+ * Dropped mass: in pass 3 a probability below drop_mass / n_refs is taken as zero, and the
+ * views skip an image for a run of references with none left (a saving once the
+ * probabilities have concentrated); each image loses at most drop_mass of its probability
+ * in all, whatever the batches. */
 #ifndef SPINIFEL_LIKELIHOOD_H
 #define SPINIFEL_LIKELIHOOD_H
 
