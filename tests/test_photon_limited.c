@@ -10,63 +10,29 @@
 #include <math.h>
 
 #include "spinifel/spinifel.h"
+#include "phantom_data.h"
 #include "testing.h"
-
-typedef struct {
-  float *images;
-  double *quats;
-  int64_t np;
-} sink_t;
-
-static int sink(void *ctx, int64_t first, int64_t count, const float *images, const double *quats)
-{
-  sink_t *s = ctx;
-  memcpy(s->images + first * s->np, images, sizeof(float) * (size_t)(count * s->np));
-  memcpy(s->quats + 4 * first, quats, sizeof(double) * 4 * (size_t)count);
-  return 0;
-}
 
 static void poisson_model_recovers_the_intensity_at_50_photons(void)
 {
   const int small = test_small_scale();
   const int64_t n = small ? 300 : 1500, M = 21;
-  spf_detector_geometry g;
-  spf_detector_default_geometry(&g);
-  g.nx = g.ny = 32;
-  g.distance_m = 0.1;
-  g.beamstop_inv_m = 0.003e10;
-  spf_detector *det;
-  spf_molecule *mol;
-  CHECK(spf_detector_make(&g, &det) == SPF_OK && spf_molecule_phantom(1, 2000, &mol) == SPF_OK, "setup");
-  spf_molecule_centre(mol);
-  int *type = malloc(sizeof(int) * mol->n_atoms), n_types = 0;
-  spf_gaussian_form_factor ff[128];
-  spf_scattering *sc;
-  CHECK(spf_molecule_scattering_types(mol, type, ff, &n_types) == SPF_OK, "types");
-  CHECK(spf_scattering_make(mol->n_atoms, mol->xyz, type, n_types, ff, det->s_max * 1e-10 * (1 + 1e-6), 1e-4, 2, &sc) ==
-            SPF_OK,
-        "structure factors");
+  /* About 50 photons per image outside the beam stop. */
+  phantom_data pd;
+  CHECK(phantom_data_make(32, 0.1, 0.003e10, n, 1.25e25, 1, 2, &pd) == SPF_OK, "simulate");
+  spf_detector *det = pd.det;
+  spf_molecule *mol = pd.mol;
   /* Valid pixels only, as reconstruct takes them. */
   const int64_t np_all = det->n_pixels;
   int64_t np = 0;
   for (int64_t p = 0; p < np_all; p++) np += det->mask[p] != 0;
-  sink_t s = {malloc(sizeof(float) * n * np_all), malloc(sizeof(double) * 4 * n), np_all};
-  double *w = malloc(sizeof(double) * np_all), *sv = malloc(sizeof(double) * 3 * np);
+  double *sv = malloc(sizeof(double) * 3 * np);
   float *img = malloc(sizeof(float) * n * np);
-  for (int64_t p = 0; p < np_all; p++) w[p] = det->solid_angle[p] * det->polarization[p];
-  spf_sim_pixels px = {np_all, det->s, w, det->mask};
-  spf_simulate_options so;
-  spf_simulate_default_options(&so);
-  so.n_images = n;
-  so.fluence = 1.25e25; /* about 50 photons per image outside the beam stop */
-  so.seed = 2;
-  so.nthreads = 2;
-  CHECK(spf_simulate_images(sc, &px, &so, sink, &s, NULL, NULL, NULL) == SPF_OK, "simulate");
   double photons = 0;
   for (int64_t p = 0, v = 0; p < np_all; p++) {
     if (!det->mask[p]) continue;
     memcpy(sv + 3 * v, det->s + 3 * p, sizeof(double) * 3);
-    for (int64_t i = 0; i < n; i++) photons += img[i * np + v] = s.images[i * np_all + p];
+    for (int64_t i = 0; i < n; i++) photons += img[i * np + v] = pd.images[i * np_all + p];
     v++;
   }
   CHECK(photons / n > 35 && photons / n < 70, "%.1f photons per image", photons / n);
@@ -86,7 +52,7 @@ static void poisson_model_recovers_the_intensity_at_50_photons(void)
         "the defaults pick the Poisson model for photon counts: %s", why);
   spf_run_state st;
   CHECK(spf_run_state_make(M, n, &st) == SPF_OK, "state");
-  CHECK(spf_reconstruct(n, np, img, sv, s.quats, &o, NULL, NULL, NULL, &st) == SPF_OK, "reconstruct");
+  CHECK(spf_reconstruct(n, np, img, sv, pd.quats, &o, NULL, NULL, NULL, &st) == SPF_OK, "reconstruct");
 
   /* The true intensity on the reconstruction's grid, and the reconstruction's. */
   spf_intensity_grid ig;
@@ -94,7 +60,7 @@ static void poisson_model_recovers_the_intensity_at_50_photons(void)
   double *truth = malloc(sizeof(double) * n3), *rec = malloc(sizeof(double) * n3), *al = malloc(sizeof(double) * n3);
   double corr[32];
   CHECK(spf_intensity_grid_make(M, 1.0, np_all, det->s, det->mask, &ig) == SPF_OK, "grid");
-  CHECK(spf_intensity_of_molecule(mol->n_atoms, mol->xyz, type, n_types, ff, &ig, 1.0, 1e-4, 2, truth) == SPF_OK,
+  CHECK(spf_intensity_of_molecule(mol->n_atoms, mol->xyz, pd.type, pd.n_types, pd.ff, &ig, 1.0, 1e-4, 2, truth) == SPF_OK,
         "true intensity");
   CHECK(spf_intensity_from_autocorrelation(M, st.u, rec) == SPF_OK, "intensity");
   int nonneg = 1;
@@ -125,10 +91,8 @@ static void poisson_model_recovers_the_intensity_at_50_photons(void)
     CHECK(frac >= 0.9, "shell correlation 0.5 at %.2f of the corner radius (limit 0.90)", frac);
   }
   spf_run_state_free(&st);
-  free(truth); free(rec); free(al); free(w); free(sv); free(img); free(s.images); free(s.quats); free(type);
-  spf_scattering_free(sc);
-  spf_molecule_free(mol);
-  spf_detector_free(det);
+  free(truth); free(rec); free(al); free(sv); free(img);
+  phantom_data_free(&pd);
 }
 
 int main(void)
