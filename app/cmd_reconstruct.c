@@ -28,6 +28,7 @@ typedef struct {
   spf_reconstruct_options o;
   int64_t images, threads;
   int half, pictures_each, mask_dead;
+  int refs_given;          /* --refs, --refs-start or --refs-gens came from a flag or the file */
   char data[1024];
   char detector[1024]; /* EMC photons: their detector file */
   char output[1024];
@@ -50,6 +51,7 @@ static int param_table(settings *s, param *t)
        "poisson: annealing factor of generation 1 (0: auto, from the photons per image)"},
       {"beta-min-spread", T_DOUBLE, &o->beta_min_spread, 0, 1e6, 1,
        "poisson: beta at least this over the median spread of log L (0: off)"},
+      {"beta-max", T_DOUBLE, &o->beta_max, 1e-6, 1, 1, "poisson: the largest annealing factor"},
       {"beta-period", T_INT, &o->beta_period, 1, 1000, 1, "poisson: beta doubles every this many generations"},
       {"model-floor", T_DOUBLE, &o->model_floor, 0, 1e3, 1,
        "poisson: the model counts as at least this fraction of each pixel's mean count"},
@@ -102,6 +104,7 @@ static int set_param(settings *s, const char *name, const char *value, const cha
   const int n = param_table(s, t);
   for (int i = 0; i < n; i++) {
     if (strcmp(t[i].name, name)) continue;
+    if (!strncmp(name, "refs", 4)) s->refs_given = 1;
     int64_t v64;
     int rc = 0;
     switch (t[i].type) {
@@ -750,6 +753,14 @@ int cmd_reconstruct(int argc, char **argv)
       return 1;
     }
     o.model = S.o.model = model;
+    /* The Poisson model's reference grid, unless one was asked for: EMC's 3,240
+     * orientations (Dragonfly's num_div 4), fixed, as the probabilities cover every
+     * reference each generation (the Euclidean schedule's 20,000 would cost six times as
+     * much); measured enough for 52 A data of a 72 A protein (BENCHMARKS.md). */
+    if (model == SPF_MODEL_POISSON && !S.refs_given && !resume_dir) {
+      o.n_references = S.o.n_references = 3240;
+      o.refs_start = S.o.refs_start = 0;
+    }
     snprintf(S.model, sizeof S.model, "%s", model == SPF_MODEL_POISSON ? "poisson" : "euclidean");
     config_text(&S, 0, config, sizeof config);
     config_text(&S, 1, config_results, sizeof config_results);

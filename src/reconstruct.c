@@ -27,8 +27,9 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->model = SPF_MODEL_AUTO;
   o->poisson_mean = 2.0;
   o->beta_start = 0;
-  o->beta_period = 10;
-  o->beta_min_spread = 1;
+  o->beta_period = 5;
+  o->beta_min_spread = 2;
+  o->beta_max = 0.5;
   o->update_fluence = 1;
   o->model_floor = 0.1;
   o->positive_intensity = -1;
@@ -663,7 +664,7 @@ static int poisson_step(const poisson_job *j, spf_generation_log *log)
     const double b0 = j->o->beta_start > 0 ? j->o->beta_start : exp(-6.5 * pow(tmp[N / 2] * 1e-5, 0.15));
     beta = b0 * pow(2.0, (double)((j->gen - 1) / (j->o->beta_period > 0 ? j->o->beta_period : 1)));
     if (log->median_spread > 0) beta = fmax(beta, j->o->beta_min_spread / log->median_spread);
-    beta = fmin(1, beta);
+    beta = fmin(j->o->beta_max > 0 ? fmin(1, j->o->beta_max) : 1, beta);
     if (!(beta > 0)) beta = 1e-12;
   }
   for (int64_t f = 0; !rc && f < R; f += j->nb) {

@@ -30,12 +30,14 @@
  * weighted sum of the images over its weight, sum_k P_jk phi_k) to the Toeplitz merge;
  * CG, the L-curve and phasing are as above. What it adds, each measured to matter:
  *  - annealing: beta starts at Dragonfly's empirical exp(-6.5 (photons / 1e5)^0.15) and
- *    doubles every beta_period generations, but is at least beta_min_spread over the
- *    median image's spread of log L (from a near-spherical model the photon rule's beta
- *    leaves every reference equally likely and nothing moves; at beta near 1 a model
- *    merged from few photons pulls each image to views its own photons made: on 1,000
- *    images of 100 photons, mean shell correlation 0.91 with beta 0.2, 0.67 with beta
- *    rising to 1 by generation 20);
+ *    doubles every beta_period (5) generations, but is at least beta_min_spread (2) over
+ *    the median image's spread of log L, and at most beta_max (0.5). From a
+ *    near-spherical model the photon rule's beta leaves every reference equally likely
+ *    and nothing moves (2cex, 5,000 images of 260 photons: flat for 12 generations with a
+ *    floor of 1 and doubling every 10; mean shell correlation 0.94 from random
+ *    orientations with 2 and 5); near 1, a model merged from few photons pulls each
+ *    image to views its own photons made (1,000 phantom images of 100 photons: 0.92
+ *    with the cap, 0.86 without, 0.56 at beta 1 throughout);
  *  - per-image fluence phi_k from the probabilities, mean 1, kept in the run state;
  *  - model floors at model_floor x each pixel's mean count, so one photon where the
  *    noisy model is near zero does not decide the orientation;
@@ -76,9 +78,10 @@ typedef struct {
                               exp(-6.5 (n / 1e5)^0.15) for the median image's n photons
                               (Dragonfly's empirical rule: 0.10 at 100 photons, 0.07 at 280) */
   double beta_min_spread;  /*   and at least this over the median image's spread of log L (best -
-                              mean over references; default 1): from a near-spherical model the
+                              mean over references; default 2): from a near-spherical model the
                               rule's beta leaves every reference equally likely, and nothing moves */
-  int beta_period;         /*   beta doubles every beta_period generations, up to 1 (default 10):
+  double beta_max;         /*   and at most this (default 0.5; measured below) */
+  int beta_period;         /*   beta doubles every beta_period generations, up to 1 (default 5):
                               measured on 1,000 images of 100 photons, beta near 1 lets the
                               noisy model pull each image to the views its own photons made */
   int update_fluence;      /*   1: per-image fluence from the probabilities, as EMC (default 1) */
