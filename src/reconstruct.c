@@ -1075,7 +1075,9 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     have_model = 1;
     out->generation = gen + 1;
     out->have_model = 1;
-    for (int64_t i = 0; i < n_images; i++) out->gap[i] = sd[i] - bd[i];
+    /* (The Poisson step writes its log-likelihood gaps itself.) */
+    if (model != SPF_MODEL_POISSON)
+      for (int64_t i = 0; i < n_images; i++) out->gap[i] = sd[i] - bd[i];
     log.cg_iterations = st[chosen].iterations;
     log.cg_residual = st[chosen].rel_residual;
     log.rho_chosen = st[chosen].rho;

@@ -59,6 +59,8 @@ static void state_copy(spf_run_state *dst, const spf_run_state *src)
   memcpy(dst->best, src->best, sizeof(int64_t) * n);
   memcpy(dst->best_dist, src->best_dist, sizeof(float) * n);
   memcpy(dst->gap, src->gap, sizeof(float) * n);
+  memcpy(dst->fluence, src->fluence, sizeof(double) * n);
+  memcpy(dst->entropy, src->entropy, sizeof(float) * n);
   memcpy(dst->rho, src->rho, sizeof(double) * n3);
   memcpy(dst->u, src->u, sizeof(double) * n3);
   memcpy(dst->u_model, src->u_model, sizeof(double) * n3);
@@ -74,17 +76,27 @@ static int stop_at(void *ctx, const spf_generation_log *log, const spf_run_state
 }
 
 /* A run stopped after generation 2 and resumed from its state ends bit-identical to an
- * uninterrupted run: the state holds everything a generation reads. */
-static void resume_gives_the_uninterrupted_result(void)
+ * uninterrupted run: the state holds everything a generation reads. poisson: the images
+ * become photon counts (about 60 per image) and the Poisson model runs, whose per-image
+ * fluence and log-likelihood gaps must survive the stop too. */
+static void resume_case(int poisson)
 {
   spf_detector *det;
   float *img;
   double *q;
   CHECK(small_problem(60, &det, &img, &q) == SPF_OK, "test problem");
   const int64_t M = SMALL_PROBLEM_M, n3 = M * M * M, n = 60, np = det->n_pixels;
+  if (poisson) {
+    double total = 0;
+    for (int64_t k = 0; k < n * np; k++) total += fabs(img[k]);
+    spf_rng r;
+    spf_rng_seed(&r, 8, 0);
+    for (int64_t k = 0; k < n * np; k++) img[k] = (float)spf_rng_poisson(&r, 60.0 * n * fabs(img[k]) / total);
+  }
 
   spf_reconstruct_options o;
   spf_reconstruct_default_options(&o);
+  o.model = poisson ? SPF_MODEL_POISSON : SPF_MODEL_EUCLIDEAN;
   o.M = M;
   o.n_references = 300;
   o.ref_batch = 128;
@@ -111,8 +123,16 @@ static void resume_gives_the_uninterrupted_result(void)
   CHECK(!memcmp(part.rho, full.rho, sizeof(double) * n3) && !memcmp(part.u, full.u, sizeof(double) * n3),
         "density and autocorrelation equal to the uninterrupted run's (max differences %.3g, %.3g)", du, drho);
   CHECK(!memcmp(part.orientations, full.orientations, sizeof(double) * 4 * n) &&
-            !memcmp(part.best, full.best, sizeof(int64_t) * n) && !memcmp(part.gap, full.gap, sizeof(float) * n),
+            !memcmp(part.best, full.best, sizeof(int64_t) * n) && !memcmp(part.gap, full.gap, sizeof(float) * n) &&
+            !memcmp(part.best_dist, full.best_dist, sizeof(float) * n),
         "orientations equal to the uninterrupted run's");
+  CHECK(!memcmp(part.fluence, full.fluence, sizeof(double) * n) && !memcmp(part.entropy, full.entropy, sizeof(float) * n),
+        "fluence and entropy equal to the uninterrupted run's");
+  if (poisson) {
+    int finite = 1;
+    for (int64_t i = 0; i < n; i++) finite &= isfinite(full.gap[i]) && full.gap[i] >= 0 && isfinite(full.entropy[i]);
+    CHECK(finite, "every image has a finite log-likelihood gap and entropy");
+  }
   /* A state of another size is refused. */
   saved.M = 7;
   CHECK(spf_reconstruct(n, np, img, det->s, q, &o, &saved, NULL, NULL, &part) == SPF_ERR_DATA, "wrong-size state");
@@ -131,9 +151,13 @@ static void resume_gives_the_uninterrupted_result(void)
   free(q); free(img);
 }
 
+static void resume_gives_the_uninterrupted_result(void) { resume_case(0); }
+static void poisson_resume_gives_the_uninterrupted_result(void) { resume_case(1); }
+
 int main(void)
 {
   RUN_TEST(orientation_error_is_invariant_to_frame_and_friedel_flip);
   RUN_TEST(resume_gives_the_uninterrupted_result);
+  RUN_TEST(poisson_resume_gives_the_uninterrupted_result);
   return test_summary();
 }
