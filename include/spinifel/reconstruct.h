@@ -92,7 +92,9 @@ typedef struct {
                               negative); default -1: on with the Poisson model */
   int64_t M;               /* grid size, odd (default 31) */
   double oversampling;     /* NUFFT coordinates x = pi s / (s_max * oversampling) (default 1) */
-  int64_t n_references;    /* reference orientations for matching (default 20000) */
+  int64_t n_references;    /* reference orientations for matching (default 20000; the command
+                              line uses 3,240 and no schedule with the Poisson model, whose
+                              probabilities cover every reference each generation) */
   int64_t refs_start;      /* reference schedule: generation 1 uses refs_start (default 2000; 0: n_references), */
   int refs_generations;    /*   rising geometrically to n_references at this generation (default 16) */
   int64_t ref_batch;       /* references sliced per batch (default 1000) */
