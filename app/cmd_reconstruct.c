@@ -473,10 +473,10 @@ static int mask_dead_pixels(const spf_comm *cw, const spf_dataset *d, int64_t n,
                             spf_intensity_grid *ig, const spf_reconstruct_options *o, char *msg, size_t msg_len)
 {
   const int64_t np_all = d->n_pixels, nv = *np;
-  int64_t counts[1] = {0};
-  for (int64_t k = 0; k < n * nv; k++) counts[0] += !(img[k] >= 0 && img[k] == floorf(img[k]));
-  int rc = spf_comm_sum_int64(cw, counts, 1);
-  if (rc || counts[0]) return rc; /* not photon counts */
+  int64_t not_counts;
+  double mean;
+  int rc = spf_photon_count_stats(cw, n, nv, img, &not_counts, &mean);
+  if (rc || not_counts) return rc;
   int64_t *isum = calloc((size_t)nv, sizeof(int64_t));
   double *sums = calloc((size_t)np_all, sizeof(double));
   uint8_t *dead = malloc((size_t)np_all), *mask = malloc((size_t)np_all);

@@ -144,10 +144,6 @@ double spf_likelihood_photons(const spf_likelihood *lk, int64_t k)
 }
 
 int64_t spf_likelihood_entries(const spf_likelihood *lk) { return lk ? lk->entries : 0; }
-double spf_likelihood_floor(const spf_likelihood *lk, int64_t p)
-{
-  return lk && p >= 0 && p < lk->np ? lk->floor[p] : NAN;
-}
 
 int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi)
 {

@@ -354,12 +354,6 @@ static int64_t changed_count(int64_t n, const int64_t *best, const int64_t *prev
   return changed;
 }
 
-static double fraction_changed(int64_t n, const int64_t *best, const int64_t *prev, int64_t n_refs,
-                               int64_t n_refs_prev, const double *q, const double *q_prev)
-{
-  return (double)changed_count(n, best, prev, n_refs, n_refs_prev, q, q_prev) / (double)n;
-}
-
 /* One image at one orientation with a weight: key >= 0 is a reference of the grid,
  * key < 0 the image's own orientation (generation 0). */
 typedef struct {
@@ -541,12 +535,12 @@ static int merge_views(spf_merger *mg, const spf_slicer *sl, const spf_comm *cm,
   return spf_comm_agree(cm, rc);
 }
 
-int spf_reconstruct_pick_model(int64_t n_images, int64_t np, const float *images, const spf_reconstruct_options *o,
-                               int *model, char *why, size_t why_len)
+int spf_photon_count_stats(const spf_comm *comm, int64_t n_images, int64_t np, const float *images,
+                           int64_t *not_counts, double *mean)
 {
-  if (!images || !o || !model) return SPF_ERR_NULL;
+  if (!images || !not_counts || !mean) return SPF_ERR_NULL;
   if (n_images < 0 || np < 1) return SPF_ERR_SIZE;
-  /* Counts over all ranks: values that are not non-negative integers, photons, values. */
+  /* Over all ranks: values that are not counts, photons, values. */
   int64_t c[3] = {0, 0, n_images * np};
   double photons = 0;
   for (int64_t k = 0; k < n_images * np; k++) {
@@ -555,14 +549,26 @@ int spf_reconstruct_pick_model(int64_t n_images, int64_t np, const float *images
     else photons += v;
   }
   c[1] = (int64_t)llround(photons);
-  int rc = spf_comm_sum_int64(o->comm, c, 3);
+  const int rc = spf_comm_sum_int64(comm, c, 3);
   if (rc) return rc;
-  const double mean = c[2] > 0 ? (double)c[1] / (double)c[2] : 0;
+  *not_counts = c[0];
+  *mean = c[2] > 0 ? (double)c[1] / (double)c[2] : 0;
+  return SPF_OK;
+}
+
+int spf_reconstruct_pick_model(int64_t n_images, int64_t np, const float *images, const spf_reconstruct_options *o,
+                               int *model, char *why, size_t why_len)
+{
+  if (!images || !o || !model) return SPF_ERR_NULL;
+  int64_t not_counts;
+  double mean;
+  const int rc = spf_photon_count_stats(o->comm, n_images, np, images, &not_counts, &mean);
+  if (rc) return rc;
   if (o->model == SPF_MODEL_EUCLIDEAN || o->model == SPF_MODEL_POISSON) {
     *model = o->model;
-    if (o->model == SPF_MODEL_POISSON && c[0] > 0) {
+    if (o->model == SPF_MODEL_POISSON && not_counts > 0) {
       if (why) snprintf(why, why_len, "the Poisson model needs photon counts: %lld values are not non-negative integers",
-                        (long long)c[0]);
+                        (long long)not_counts);
       return SPF_ERR_DATA;
     }
     if (why) snprintf(why, why_len, "model %s (as asked); mean %.3g photons per pixel",
@@ -570,14 +576,14 @@ int spf_reconstruct_pick_model(int64_t n_images, int64_t np, const float *images
     return SPF_OK;
   }
   if (o->model != SPF_MODEL_AUTO) return SPF_ERR_OPTION;
-  if (c[0] == 0 && mean <= o->poisson_mean) {
+  if (not_counts == 0 && mean <= o->poisson_mean) {
     *model = SPF_MODEL_POISSON;
     if (why) snprintf(why, why_len, "model poisson: the data are photon counts, %.3g per pixel on average (<= %g)",
                       mean, o->poisson_mean);
   } else {
     *model = SPF_MODEL_EUCLIDEAN;
     if (why) {
-      if (c[0]) snprintf(why, why_len, "model euclidean: the data are not photon counts (%lld non-integer values)", (long long)c[0]);
+      if (not_counts) snprintf(why, why_len, "model euclidean: the data are not photon counts (%lld non-integer values)", (long long)not_counts);
       else snprintf(why, why_len, "model euclidean: bright data, %.3g photons per pixel on average (> %g)", mean,
                     o->poisson_mean);
     }
@@ -622,12 +628,6 @@ static int poisson_models(const poisson_job *j, float *store, int stored, int64_
   return rc;
 }
 
-static int cmp_double_asc(const void *a, const void *b)
-{
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 static int poisson_step(const poisson_job *j, spf_generation_log *log)
 {
   const int64_t np = j->np, R = j->n_refs, N = j->n_images;
@@ -657,10 +657,10 @@ static int poisson_step(const poisson_job *j, spf_generation_log *log)
   double beta = 1;
   if (!rc) {
     for (int64_t k = 0; k < N; k++) tmp[k] = bestL[k] - meanL[k];
-    qsort(tmp, (size_t)N, sizeof(double), cmp_double_asc);
+    qsort(tmp, (size_t)N, sizeof(double), cmp_double);
     log->median_spread = tmp[N / 2];
     for (int64_t k = 0; k < N; k++) tmp[k] = spf_likelihood_photons(j->lk, k);
-    qsort(tmp, (size_t)N, sizeof(double), cmp_double_asc);
+    qsort(tmp, (size_t)N, sizeof(double), cmp_double);
     const double b0 = j->o->beta_start > 0 ? j->o->beta_start : exp(-6.5 * pow(tmp[N / 2] * 1e-5, 0.15));
     beta = b0 * pow(2.0, (double)((j->gen - 1) / (j->o->beta_period > 0 ? j->o->beta_period : 1)));
     if (log->median_spread > 0) beta = fmax(beta, j->o->beta_min_spread / log->median_spread);
@@ -730,7 +730,7 @@ static int poisson_step(const poisson_job *j, spf_generation_log *log)
     }
     if (j->o->update_fluence && fsum > 0)
       for (int64_t k = 0; k < N; k++) j->phi[k] = fl[k] * (double)N / fsum;
-    qsort(tmp, (size_t)N, sizeof(double), cmp_double_asc);
+    qsort(tmp, (size_t)N, sizeof(double), cmp_double);
     double tp1, tv1;
     spf_likelihood_timing(j->lk, &tp1, &tv1);
     log->t_likelihood = tp1 - tp0;
@@ -809,27 +809,6 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
   for (int64_t i = 0; !rc && i < n_images; i++) bd[i] = sd[i] = NAN; /* no matching before generation 1 */
   if (!rc) rc = spf_slicer_make(M, np, s, s_max, o.oversampling, o.slice_tol, nb, nthreads, &sl);
   if (!rc) rc = spf_merger_make(M, &o.merge, &mg);
-  if (!rc && model == SPF_MODEL_POISSON) {
-    spf_likelihood_options lo;
-    spf_likelihood_default_options(&lo);
-    lo.nthreads = nthreads;
-    /* Floors from the mean image (1e-3 of the overall mean where a pixel saw nothing). */
-    float *floor = malloc(sizeof(float) * (size_t)np);
-    double total = 0;
-    if (!floor) rc = SPF_ERR_ALLOC;
-    for (int64_t p = 0; !rc && p < np; p++) {
-      double sum = 0;
-      for (int64_t i = 0; i < n_images; i++) sum += images[i * np + p];
-      floor[p] = (float)(o.model_floor * sum / (double)n_images);
-      total += sum;
-    }
-    const float least = (float)(1e-3 * total / ((double)n_images * (double)np));
-    for (int64_t p = 0; !rc && p < np; p++)
-      if (!(floor[p] >= least)) floor[p] = least > 0 ? least : 1e-30f;
-    lo.pixel_floor = floor;
-    if (!rc) rc = spf_likelihood_make(n_images, np, images, &lo, &lk);
-    free(floor);
-  }
   float *weight = malloc(sizeof(float) * (size_t)np), *pix_w = malloc(sizeof(float) * (size_t)np);
   float *mt_weight = malloc(sizeof(float) * (size_t)np);
   int mt_keep = 0;
@@ -866,16 +845,36 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     msc.pix_scale[p] = ldexp(1.0, -e);
     msc.pix_unit[p] = ldexp(1.0, e);
     pix_fixed[p] = 0;
-    if (o.pixel_weighting == 1)
+    if (o.pixel_weighting == 1 || model == SPF_MODEL_POISSON)
       for (int64_t i = 0; i < n_images; i++) pix_fixed[p] += spf_to_fixed(images[i * np + p], msc.pix_scale[p]);
     sum_dmax += dmax[p];
     sum_dmax2 += dmax[p] * dmax[p];
   }
   if (!rc) rc = spf_comm_sum_int64(cm, pix_fixed, np);
+  double *mean_image = malloc(sizeof(double) * (size_t)np), mean_all = 0;
+  if (!mean_image) rc = SPF_ERR_ALLOC;
   for (int64_t p = 0; !rc && p < np; p++) {
-    const double mean = (double)pix_fixed[p] * msc.pix_unit[p] / (double)n_total;
+    const double mean = mean_image[p] = (double)pix_fixed[p] * msc.pix_unit[p] / (double)n_total;
     pix_w[p] = o.pixel_weighting != 1 ? 1.0f : mean > 0 ? (float)(1.0 / mean) : 0.0f;
+    mean_all += mean / (double)np;
   }
+  if (!rc && model == SPF_MODEL_POISSON) {
+    spf_likelihood_options lo;
+    spf_likelihood_default_options(&lo);
+    lo.nthreads = nthreads;
+    /* Floors from the mean image (1e-3 of the overall mean where a pixel saw nothing). */
+    float *floor = malloc(sizeof(float) * (size_t)np);
+    const float least = (float)(1e-3 * mean_all);
+    if (!floor) rc = SPF_ERR_ALLOC;
+    for (int64_t p = 0; !rc && p < np; p++) {
+      floor[p] = (float)(o.model_floor * mean_image[p]);
+      if (!(floor[p] >= least)) floor[p] = least > 0 ? least : 1e-30f;
+    }
+    lo.pixel_floor = floor;
+    if (!rc) rc = spf_likelihood_make(n_images, np, images, &lo, &lk);
+    free(floor);
+  }
+  free(mean_image);
   {
     const int e = spf_fixed_exponent(2.0 * (double)n_total);
     msc.w_scale = ldexp(1.0, -e);
@@ -953,7 +952,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       if (!rc) rc = poisson_step(&pj, &log);
       if (rc) break;
       for (int64_t i = 0; i < n_images; i++) spf_orientation_grid(n_refs, best[i], 1, orient + 4 * i);
-      log.fraction_changed = fraction_changed(n_images, best, prev, n_refs, n_refs_prev, orient, prev_q);
+      log.fraction_changed =
+          (double)changed_count(n_images, best, prev, n_refs, n_refs_prev, orient, prev_q) / (double)n_images;
       for (int64_t i = 0; i < n_images; i++) prev[i] = best[i];
       log.n_references = n_refs;
     } else if (have_model) {

@@ -64,7 +64,6 @@ int spf_likelihood_make(int64_t n_images, int64_t n_pixels, const float *counts,
  * entries over all images. */
 double spf_likelihood_photons(const spf_likelihood *lk, int64_t image);
 int64_t spf_likelihood_entries(const spf_likelihood *lk);
-double spf_likelihood_floor(const spf_likelihood *lk, int64_t pixel);
 
 /* Start an E-step over n_refs references with fluences phi (n_images, >= 0; NULL: all 1). */
 int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi);

@@ -184,6 +184,11 @@ int spf_reconstruct(int64_t n_images, int64_t n_pixels, const float *images, con
                     const double *true_quats, const spf_reconstruct_options *o, const spf_run_state *resume,
                     spf_generation_fn on_generation, void *ctx, spf_run_state *out);
 
+/* Over every rank of comm (may be NULL): how many values of the images are not photon
+ * counts (non-negative integers up to 1e7), and the mean count per value. */
+int spf_photon_count_stats(const spf_comm *comm, int64_t n_images, int64_t n_pixels, const float *images,
+                           int64_t *not_counts, double *mean);
+
 /* The model for data: opts->model unless AUTO, then Poisson when every value of every
  * image is a non-negative integer and the mean count per pixel is at most
  * opts->poisson_mean (over all ranks of opts->comm). why (may be NULL) receives one line
