@@ -52,6 +52,28 @@ static void usage(FILE *out)
           "                              ring through a Fourier sum), lower for fine speckles\n");
 }
 
+/* An MRC map as an odd cube of doubles (*out malloc'ed): 0; 1 unreadable (msg says why),
+ * 2 not a cube of odd size (dims say what it is), 3 out of memory. */
+static int read_cube(const char *path, double **out, int64_t dims[3], double *voxel, char *msg, size_t msg_len)
+{
+  float *map = NULL;
+  double origin[3];
+  if (spf_mrc_read(path, &map, dims, voxel, origin, msg, msg_len)) return 1;
+  if (dims[0] != dims[1] || dims[0] != dims[2] || dims[0] % 2 == 0 || dims[0] < 3) {
+    free(map);
+    return 2;
+  }
+  const int64_t n3 = dims[0] * dims[0] * dims[0];
+  *out = malloc(sizeof(double) * (size_t)n3);
+  if (!*out) {
+    free(map);
+    return 3;
+  }
+  for (int64_t i = 0; i < n3; i++) (*out)[i] = map[i];
+  free(map);
+  return 0;
+}
+
 /* One intensity: an HDF5 file with "intensity" (results.h5, simulate --intensity-out) or an
  * MRC volume; the grid's figures from the file, NAN where it has none. 0, or the exit code
  * (the message printed). */
@@ -60,28 +82,22 @@ static int load_intensity(const char *path, double **out, spf_intensity_grid *g)
   char msg[1024] = "";
   int rc = spf_intensity_read(path, out, g, NULL, 0, msg, sizeof msg);
   if (rc == SPF_ERR_FORMAT && strstr(msg, "not an HDF5 file")) {
-    float *map = NULL;
     int64_t dims[3];
-    double voxel, origin[3];
-    if (spf_mrc_read(path, &map, dims, &voxel, origin, msg, sizeof msg)) {
+    double voxel;
+    const int got = read_cube(path, out, dims, &voxel, msg, sizeof msg);
+    if (got == 1) {
       fprintf(stderr, "spinifel fsc: %s: neither HDF5 nor a readable MRC map (%s)\n", path, msg);
       return 1;
     }
-    if (dims[0] != dims[1] || dims[0] != dims[2] || dims[0] % 2 == 0 || dims[0] < 3) {
+    if (got == 2) {
       fprintf(stderr, "spinifel fsc: %s: the volume is %lld x %lld x %lld; a cube of odd size is needed\n", path,
               (long long)dims[0], (long long)dims[1], (long long)dims[2]);
-      free(map);
       return 1;
     }
-    const int64_t n3 = dims[0] * dims[0] * dims[0];
-    *out = malloc(sizeof(double) * (size_t)n3);
-    if (!*out) {
-      free(map);
+    if (got == 3) {
       fprintf(stderr, "spinifel fsc: out of memory\n");
       return 1;
     }
-    for (int64_t i = 0; i < n3; i++) (*out)[i] = map[i];
-    free(map);
     *g = (spf_intensity_grid){.M = dims[0], .oversampling = NAN, .s_max_inv_angstrom = NAN,
                               .voxel_inv_angstrom = NAN, .corner_inv_angstrom = NAN, .edge_inv_angstrom = NAN,
                               .beamstop_inv_angstrom = NAN};
@@ -277,29 +293,22 @@ out:
 
 static int load(const char *path, double **out, int64_t *M, double *voxel)
 {
-  float *map = NULL;
   int64_t dims[3];
-  double origin[3];
   char msg[1024];
-  if (spf_mrc_read(path, &map, dims, voxel, origin, msg, sizeof msg)) {
+  const int got = read_cube(path, out, dims, voxel, msg, sizeof msg);
+  if (got == 1) {
     fprintf(stderr, "spinifel fsc: %s\n", msg);
     return 1;
   }
-  if (dims[0] != dims[1] || dims[0] != dims[2] || dims[0] % 2 == 0 || dims[0] < 3) {
+  if (got == 2) {
     fprintf(stderr, "spinifel fsc: %s: the map is %lld x %lld x %lld; a cubic map of odd size is needed\n", path,
             (long long)dims[0], (long long)dims[1], (long long)dims[2]);
-    free(map);
     return 2;
   }
-  const int64_t n3 = dims[0] * dims[0] * dims[0];
-  *out = malloc(sizeof(double) * (size_t)n3);
-  if (!*out) {
-    free(map);
+  if (got == 3) {
     fprintf(stderr, "spinifel fsc: out of memory\n");
     return 1;
   }
-  for (int64_t i = 0; i < n3; i++) (*out)[i] = map[i];
-  free(map);
   *M = dims[0];
   return 0;
 }
