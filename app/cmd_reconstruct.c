@@ -52,7 +52,8 @@ static int param_table(settings *s, param *t)
       {"beta-min-spread", T_DOUBLE, &o->beta_min_spread, 0, 1e6, 1,
        "poisson: beta at least this over the median spread of log L (0: off)"},
       {"beta-max", T_DOUBLE, &o->beta_max, 1e-6, 1, 1, "poisson: the largest annealing factor"},
-      {"beta-period", T_INT, &o->beta_period, 1, 1000, 1, "poisson: beta doubles every this many generations"},
+      {"beta-period", T_INT, &o->beta_period, 0, 1000, 1,
+       "poisson: beta doubles every this many generations (0: 4)"},
       {"model-floor", T_DOUBLE, &o->model_floor, 0, 1e3, 1,
        "poisson: the model counts as at least this fraction of each pixel's mean count"},
       {"update-fluence", T_INT, &o->update_fluence, 0, 1, 1, "poisson: per-image fluence from the probabilities"},
@@ -65,7 +66,8 @@ static int param_table(settings *s, param *t)
       {"refs-start", T_I64, &o->refs_start, 0, 1e9, 1, "references of generation 1 (0: refs), rising to refs"},
       {"refs-gens", T_INT, &o->refs_generations, 1, 1000, 1, "generation at which refs is reached"},
       {"ref-batch", T_I64, &o->ref_batch, 1, 1e6, 1, "references sliced per batch (memory)"},
-      {"generations", T_INT, &o->max_generations, 1, 1000, 0, "generation cap (a resume may raise it)"},
+      {"generations", T_INT, &o->max_generations, 0, 1000, 0,
+       "generation cap (0: 20, 16 for poisson; a resume may raise it)"},
       {"stop-fraction", T_DOUBLE, &o->stop_fraction, 0, 1, 1, "stop when fewer images change orientation"},
       {"seed", T_I64, &o->seed, 0, 9e18, 1, "seed of generation 0's orientations and of phasing"},
       {"pixel-weighting", T_INT, &o->pixel_weighting, 0, 1, 1, "matching metric: 1 = 1/mean image, 0 = plain"},
@@ -84,7 +86,11 @@ static int param_table(settings *s, param *t)
       {"phi", T_DOUBLE, &o->phi, 0, 1e12, 1, "ball penalty (relative)"},
       {"cg-iterations", T_INT, &o->merge.cg_max_iter, 1, 100000, 1, "CG iteration cap"},
       {"cg-tol", T_DOUBLE, &o->merge.cg_tol, 1e-15, 1, 1, "CG tolerance (relative residual)"},
+      {"merge-tol", T_DOUBLE, &o->merge.nufft_tol, 0, 1e-2, 1, "merging: accuracy of the type-1 sums (0: 1e-6, 1e-4 for poisson)"},
+      {"slice-tol", T_DOUBLE, &o->slice_tol, 0, 1e-2, 1, "slicing: accuracy of the type-2 NUFFT (0: 1e-4, 1e-3 for poisson)"},
       {"preconditioner", T_INT, &o->merge.preconditioner, 0, 1, 1, "1: circulant preconditioner for CG"},
+      {"phase-every", T_INT, &o->phase_every, 0, 1000, 1,
+       "phase every N generations and at the last (0: 1, 5 for poisson with slice-merged)"},
       {"phase-cycles", T_INT, &o->phase.n_cycles, 0, 10000, 1, "phasing cycles per generation"},
       {"beta", T_DOUBLE, &o->phase.beta, 0.01, 1, 1, "HIO feedback"},
       {"start-from-truth", T_INT, &o->start_from_truth, 0, 1, 1, "diagnostics: start from the file's orientations"},
@@ -761,6 +767,9 @@ int cmd_reconstruct(int argc, char **argv)
       o.n_references = S.o.n_references = 3240;
       o.refs_start = S.o.refs_start = 0;
     }
+    /* The automatic settings, resolved for the model, are recorded as numbers. */
+    spf_reconstruct_resolve(&S.o, model);
+    spf_reconstruct_resolve(&o, model);
     snprintf(S.model, sizeof S.model, "%s", model == SPF_MODEL_POISSON ? "poisson" : "euclidean");
     config_text(&S, 0, config, sizeof config);
     config_text(&S, 1, config_results, sizeof config_results);

@@ -81,7 +81,8 @@ typedef struct {
                               mean over references; default 2): from a near-spherical model the
                               rule's beta leaves every reference equally likely, and nothing moves */
   double beta_max;         /*   and at most this (default 0.5; measured below) */
-  int beta_period;         /*   beta doubles every beta_period generations, up to 1 (default 5):
+  int beta_period;         /*   beta doubles every beta_period generations, up to 1 (default 0:
+                              auto, 4):
                               measured on 1,000 images of 100 photons, beta near 1 lets the
                               noisy model pull each image to the views its own photons made */
   int update_fluence;      /*   1: per-image fluence from the probabilities, as EMC (default 1) */
@@ -98,12 +99,17 @@ typedef struct {
   int64_t refs_start;      /* reference schedule: generation 1 uses refs_start (default 2000; 0: n_references), */
   int refs_generations;    /*   rising geometrically to n_references at this generation (default 16) */
   int64_t ref_batch;       /* references sliced per batch (default 1000) */
-  int max_generations;     /* default 20 */
+  int max_generations;     /* default 0: auto, 20; 16 with the Poisson model */
   double stop_fraction;    /* stop when fewer images change orientation (default 0.01) */
   int n_rho;               /* L-curve points (default 5) */
   double rho_min, rho_max; /* regularisation range relative to sum(w) / M^3 (default 1e-3 .. 10) */
   double phi;              /* ball penalty relative to sum(w) / M^3 (default 10) */
-  double slice_tol;        /* slicing accuracy (default 1e-4) */
+  double slice_tol;        /* slicing accuracy (default 0: auto, 1e-4; 1e-3 with the Poisson
+                              model, whose counts are far noisier; merge.nufft_tol likewise:
+                              0 is 1e-6, 1e-4 with the Poisson model) */
+  int phase_every;         /* phase every this many generations and at the last (default 0:
+                              auto, 1; 5 with the Poisson model and slice_merged, where the
+                              density feeds only the next phasing); 1 without slice_merged */
   double res_start;        /* resolution schedule: generation 1 matches on pixels with
                               |s| <= res_start * s_max, rising linearly to all pixels at
                               generation res_generations (default 1: no schedule) */
@@ -183,6 +189,12 @@ typedef int (*spf_generation_fn)(void *ctx, const spf_generation_log *log, const
 int spf_reconstruct(int64_t n_images, int64_t n_pixels, const float *images, const double *s,
                     const double *true_quats, const spf_reconstruct_options *o, const spf_run_state *resume,
                     spf_generation_fn on_generation, void *ctx, spf_run_state *out);
+
+/* Fill the options left at 0 (auto) for model (SPF_MODEL_POISSON or _EUCLIDEAN): the
+ * accuracies, the generation cap, beta's period and the phasing schedule.
+ * spf_reconstruct calls it; a caller that reports or records the options may call it
+ * first (the values then stand). */
+int spf_reconstruct_resolve(spf_reconstruct_options *o, int model);
 
 /* Over every rank of comm (may be NULL): how many values of the images are not photon
  * counts (non-negative integers up to 1e7), and the mean count per value. */
