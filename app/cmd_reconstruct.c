@@ -752,12 +752,6 @@ int cmd_reconstruct(int argc, char **argv)
       if (cw.rank == 0) fprintf(stderr, "spinifel reconstruct: %s\n", why[0] ? why : spf_strerror(rc));
       return 1;
     }
-    if (model == SPF_MODEL_POISSON && cw.active) {
-      if (cw.rank == 0)
-        fprintf(stderr, "spinifel reconstruct: the poisson model does not run under mpirun yet: run one process, "
-                        "or --model euclidean\n");
-      return 1;
-    }
     o.model = S.o.model = model;
     /* The Poisson model's reference grid, unless one was asked for: EMC's 3,240
      * orientations (Dragonfly's num_div 4), fixed, as the probabilities cover every

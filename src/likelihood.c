@@ -308,8 +308,21 @@ int spf_likelihood_normalise(spf_likelihood *lk, double beta, int64_t first_ref,
   return SPF_OK;
 }
 
-int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models, double *views,
-                         double *weights)
+/* x y rounded on its own, then added: with -ffp-contract=fast the compiler fuses a
+ * product into the sum (an FMA) in some iterations and not in others (the vectoriser's
+ * remainder), by the position in the loop, so a sum over images split among plans would
+ * round differently from one plan's. (The vectorised loop rounded its products; these
+ * are the same bits but for an odd image count's last image, formerly fused.) */
+static inline double rounded_product(double x, double y)
+{
+  volatile double t = x * y;
+  return t;
+}
+
+/* Pass 3; onto: views and weights hold the sums over earlier images, which this
+ * plan's images continue (the same additions, in the same order, as one plan of all). */
+static int views_pass(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models, double *views,
+                      double *weights, int onto)
 {
   int rc = check_batch(lk, 3, first_ref, count, models);
   if (rc) return rc;
@@ -352,8 +365,8 @@ int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, c
   /* Weights: over images in order. */
 #pragma omp parallel for num_threads(lk->nthreads) schedule(static)
   for (int64_t j = 0; j < count; j++) {
-    double w = 0;
-    for (int64_t k = 0; k < lk->n_img; k++) w += lk->L[k * cap + j] * lk->phi[k];
+    double w = onto ? weights[j] : 0;
+    for (int64_t k = 0; k < lk->n_img; k++) w += rounded_product(lk->L[k * cap + j], lk->phi[k]);
     weights[j] = w;
   }
   /* Views: per run of references (one thread's), every image's photons scattered with
@@ -361,7 +374,12 @@ int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, c
 #pragma omp parallel for num_threads(lk->nthreads) schedule(dynamic, 1)
   for (int64_t r = 0; r < runs; r++) {
     double *acc = lk->scatter + (int64_t)omp_get_thread_num() * np * JC;
+    const int64_t jn = (r + 1) * JC < count ? JC : count - r * JC;
     memset(acc, 0, sizeof(double) * (size_t)(np * JC));
+    for (int64_t jj = 0; onto && jj < jn; jj++) {
+      const double *v = views + (r * JC + jj) * np;
+      for (int64_t p = 0; p < np; p++) acc[p * JC + jj] = v[p];
+    }
     for (int64_t k = 0; k < lk->n_img; k++) {
       if (!lk->active[k * (cap / JC) + r]) continue;
       const double *Pk = lk->L + k * cap + r * JC;
@@ -371,7 +389,6 @@ int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, c
         for (int jj = 0; jj < JC; jj++) row[jj] += c * Pk[jj];
       }
     }
-    const int64_t jn = (r + 1) * JC < count ? JC : count - r * JC;
     for (int64_t jj = 0; jj < jn; jj++) {
       double *v = views + (r * JC + jj) * np;
       for (int64_t p = 0; p < np; p++) v[p] = acc[p * JC + jj];
@@ -380,6 +397,18 @@ int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, c
   lk->t_views += omp_get_wtime() - t0;
   batch_done(lk, count);
   return SPF_OK;
+}
+
+int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models, double *views,
+                         double *weights)
+{
+  return views_pass(lk, first_ref, count, models, views, weights, 0);
+}
+
+int spf_likelihood_views_onto(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models,
+                              double *views, double *weights)
+{
+  return views_pass(lk, first_ref, count, models, views, weights, 1);
 }
 
 int spf_likelihood_image_stats(const spf_likelihood *lk, double *entropy, double *p_best, double *fluence)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The distributed reconstruction under mpirun with 2, 3 and 4 ranks (tests/test_mpi.c), its
-# command line, checkpoints and resume, half sets;
+# command line (Euclidean and Poisson), checkpoints and resume, half sets;
 # skipped cleanly (77) when mpirun or the MPI build is absent. Usage: cli_mpi.sh SPINIFEL
 set -u
 dir="$(dirname "$1")"
@@ -10,7 +10,7 @@ fails=0
 for np in 2 3 4; do
   out="$(OMP_NUM_THREADS=1 mpirun --oversubscribe --allow-run-as-root -np "$np" "$dir/test_mpi" --ranks "$np" 2>&1)"; rc=$?
   if [ "$rc" -eq 77 ]; then echo "skip: built without MPI"; exit 77; fi
-  if [ "$rc" -ne 0 ]; then echo "FAIL $np ranks (exit $rc): $out"; fails=$((fails + 1)); else echo "ok   $np ranks: $(echo "$out" | grep "ranks, 5 generations" | sed "s/^ *//")"; fi
+  if [ "$rc" -ne 0 ]; then echo "FAIL $np ranks (exit $rc): $out"; fails=$((fails + 1)); else echo "ok   $np ranks: $(echo "$out" | grep -E "ranks, 5 generations|ranks, Poisson" | sed "s/^ *//")"; fi
 done
 # The command line under mpirun: each rank reads its share, rank 0 writes the outputs.
 bin="$1"
@@ -57,6 +57,18 @@ if [ -s "$tmp/halves/fsc_halves.csv" ] && [ -s "$tmp/halves/half2/density.mrc" ]
    [ -n "$(errs "$tmp/half1/log.jsonl")" ] && [ "$(errs "$tmp/halves/half1/log.jsonl")" = "$(errs "$tmp/half1/log.jsonl")" ]; then
   echo "ok   --half-sets on 2 ranks: half 1 as one process's --half 1, FSC written"
 else echo "FAIL --half-sets on 2 ranks: $(errs "$tmp/halves/half1/log.jsonl")"; fails=$((fails + 1)); fi
+# The Poisson model under mpirun: photon counts (about 45 an image), 2 ranks, the same
+# density.mrc bytes and per-generation figures as one process.
+"$bin" simulate --images 200 --pixels 16 --distance 0.03 --fluence 1e13 --threads 1 -o "$tmp/p.h5" > /dev/null 2>&1
+pargs=(--model poisson --M 15 --refs 300 --generations 4 --threads 1)
+"$bin" reconstruct "$tmp/p.h5" -o "$tmp/pone" "${pargs[@]}" > /dev/null 2>&1
+"${mpi2[@]}" "$bin" reconstruct "$tmp/p.h5" -o "$tmp/ptwo" "${pargs[@]}" > /dev/null 2>&1
+figs() { grep -o '"model":"[a-z]*"\|"beta":[^,]*\|"mean_entropy":[^,]*\|"median_loglik_gap":[^,]*\|"fraction_changed":[^,]*' "$1" | tr '\n' ' '; }
+if [ -s "$tmp/pone/density.mrc" ] && cmp -s "$tmp/pone/density.mrc" "$tmp/ptwo/density.mrc" &&
+   [ "$(wc -l < "$tmp/ptwo/log.jsonl")" -eq 4 ] && grep -q '"model":"poisson"' "$tmp/ptwo/log.jsonl" &&
+   [ "$(figs "$tmp/pone/log.jsonl")" = "$(figs "$tmp/ptwo/log.jsonl")" ]; then
+  echo "ok   --model poisson on 2 ranks: the same density.mrc bytes and log figures as one process"
+else echo "FAIL --model poisson on 2 ranks: $(figs "$tmp/ptwo/log.jsonl") vs one process $(figs "$tmp/pone/log.jsonl")"; fails=$((fails + 1)); fi
 # A bad input ends every rank, with an error, without hanging.
 if OMP_NUM_THREADS=1 timeout 120 mpirun --oversubscribe --allow-run-as-root -np 2 "$bin" reconstruct "$tmp/none.h5" \
      -o "$tmp/bad" > /dev/null 2>&1; then echo "FAIL a missing file succeeded"; fails=$((fails + 1))

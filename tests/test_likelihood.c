@@ -196,6 +196,46 @@ static void likelihood_same_bits_any_batch_and_threads(void)
   free_problem(&q);
 }
 
+/* Plans over consecutive shares of the images (as MPI ranks hold them), each continuing
+ * the views and weights of the one before (spf_likelihood_views_onto), give the one
+ * plan's sums to the bit, whatever each plan's threads. */
+static void likelihood_chained_plans_equal_one_plan(void)
+{
+  problem q = make_problem(40, 100, 90, 5);
+  const double beta = 0.5, floor = 1e-3;
+  const int64_t R = q.n_ref, np = q.np, batch = 32, first[4] = {0, 13, 30, 40};
+  result a;
+  CHECK(run(&q, batch, 2, beta, 1e-6, floor, &a) == SPF_OK, "one plan");
+  spf_likelihood *lk[3] = {NULL, NULL, NULL};
+  double *V = malloc(sizeof(double) * R * np), *Wt = malloc(sizeof(double) * R);
+  int rc = SPF_OK;
+  for (int s = 0; s < 3 && !rc; s++) {
+    spf_likelihood_options o;
+    spf_likelihood_default_options(&o);
+    o.nthreads = 1 + s % 2;
+    o.model_floor = floor;
+    rc = spf_likelihood_make(first[s + 1] - first[s], np, q.counts + first[s] * np, &o, &lk[s]);
+    if (!rc) rc = spf_likelihood_begin(lk[s], R, q.phi + first[s]);
+    for (int64_t f = 0; !rc && f < R; f += batch)
+      rc = spf_likelihood_scan(lk[s], f, R - f < batch ? R - f : batch, q.models + f * np);
+    for (int64_t f = 0; !rc && f < R; f += batch)
+      rc = spf_likelihood_normalise(lk[s], beta, f, R - f < batch ? R - f : batch, q.models + f * np);
+  }
+  for (int64_t f = 0; !rc && f < R; f += batch) {
+    const int64_t c = R - f < batch ? R - f : batch;
+    for (int s = 0; s < 3 && !rc; s++)
+      rc = (s ? spf_likelihood_views_onto : spf_likelihood_views)(lk[s], f, c, q.models + f * np, V + f * np, Wt + f);
+  }
+  CHECK(rc == SPF_OK, "chained plans: %s", spf_strerror(rc));
+  CHECK(!memcmp(V, a.V, sizeof(double) * R * np), "views");
+  CHECK(!memcmp(Wt, a.Wt, sizeof(double) * R), "weights");
+  for (int s = 0; s < 3; s++) spf_likelihood_free(lk[s]);
+  free(V);
+  free(Wt);
+  free_result(&a);
+  free_problem(&q);
+}
+
 /* Dropping references below drop_mass / R loses at most drop_mass of each image's
  * probability: the views differ from the full ones by at most drop_mass x its counts. */
 static void likelihood_dropped_mass_within_bound(void)
@@ -266,6 +306,7 @@ int main(void)
 {
   RUN_TEST(likelihood_probabilities_views_match_brute_force_double);
   RUN_TEST(likelihood_same_bits_any_batch_and_threads);
+  RUN_TEST(likelihood_chained_plans_equal_one_plan);
   RUN_TEST(likelihood_dropped_mass_within_bound);
   RUN_TEST(likelihood_finds_the_generating_reference);
   RUN_TEST(likelihood_refuses_bad_counts_and_order);

@@ -1,11 +1,12 @@
 /* Scale-out: shares, collectives and a distributed reconstruction against the
  * single-process one. Run directly it checks one process; tests/cli_mpi.sh runs it
- * under mpirun with 2 and 3 ranks ("--ranks N": skip, 77, when MPI is not built). */
+ * under mpirun with 2, 3 and 4 ranks ("--ranks N": skip, 77, when MPI is not built). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "spinifel/spinifel.h"
+#include "phantom_data.h"
 #include "small_problem.h"
 #include "testing.h"
 #ifdef SPINIFEL_HAVE_MPI
@@ -217,6 +218,125 @@ static void distributed_run_equals_single_process(void)
   spf_detector_free(det);
 }
 
+/* A run's per-generation figures, as the log gets them. */
+typedef struct {
+  int n;
+  double f[8][6];
+} run_figures;
+
+static int record_figures(void *ctx, const spf_generation_log *g, const spf_run_state *st)
+{
+  (void)st;
+  run_figures *r = ctx;
+  if (r->n < 8) {
+    const double f[6] = {g->fraction_changed, g->beta, g->mean_entropy, g->median_gap, g->median_spread,
+                         g->negative_fraction};
+    memcpy(r->f[r->n++], f, sizeof f);
+  }
+  return 0;
+}
+
+/* Gather a per-image array of the ranks' shares to rank 0 (n images in all). */
+static int gather_shares(const void *mine, int64_t n, int64_t item_bytes, void *out)
+{
+  int64_t counts[64], first, count;
+  for (int k = 0; k < C.size && k < 64; k++) spf_share(n, k, C.size, &first, &counts[k]);
+  spf_share(n, C.rank, C.size, &first, &count);
+  return spf_comm_gather(&C, mine, count, out, counts, item_bytes, 0);
+}
+
+/* The Poisson model over ranks: photon counts of the phantom (16 x 16 pixels, about 50
+ * photons an image), 4 generations from random orientations, each rank holding its share
+ * of the images. The views' sums pass along the ranks in the images' order and the
+ * figures over images are gathered, so the density, intensity, orientations, per-image
+ * figures and the log's are the same bits as one process's: with the model images kept,
+ * and sliced again in smaller batches than the ranks (a pipeline that is never full). */
+static void distributed_poisson_equals_single_process(void)
+{
+  /* 241 images: rank 0's share is odd on 2, 3 and 4 ranks (a sum's split mid-vector). */
+  const int64_t n = 241, M = 15, n3 = M * M * M;
+  phantom_data pd;
+  CHECK(phantom_data_make(16, 0.05, 0.003e10, n, 1.25e25, 1, 3, &pd) == SPF_OK, "simulate");
+  const int64_t np_all = pd.det->n_pixels;
+  int64_t np = 0;
+  for (int64_t p = 0; p < np_all; p++) np += pd.det->mask[p] != 0;
+  double *sv = malloc(sizeof(double) * 3 * np), photons = 0;
+  float *img = malloc(sizeof(float) * n * np);
+  for (int64_t p = 0, v = 0; p < np_all; p++) {
+    if (!pd.det->mask[p]) continue;
+    memcpy(sv + 3 * v, pd.det->s + 3 * p, sizeof(double) * 3);
+    for (int64_t i = 0; i < n; i++) photons += img[i * np + v] = pd.images[i * np_all + p];
+    v++;
+  }
+  CHECK(photons / n > 20 && photons / n < 100, "%.1f photons per image", photons / n);
+  spf_reconstruct_options o;
+  spf_reconstruct_default_options(&o);
+  o.model = SPF_MODEL_POISSON;
+  o.M = M;
+  o.n_references = 200;
+  o.refs_start = 0;
+  o.stop_fraction = 0;
+  o.n_rho = 3;
+  o.phase.n_cycles = 2;
+  o.nthreads = 1;
+  int64_t first, count;
+  spf_share(n, C.rank, C.size, &first, &count);
+  double *q_all = malloc(sizeof(double) * 4 * n), *fl_all = malloc(sizeof(double) * n);
+  float *f_all = malloc(sizeof(float) * 3 * n);
+  int64_t *best_all = malloc(sizeof(int64_t) * n);
+  for (int variant = 0; variant < 2; variant++) {
+    /* Kept models, batches of 64 references (4 batches); sliced again, batches of 30 (7). */
+    o.max_generations = variant ? 3 : 4;
+    o.ref_batch = variant ? 30 : 64;
+    o.match_store_mib = variant ? 0 : 4096;
+    spf_run_state part;
+    run_figures rf = {0};
+    CHECK(spf_run_state_make(M, count, &part) == SPF_OK, "state");
+    o.comm = &C;
+    o.first_image = first;
+    CHECK(spf_reconstruct(count, np, img + first * np, sv, NULL, &o, NULL, record_figures, &rf, &part) == SPF_OK &&
+              part.generation == o.max_generations,
+          "distributed Poisson run");
+    CHECK(gather_shares(part.best, n, sizeof(int64_t), best_all) == SPF_OK &&
+              gather_shares(part.orientations, n, 4 * sizeof(double), q_all) == SPF_OK &&
+              gather_shares(part.fluence, n, sizeof(double), fl_all) == SPF_OK &&
+              gather_shares(part.entropy, n, sizeof(float), f_all) == SPF_OK &&
+              gather_shares(part.gap, n, sizeof(float), f_all + n) == SPF_OK &&
+              gather_shares(part.best_dist, n, sizeof(float), f_all + 2 * n) == SPF_OK,
+          "gather");
+    if (C.rank == 0) {
+      spf_run_state one;
+      run_figures r1 = {0};
+      CHECK(spf_run_state_make(M, n, &one) == SPF_OK, "state");
+      o.comm = NULL;
+      o.first_image = 0;
+      CHECK(spf_reconstruct(n, np, img, sv, NULL, &o, NULL, record_figures, &r1, &one) == SPF_OK, "one process");
+      const int same_u = !memcmp(part.u, one.u, sizeof(double) * n3), same_rho = !memcmp(part.rho, one.rho, sizeof(double) * n3);
+      const int same_img = !memcmp(best_all, one.best, sizeof(int64_t) * n) &&
+                           !memcmp(q_all, one.orientations, sizeof(double) * 4 * n) &&
+                           !memcmp(fl_all, one.fluence, sizeof(double) * n) &&
+                           !memcmp(f_all, one.entropy, sizeof(float) * n) && !memcmp(f_all + n, one.gap, sizeof(float) * n) &&
+                           !memcmp(f_all + 2 * n, one.best_dist, sizeof(float) * n);
+      const int same_log = rf.n == r1.n && !memcmp(rf.f, r1.f, sizeof rf.f);
+      int64_t differ = 0;
+      for (int64_t i = 0; i < n; i++) differ += best_all[i] != one.best[i];
+      CHECK(same_u && same_rho && !memcmp(part.support, one.support, n3) && same_img && same_log,
+            "%d ranks, Poisson (%s): %lld orientations differ; intensity %s, density %s, per-image figures %s, log %s",
+            C.size, variant ? "sliced again" : "kept models", (long long)differ, same_u ? "same" : "differs",
+            same_rho ? "same" : "differs", same_img ? "same" : "differ", same_log ? "same" : "differs");
+      CHECK(r1.n >= 2 && isfinite(r1.f[1][1]) && isfinite(r1.f[1][2]), "the Poisson figures of generation 1");
+      printf("  %d ranks, Poisson, %d generations (%s): %lld orientations differ; intensity, density, per-image "
+             "figures and log %s (generation 1: beta %.3f, mean entropy %.3f)\n",
+             C.size, one.generation, variant ? "sliced again" : "kept models", (long long)differ,
+             same_u && same_rho && same_img && same_log ? "the same bits" : "differ", r1.f[1][1], r1.f[1][2]);
+      spf_run_state_free(&one);
+    }
+    spf_run_state_free(&part);
+  }
+  free(q_all); free(fl_all); free(f_all); free(best_all); free(sv); free(img);
+  phantom_data_free(&pd);
+}
+
 int main(int argc, char **argv)
 {
   int want = argc == 3 && !strcmp(argv[1], "--ranks") ? atoi(argv[2]) : 1;
@@ -240,6 +360,7 @@ int main(int argc, char **argv)
   RUN_TEST(collectives_add_and_agree);
   RUN_TEST(lcurve_over_ranks_equals_one_process);
   RUN_TEST(distributed_run_equals_single_process);
+  RUN_TEST(distributed_poisson_equals_single_process);
   int rc = test_summary();
   /* Every rank's verdict counts. */
   rc = spf_comm_agree(&C, rc);

@@ -25,8 +25,10 @@
  *
  * Determinism: L_jk is summed in double over image k's pixels in increasing pixel order
  * (each term count x float log W is exact in double), every per-image sum runs over j in
- * increasing order and every per-reference sum over k in increasing order, so results
- * are the same bits for any batch size and thread count.
+ * increasing order and every per-reference sum over k in increasing order (each
+ * weight's term rounded before it is added, wherever the image sits in the loop), so
+ * results are the same bits for any batch size and thread count, and for plans over
+ * consecutive shares of the images chained by spf_likelihood_views_onto.
  *
  * Dropped mass: in pass 3 a probability below drop_mass / n_refs is taken as zero, and the
  * views skip an image for a run of references with none left (a saving once the
@@ -84,6 +86,14 @@ int spf_likelihood_normalise(spf_likelihood *lk, double beta, int64_t first_ref,
 /* Pass 3: the batch's views (count * n_pixels doubles, V_jp) and weights (count, Wt_j). */
 int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models, double *views,
                          double *weights);
+
+/* Pass 3 continuing sums: views and weights hold on entry the batch's sums over the
+ * images before this plan's (another plan's output for the images just before them) and
+ * get this plan's images added, in the same order and operations as one plan holding
+ * all: a chain of plans over consecutive shares of the images ends on the same bits
+ * (the MPI ranks' Poisson step, reconstruct.c). */
+int spf_likelihood_views_onto(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models,
+                              double *views, double *weights);
 
 /* After pass 3: per image the entropy of its probabilities (nats; exp of it is the
  * effective number of references), the probability of its best reference, and the

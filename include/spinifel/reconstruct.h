@@ -43,8 +43,11 @@
  *    noisy model is near zero does not decide the orientation;
  *  - the merged intensity clipped at zero (spf_intensity_clip): least squares rings below
  *    zero where the data are sparse, and a Poisson mean cannot be negative.
- * It runs in one process (SPF_ERR_UNSUPPORTED under MPI for now). The per-image
- * log-likelihood gap (best - second best) is the state's gap, -log L of the best its
+ * Under MPI (comm) each rank holds a share of the images, the shares consecutive in
+ * rank order (first_image, as spf_share gives), and slices every reference; the views'
+ * sums pass along the ranks in the images' order and the figures over images are
+ * gathered, so the run is the same bits as one process's on any number of ranks. The
+ * per-image log-likelihood gap (best - second best) is the state's gap, -log L of the best its
  * best_dist, and the entropy of the probabilities its entropy.
  *
  * The fraction of images that changed compares references of the same grid, or
@@ -130,11 +133,13 @@ typedef struct {
   int nthreads;
   int verbose;             /* 1: a line per generation on stderr */
   const spf_comm *comm;    /* MPI: the images are this rank's share (default NULL: one process).
-                              Each rank slices its share of the references, the image
-                              blocks go round the ranks, every sum over images is exact:
-                              the result is the same bits as one process's (with the
-                              same threads per process) */
-  int64_t first_image;     /*   global index of this rank's first image (default 0) */
+                              Euclidean: each rank slices its share of the references, the
+                              image blocks go round the ranks, every sum over images is
+                              exact; Poisson: each rank slices every reference, the views'
+                              sums pass along the ranks. The result is the same bits as
+                              one process's (with the same threads per process) */
+  int64_t first_image;     /*   global index of this rank's first image (default 0); the
+                                shares consecutive in rank order (spf_share) */
   int64_t match_store_mib; /*   each rank slices its share of the references once per
                                 generation and keeps the model images for the visiting
                                 image blocks when they fit in this (default 4096), else
