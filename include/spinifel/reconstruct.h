@@ -60,6 +60,7 @@
 
 #include "spinifel/merging.h"
 #include "spinifel/mpi.h"
+#include "spinifel/orientation_error.h" /* the log's orientation error */
 #include "spinifel/phasing.h"
 #include "spinifel/results.h"
 
@@ -212,12 +213,5 @@ int spf_photon_count_stats(const spf_comm *comm, int64_t n_images, int64_t n_pix
  * saying what was chosen and why. */
 int spf_reconstruct_pick_model(int64_t n_images, int64_t n_pixels, const float *images,
                                const spf_reconstruct_options *opts, int *model, char *why, size_t why_len);
-
-/* Median angle (degrees) between true and found orientations after fitting the global
- * rotation between the two frames: the best of the relative rotations of up to 200
- * images, refined as the chordal mean over the images within twice the median. R and
- * Rz(180) R give the same image but for the Ewald sphere's curvature (Friedel symmetry),
- * so each image counts the nearer of the two. percentile90 (may be NULL): the 90th. */
-double spf_orientation_error_median(int64_t n, const double *q_true, const double *q_found, double *percentile90);
 
 #endif
