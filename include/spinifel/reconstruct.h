@@ -1,9 +1,21 @@
 /* The M-TIP driver: from images of unknown orientation to a density
- * (../shared/docs/mtip.md, "Outer loop"). Generation 0 merges with random orientations
- * (seeded) and phases; each later generation slices the model for the reference
- * orientations, matches every image, merges with the new orientations and phases, until
- * the fraction of images whose orientation changed falls below a threshold or the
- * generation cap is reached.
+ * (../shared/docs/mtip.md, "Outer loop"). The setup resolves the options for the model
+ * (spf_reconstruct_pick_model, spf_reconstruct_resolve), makes the merger and the
+ * orientation step's plan (which takes the data's figures over every rank: the
+ * fixed-point scales, the mean image, the Poisson model's floors) and starts from
+ * random orientations (seeded), or from a resumed state. Each generation is then:
+ *  1. the schedule: the reference grid (refs_start rising to n_references); the
+ *     orientation step keeps its own (resolution, soft assignment, annealing);
+ *  2. the orientation step (orientation.h): slice the model at the references and match
+ *     every image (Euclidean) or weigh every reference by its likelihood (Poisson), and
+ *     add the images' views at their orientations to the merger; generation 0, with no
+ *     model yet, merges each image at its random orientation;
+ *  3. the merge: the Toeplitz least squares solved by CG along an L-curve of
+ *     regularisation weights (merging.h), the intensity clipped at zero when positive;
+ *  4. phasing (phasing.h), every phase_every generations and always the first and the last;
+ * then the report (the log, the orientation error against the truth when given, the
+ * caller's callback), until the fraction of images whose orientation changed falls
+ * below a threshold on the final grid or the generation cap is reached.
  *
  * Converging from random orientations needs more than the plain loop, which settles in
  * a wrong local minimum (60-90 degrees median error on the tests' data). What the
@@ -19,7 +31,9 @@
  *  - plain CG stopped at 100 iterations, not the preconditioned one run to its tolerance
  *    (early stopping regularises: 7.8 against 9.4 degrees on the demo's data).
  * Departures from mtip.md, documented here; the plain loop is soft_k = 1, refs_start = 0,
- * slice_merged = 0, pixel_weighting = 0.
+ * slice_merged = 0, pixel_weighting = 0. The pixel weights, the soft assignment and the
+ * resolution schedule (res_start) are the orientation step's (orientation.h); which
+ * autocorrelation is sliced and the reference grid are the driver's, CG the merge's.
  *
  * Two orientation models (model): the Euclidean one above, and for photon-limited data
  * (integer counts, a low mean: the default picks it, spf_reconstruct_pick_model) the
@@ -30,7 +44,7 @@
  * weighted sum of the images over its weight, sum_k P_jk phi_k) to the Toeplitz merge;
  * CG, the L-curve and phasing are as above. What it adds, each measured to matter:
  *  - annealing: beta starts at Dragonfly's empirical exp(-6.5 (photons / 1e5)^0.15) and
- *    doubles every beta_period (5) generations, but is at least beta_min_spread (2) over
+ *    doubles every beta_period (4) generations, but is at least beta_min_spread (2) over
  *    the median image's spread of log L, and at most beta_max (0.5). From a
  *    near-spherical model the photon rule's beta leaves every reference equally likely
  *    and nothing moves (2cex, 5,000 images of 260 photons: flat for 12 generations with a
@@ -43,6 +57,7 @@
  *    noisy model is near zero does not decide the orientation;
  *  - the merged intensity clipped at zero (spf_intensity_clip): least squares rings below
  *    zero where the data are sparse, and a Poisson mean cannot be negative.
+ * The first three are the orientation step's (src/poisson_step.h), the clip the merge's.
  * Under MPI (comm) each rank holds a share of the images, the shares consecutive in
  * rank order (first_image, as spf_share gives), and slices every reference; the views'
  * sums pass along the ranks in the images' order and the figures over images are
