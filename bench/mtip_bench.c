@@ -26,7 +26,7 @@
 #include "spinifel/spinifel.h"
 
 #define MAX_REFS 16
-#define MERGE_BATCH_IMAGES 256               /* images per add_points call, as reconstruct */
+#define MERGE_BATCH_IMAGES 256               /* images per add_points call, as the orientation step */
 #define MATCHER_CROSS_FLOATS ((int64_t)16 << 20) /* the matcher's auto image block: 64 MiB of products */
 
 static void fail(const char *what, int rc)

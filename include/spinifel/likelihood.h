@@ -91,7 +91,7 @@ int spf_likelihood_views(spf_likelihood *lk, int64_t first_ref, int64_t count, c
  * images before this plan's (another plan's output for the images just before them) and
  * get this plan's images added, in the same order and operations as one plan holding
  * all: a chain of plans over consecutive shares of the images ends on the same bits
- * (the MPI ranks' Poisson step, reconstruct.c). */
+ * (the MPI ranks' Poisson step, src/poisson_step.c). */
 int spf_likelihood_views_onto(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models,
                               double *views, double *weights);
 

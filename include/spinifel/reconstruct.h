@@ -1,9 +1,21 @@
 /* The M-TIP driver: from images of unknown orientation to a density
- * (../shared/docs/mtip.md, "Outer loop"). Generation 0 merges with random orientations
- * (seeded) and phases; each later generation slices the model for the reference
- * orientations, matches every image, merges with the new orientations and phases, until
- * the fraction of images whose orientation changed falls below a threshold or the
- * generation cap is reached.
+ * (../shared/docs/mtip.md, "Outer loop"). The setup resolves the options for the model
+ * (spf_reconstruct_pick_model, spf_reconstruct_resolve), makes the merger and the
+ * orientation step's plan (which takes the data's figures over every rank: the
+ * fixed-point scales, the mean image, the Poisson model's floors) and starts from
+ * random orientations (seeded), or from a resumed state. Each generation is then:
+ *  1. the schedule: the reference grid (refs_start rising to n_references); the
+ *     orientation step keeps its own (resolution, soft assignment, annealing);
+ *  2. the orientation step (orientation.h): slice the model at the references and match
+ *     every image (Euclidean) or weigh every reference by its likelihood (Poisson), and
+ *     add the images' views at their orientations to the merger; generation 0, with no
+ *     model yet, merges each image at its random orientation;
+ *  3. the merge: the Toeplitz least squares solved by CG along an L-curve of
+ *     regularisation weights (merging.h), the intensity clipped at zero when positive;
+ *  4. phasing (phasing.h), every phase_every generations and always the first and the last;
+ * then the report (the log, the orientation error against the truth when given, the
+ * caller's callback), until the fraction of images whose orientation changed falls
+ * below a threshold on the final grid or the generation cap is reached.
  *
  * Converging from random orientations needs more than the plain loop, which settles in
  * a wrong local minimum (60-90 degrees median error on the tests' data). What the
@@ -19,7 +31,9 @@
  *  - plain CG stopped at 100 iterations, not the preconditioned one run to its tolerance
  *    (early stopping regularises: 7.8 against 9.4 degrees on the demo's data).
  * Departures from mtip.md, documented here; the plain loop is soft_k = 1, refs_start = 0,
- * slice_merged = 0, pixel_weighting = 0.
+ * slice_merged = 0, pixel_weighting = 0. The pixel weights, the soft assignment and the
+ * resolution schedule (res_start) are the orientation step's (orientation.h); which
+ * autocorrelation is sliced and the reference grid are the driver's, CG the merge's.
  *
  * Two orientation models (model): the Euclidean one above, and for photon-limited data
  * (integer counts, a low mean: the default picks it, spf_reconstruct_pick_model) the
@@ -48,6 +62,8 @@
  *    model is the one sliced), 16 generations: the same intensity as 1e-4 / 1e-6, every
  *    generation and 20 (2cex at 280 photons: 0.932 against 0.937 mean shell correlation),
  *    in 140 s instead of 230 s.
+ * The first three are the orientation step's (src/poisson_step.h), the clip the merge's,
+ * the last the driver's.
  * Under MPI (comm) each rank holds a share of the images, the shares consecutive in
  * rank order (first_image, as spf_share gives), and slices every reference; the views'
  * sums pass along the ranks in the images' order and the figures over images are
@@ -65,6 +81,7 @@
 
 #include "spinifel/merging.h"
 #include "spinifel/mpi.h"
+#include "spinifel/orientation_error.h" /* the log's orientation error */
 #include "spinifel/phasing.h"
 #include "spinifel/results.h"
 
@@ -217,12 +234,5 @@ int spf_photon_count_stats(const spf_comm *comm, int64_t n_images, int64_t n_pix
  * saying what was chosen and why. */
 int spf_reconstruct_pick_model(int64_t n_images, int64_t n_pixels, const float *images,
                                const spf_reconstruct_options *opts, int *model, char *why, size_t why_len);
-
-/* Median angle (degrees) between true and found orientations after fitting the global
- * rotation between the two frames: the best of the relative rotations of up to 200
- * images, refined as the chordal mean over the images within twice the median. R and
- * Rz(180) R give the same image but for the Ewald sphere's curvature (Friedel symmetry),
- * so each image counts the nearer of the two. percentile90 (may be NULL): the 90th. */
-double spf_orientation_error_median(int64_t n, const double *q_true, const double *q_found, double *percentile90);
 
 #endif

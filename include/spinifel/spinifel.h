@@ -19,6 +19,8 @@
 #include "spinifel/mrc.h"
 #include "spinifel/photons.h"
 #include "spinifel/nufft.h"
+#include "spinifel/orientation.h"
+#include "spinifel/orientation_error.h"
 #include "spinifel/phasing.h"
 #include "spinifel/picture.h"
 #include "spinifel/random.h"
