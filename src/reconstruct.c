@@ -84,22 +84,22 @@ static int64_t reference_count(const spf_reconstruct_options *o, int gen)
   return (int64_t)llround((double)o->refs_start * pow((double)o->n_references / (double)o->refs_start, t));
 }
 
+/* The stopping rule: fewer than stop_fraction of the images changed orientation, on the
+ * final grid (a finer grid still refines): the figure a state keeps. */
+static double stopping_figure(const spf_reconstruct_options *o, int64_t n_refs, double fraction_changed)
+{
+  return n_refs == o->n_references ? fraction_changed : 1.0;
+}
+
 /* The phasing schedule: every phase_every generations, and always the first (later
  * phasings continue from its density) and the last (the cap, or the stopping rule met
  * on the final grid: n_refs references, fraction_changed of the images changed). */
 static int phase_due(const spf_reconstruct_options *o, int gen, int have_model, int64_t n_refs,
                      double fraction_changed)
 {
-  const int last = gen + 1 >= o->max_generations ||
-                   (gen > 0 && n_refs == o->n_references && fraction_changed < o->stop_fraction);
+  const int last =
+      gen + 1 >= o->max_generations || (gen > 0 && stopping_figure(o, n_refs, fraction_changed) < o->stop_fraction);
   return o->phase_every <= 1 || !have_model || (gen + 1) % o->phase_every == 0 || last;
-}
-
-/* The stopping rule: fewer than stop_fraction of the images changed orientation, on the
- * final grid (a finer grid still refines): the figure a state keeps. */
-static double stopping_figure(const spf_reconstruct_options *o, int64_t n_refs, double fraction_changed)
-{
-  return n_refs == o->n_references ? fraction_changed : 1.0;
 }
 
 /* Whether a state's last generation met the stopping rule. */
