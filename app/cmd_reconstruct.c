@@ -90,7 +90,7 @@ static int param_table(settings *s, param *t)
       {"slice-tol", T_DOUBLE, &o->slice_tol, 0, 1e-2, 1, "slicing: accuracy of the type-2 NUFFT (0: 1e-4, 1e-3 for poisson)"},
       {"preconditioner", T_INT, &o->merge.preconditioner, 0, 1, 1, "1: circulant preconditioner for CG"},
       {"phase-every", T_INT, &o->phase_every, 0, 1000, 1,
-       "phase every N generations and at the last (0: 1, 5 for poisson with slice-merged)"},
+       "phase every N generations and at the last (0: 5 with slice-merged, else 1)"},
       {"phase-cycles", T_INT, &o->phase.n_cycles, 0, 10000, 1, "phasing cycles per generation"},
       {"beta", T_DOUBLE, &o->phase.beta, 0.01, 1, 1, "HIO feedback"},
       {"start-from-truth", T_INT, &o->start_from_truth, 0, 1, 1, "diagnostics: start from the file's orientations"},

@@ -169,12 +169,13 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
     return SPF_ERR_ALLOC;
   }
   spf_fftw_threads_init();
-  fftw_plan_with_nthreads(mg->o.nthreads);
+  fftw_plan_with_nthreads(spf_fft_threads(mg->n_big, mg->o.nthreads));
   const int b = (int)m2, s = (int)m;
   const unsigned flags = mg->o.fftw_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
   mg->big_r2c = fftw_plan_dft_r2c_3d(b, b, b, mg->pad, mg->pad_ft, flags);
   mg->big_c2r = fftw_plan_dft_c2r_3d(b, b, b, mg->pad_ft, mg->pad, flags);
   mg->kernel_r2c = fftw_plan_dft_r2c_3d(b, b, b, mg->kernel, mg->kernel_ft, flags);
+  fftw_plan_with_nthreads(spf_fft_threads(mg->n_small, mg->o.nthreads));
   mg->small_r2c = fftw_plan_dft_r2c_3d(s, s, s, mg->small, mg->small_ft, flags);
   mg->small_c2r = fftw_plan_dft_c2r_3d(s, s, s, mg->small_ft, mg->small, flags);
   if (!mg->big_r2c || !mg->big_c2r || !mg->kernel_r2c || !mg->small_r2c || !mg->small_c2r) {
@@ -442,6 +443,116 @@ int spf_merger_solve(spf_merger *mg, double rho, double phi, const double *u0, d
   return SPF_OK;
 }
 
+int spf_merger_solve_shifted(spf_merger *mg, int n_rho, const double *rhos, double phi, const double *u0,
+                             double *u, spf_merge_stats *stats)
+{
+  if (!mg || !rhos || !u) return SPF_ERR_NULL;
+  if (n_rho < 1) return SPF_ERR_SIZE;
+  if (mg->o.preconditioner) return SPF_ERR_OPTION; /* the shifts would need their own preconditioners */
+  if (!(phi >= 0 && isfinite(phi))) return SPF_ERR_ARG;
+  int base = 0;
+  for (int s = 0; s < n_rho; s++) {
+    if (!(rhos[s] >= 0 && isfinite(rhos[s]))) return SPF_ERR_ARG;
+    if (rhos[s] < rhos[base]) base = s;
+  }
+  const double t0 = omp_get_wtime();
+  refresh_kernel(mg);
+  const int64_t n = mg->n_small;
+  const double rb = rhos[base];
+  double *r = malloc(sizeof(double) * (size_t)n), *hp = malloc(sizeof(double) * (size_t)n);
+  double *p = malloc(sizeof(double) * (size_t)n * (size_t)n_rho);
+  double *sc = malloc(sizeof(double) * 6 * (size_t)n_rho);
+  int *iters = malloc(sizeof(int) * (size_t)n_rho);
+  if (!r || !hp || !p || !sc || !iters) {
+    free(r); free(hp); free(p); free(sc); free(iters);
+    return SPF_ERR_ALLOC;
+  }
+  /* Per shift: zeta (this and the last step's), the right-hand side's norm, the
+   * residual norm at the stop, active. */
+  double *zeta = sc, *zeta_old = sc + n_rho, *rhs_norm = sc + 2 * n_rho, *res = sc + 3 * n_rho,
+         *active = sc + 4 * n_rho;
+  for (int s = 0; s < n_rho; s++) {
+    double *us = u + (int64_t)s * n;
+    double nr = 0;
+    for (int64_t i = 0; i < n; i++) {
+      const double v = mg->rhs[i] + (u0 ? rhos[s] * u0[i] : 0.0);
+      nr += v * v;
+      us[i] = u0 ? u0[i] : 0.0;
+    }
+    rhs_norm[s] = sqrt(nr);
+    zeta[s] = zeta_old[s] = 1;
+    iters[s] = 0;
+  }
+  /* Every system starts from u0 with rhs + rho_s u0, so every residual is
+   * rhs - (H_0) u0 with H_0 = A* W A + phi F* P F: one Krylov space for all shifts. */
+  if (u0) {
+    apply_operator(mg, 0.0, phi, u0, hp);
+    for (int64_t i = 0; i < n; i++) r[i] = mg->rhs[i] - hp[i];
+  } else {
+    memcpy(r, mg->rhs, sizeof(double) * (size_t)n);
+  }
+  for (int s = 0; s < n_rho; s++) memcpy(p + (int64_t)s * n, r, sizeof(double) * (size_t)n);
+  double rr = dot(r, r, n), alpha_prev = 1, beta_prev = 0;
+  int n_active = 0;
+  for (int s = 0; s < n_rho; s++) {
+    res[s] = sqrt(rr);
+    active[s] = res[s] > mg->o.cg_tol * rhs_norm[s];
+    n_active += active[s] != 0;
+  }
+  double *pb = p + (int64_t)base * n; /* the base system's direction drives the recurrence */
+  for (int it = 0; it < mg->o.cg_max_iter && n_active > 0; it++) {
+    apply_operator(mg, rb, phi, pb, hp);
+    const double php = dot(pb, hp, n);
+    if (!(php > 0) || !(rr > 0)) break; /* singular along p: nothing more to gain */
+    const double alpha = rr / php;
+    for (int s = 0; s < n_rho; s++) {
+      if (!active[s] && s != base) continue;
+      /* The shifted system's residual is zeta_s times the base's (derived from CG's
+       * three-term residual recurrence); its step is alpha zeta_new / zeta. */
+      const double sig = rhos[s] - rb, z = zeta[s], zo = zeta_old[s];
+      const double zn = z * zo * alpha_prev / (zo * alpha_prev * (1 + alpha * sig) + alpha * beta_prev * (zo - z));
+      if (active[s]) {
+        const double as = alpha * zn / z;
+        double *us = u + (int64_t)s * n, *ps = p + (int64_t)s * n;
+        for (int64_t i = 0; i < n; i++) us[i] += as * ps[i];
+      }
+      zeta_old[s] = z;
+      zeta[s] = zn;
+    }
+    for (int64_t i = 0; i < n; i++) r[i] -= alpha * hp[i];
+    const double rr_new = dot(r, r, n), beta = rr_new / rr;
+    for (int s = 0; s < n_rho; s++) {
+      if (!active[s] && s != base) continue;
+      const double q = zeta[s] / zeta_old[s], bs = beta * q * q, zs = zeta[s];
+      double *ps = p + (int64_t)s * n;
+      for (int64_t i = 0; i < n; i++) ps[i] = zs * r[i] + bs * ps[i];
+    }
+    rr = rr_new;
+    alpha_prev = alpha;
+    beta_prev = beta;
+    for (int s = 0; s < n_rho; s++) {
+      if (!active[s]) continue;
+      iters[s] = it + 1;
+      res[s] = fabs(zeta[s]) * sqrt(rr);
+      if (!(res[s] > mg->o.cg_tol * rhs_norm[s])) {
+        active[s] = 0;
+        n_active--;
+      }
+    }
+  }
+  const double seconds = omp_get_wtime() - t0;
+  for (int s = 0; s < n_rho && stats; s++) {
+    const double *us = u + (int64_t)s * n;
+    apply_toeplitz(mg, us, hp);
+    const double misfit2 = dot(us, hp, n) - 2.0 * dot(us, mg->rhs, n) + mg->wb2;
+    stats[s] = (spf_merge_stats){iters[s], rhs_norm[s] > 0 ? res[s] / rhs_norm[s] : 0.0,
+                                 sqrt(misfit2 > 0 ? misfit2 : 0.0), sqrt(dot(us, us, n)), rhos[s], phi,
+                                 seconds / n_rho};
+  }
+  free(r); free(hp); free(p); free(sc); free(iters);
+  return SPF_OK;
+}
+
 /* Curvature of the circle through three points (Menger), signed so that an L's corner
  * (misfit falling, then norm falling) is positive. */
 static double menger(double x1, double y1, double x2, double y2, double x3, double y3)
@@ -489,8 +600,26 @@ int spf_merger_solve_lcurve_shared(spf_merger *mg, const spf_comm *comm, int n_r
 {
   if (!mg || !rhos || !u) return SPF_ERR_NULL;
   if (n_rho < 1) return SPF_ERR_SIZE;
-  const int rank = comm && comm->active ? comm->rank : 0, size = comm && comm->active ? comm->size : 1;
   const int64_t n = mg->n_small;
+  if (!mg->o.preconditioner) {
+    /* Plain CG: one Krylov space serves every rho (spf_merger_solve_shifted), so every
+     * rank solves them all, the same bits, in the time of one solve. */
+    double *sol = malloc(sizeof(double) * (size_t)n * (size_t)n_rho);
+    spf_merge_stats *st = malloc(sizeof(spf_merge_stats) * (size_t)n_rho);
+    int rc = sol && st ? SPF_OK : SPF_ERR_ALLOC;
+    if (!rc) rc = spf_merger_solve_shifted(mg, n_rho, rhos, phi, u0, sol, st);
+    rc = spf_comm_agree(comm, rc);
+    if (!rc) {
+      const int best = lcurve_corner(n_rho, st);
+      memcpy(u, sol + (int64_t)best * n, sizeof(double) * (size_t)n);
+      if (chosen) *chosen = best;
+      if (stats) memcpy(stats, st, sizeof(spf_merge_stats) * (size_t)n_rho);
+    }
+    free(sol);
+    free(st);
+    return rc;
+  }
+  const int rank = comm && comm->active ? comm->rank : 0, size = comm && comm->active ? comm->size : 1;
   const int mine = (n_rho - rank + size - 1) / size; /* values rank, rank + size, ... */
   double *sol = malloc(sizeof(double) * (size_t)(n * (mine > 0 ? mine : 1)));
   double *packed = calloc((size_t)n_rho * STAT_FIELDS, sizeof(double));

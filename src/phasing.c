@@ -46,7 +46,7 @@ static int ws_make(fft_ws *w, int64_t m, int nthreads)
   w->spec = fftw_malloc(sizeof(fftw_complex) * (size_t)w->nspec);
   if (!w->real || !w->spec) return SPF_ERR_ALLOC;
   spf_fftw_threads_init();
-  fftw_plan_with_nthreads(nthreads);
+  fftw_plan_with_nthreads(spf_fft_threads(w->n, nthreads));
   /* ESTIMATE: plans are made per call and must not depend on timing. */
   w->fwd = fftw_plan_dft_r2c_3d((int)m, (int)m, (int)m, w->real, w->spec, FFTW_ESTIMATE);
   w->inv = fftw_plan_dft_c2r_3d((int)m, (int)m, (int)m, w->spec, w->real, FFTW_ESTIMATE);

@@ -196,7 +196,9 @@ int spf_reconstruct_pick_model(int64_t n_images, int64_t np, const float *images
  * correlation (0.9372) as 1e-4 and 1e-6, and phasing every fifth generation (the merged
  * model is the one sliced: the density feeds only the next phasing) the same again; 16
  * generations with beta doubling every 4 gave 0.932 in 80% of the time of 20 and 5.
- * Noise-free and bright data keep the tighter defaults. */
+ * Noise-free and bright data keep the tighter accuracies. Phasing every fifth
+ * generation holds for both models: on the demo's data the orientations are the same
+ * bits and the density's correlation with the phantom 0.962 against 0.960. */
 int spf_reconstruct_resolve(spf_reconstruct_options *o, int model)
 {
   if (!o) return SPF_ERR_NULL;
@@ -206,7 +208,7 @@ int spf_reconstruct_resolve(spf_reconstruct_options *o, int model)
   if (!(o->merge.nufft_tol > 0)) o->merge.nufft_tol = poisson ? 1e-4 : 1e-6;
   if (o->max_generations < 1) o->max_generations = poisson ? 16 : 20;
   if (o->beta_period < 1) o->beta_period = 4;
-  if (o->phase_every < 1) o->phase_every = poisson && o->slice_merged ? 5 : 1;
+  if (o->phase_every < 1) o->phase_every = o->slice_merged ? 5 : 1;
   return SPF_OK;
 }
 

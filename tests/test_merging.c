@@ -320,6 +320,71 @@ static void exact_sums_do_not_depend_on_call_order(void)
   free(x); free(b); free(w);
 }
 
+/* Multi-shift CG: the L-curve's solves at once equal the separate solves of each rho
+ * (the same Krylov iterates, so only rounding differs), stopped at the cap or each at
+ * its own tolerance, with a prior and without. Uniform points: on points crowding the
+ * origin (radial_points) early-stopped plain CG is so ill-conditioned that any change
+ * of rounding moves the tenth iterate by 1e-6 (merging.h), separate solves included. */
+static void shifted_solves_equal_separate_solves(void)
+{
+  const int64_t m = 9, n = m * m * m, np = 3000;
+  double *x = malloc(sizeof(double) * 3 * np), *b = malloc(sizeof(double) * np), *w = malloc(sizeof(double) * np);
+  double *u0 = malloc(sizeof(double) * n), *all = malloc(sizeof(double) * 5 * n), *one = malloc(sizeof(double) * n);
+  random_points(np, M_PI, 31, x);
+  spf_rng r;
+  spf_rng_seed(&r, 32, 0);
+  for (int64_t j = 0; j < np; j++) b[j] = exp(-x[j] * x[j]) + 0.1 * spf_rng_normal(&r), w[j] = 0.2 + spf_rng_uniform(&r);
+  for (int64_t i = 0; i < n; i++) u0[i] = 0.01 * spf_rng_normal(&r);
+  /* Not sorted: the smallest rho, which drives the recurrence, is in the middle. */
+  const double rhos[5] = {1e-2 * np, 1e-4 * np, 1e-5 * np, 1e-1 * np, 1e-3 * np}, phi = 1e-2 * np;
+  const int caps[2] = {15, 2000};
+  const double tols[2] = {1e-14, 1e-9};
+  double worst[2] = {0, 0};
+  for (int c = 0; c < 2; c++)
+    for (int prior = 0; prior <= 1; prior++) {
+      spf_merge_options o;
+      spf_merge_default_options(&o);
+      o.nufft_tol = 1e-12;
+      o.preconditioner = 0;
+      o.cg_max_iter = caps[c];
+      o.cg_tol = tols[c];
+      spf_merger *mg;
+      CHECK(spf_merger_make(m, &o, &mg) == SPF_OK, "make");
+      spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, w);
+      spf_merge_stats st[5], s1;
+      CHECK(spf_merger_solve_shifted(mg, 5, rhos, phi, prior ? u0 : NULL, all, st) == SPF_OK, "shifted");
+      for (int k = 0; k < 5; k++) {
+        CHECK(spf_merger_solve(mg, rhos[k], phi, prior ? u0 : NULL, one, &s1) == SPF_OK, "solve");
+        double err = 0, nrm = 0;
+        for (int64_t i = 0; i < n; i++) err += pow(all[k * n + i] - one[i], 2), nrm += one[i] * one[i];
+        /* At the cap the two are the same iterate, apart from rounding (1e-16) grown by
+         * CG's loss of orthogonality over 15 steps; converged, both are within
+         * cond * 1e-9 of the solution, cond <= (largest eigenvalue + rho) / rho <= 1e4. */
+        const double bound = c == 0 ? 1e-9 : 2e-5;
+        worst[c] = fmax(worst[c], sqrt(err / nrm));
+        CHECK(sqrt(err / nrm) < bound, "cap %d prior %d rho %g: shifted vs separate %.2e (bound %.0e), iterations %d / %d",
+              caps[c], prior, rhos[k], sqrt(err / nrm), bound, st[k].iterations, s1.iterations);
+        CHECK(abs(st[k].iterations - s1.iterations) <= 1, "iterations %d vs %d", st[k].iterations, s1.iterations);
+        CHECK(fabs(st[k].data_misfit - s1.data_misfit) <= 1e-6 * s1.data_misfit, "misfit %.6e vs %.6e",
+              st[k].data_misfit, s1.data_misfit);
+        if (c == 1) CHECK(st[k].rel_residual <= o.cg_tol, "residual %.2e", st[k].rel_residual);
+      }
+      if (c == 1 && prior) printf("  converged: iterations per rho %d %d %d %d %d (one operator each)\n",
+                                  st[0].iterations, st[1].iterations, st[2].iterations, st[3].iterations,
+                                  st[4].iterations);
+      if (c == 1 && prior) printf("  shifted vs separate solves: %.1e at the cap, %.1e converged\n", worst[0], worst[1]);
+      spf_merger_free(mg);
+    }
+  spf_merge_options o;
+  spf_merge_default_options(&o);
+  o.preconditioner = 1;
+  spf_merger *mg;
+  spf_merger_make(m, &o, &mg);
+  CHECK(spf_merger_solve_shifted(mg, 5, rhos, phi, NULL, all, NULL) == SPF_ERR_OPTION, "preconditioned: refused");
+  spf_merger_free(mg);
+  free(x); free(b); free(w); free(u0); free(all); free(one);
+}
+
 static void bad_arguments(void)
 {
   spf_merger *mg = NULL;
@@ -340,6 +405,7 @@ int main(void)
   RUN_TEST(operator_matches_dense_matrix);
   RUN_TEST(exact_data_recover_true_autocorrelation);
   RUN_TEST(exact_sums_do_not_depend_on_call_order);
+  RUN_TEST(shifted_solves_equal_separate_solves);
   RUN_TEST(bad_arguments);
   return test_summary();
 }

@@ -88,6 +88,17 @@ void spf_merger_sums(spf_merger *mg, double **kernel, int64_t *kernel_len, doubl
 int spf_merger_solve(spf_merger *mg, double rho, double phi, const double *u0, double *u,
                      spf_merge_stats *stats);
 
+/* The same solve for n_rho values of rho at once, plain CG only (SPF_ERR_OPTION with the
+ * preconditioner): the systems differ by rho I and share u0 as start and prior, so their
+ * residuals all start at rhs - (A* W A + phi F* P F) u0 and one Krylov space serves them
+ * all (multi-shift CG, Jegerlehner; the smallest rho drives the recurrence). Each
+ * solution is, up to rounding, what spf_merger_solve gives for its rho, with its own
+ * stopping test, for one operator application per iteration instead of n_rho. u holds
+ * n_rho solutions of M^3, one after another; stats (may be NULL) n_rho entries, seconds
+ * the total shared equally. */
+int spf_merger_solve_shifted(spf_merger *mg, int n_rho, const double *rhos, double phi, const double *u0,
+                             double *u, spf_merge_stats *stats);
+
 /* L-curve: solve for n_rho values of rho (phi fixed) and keep the solution at the
  * corner, the point of largest curvature of (log misfit, log ||u||); with fewer than
  * three values, the first. stats (n_rho entries, may be NULL) receives every solve;
@@ -95,7 +106,8 @@ int spf_merger_solve(spf_merger *mg, double rho, double phi, const double *u0, d
 int spf_merger_solve_lcurve(spf_merger *mg, int n_rho, const double *rhos, double phi, const double *u0,
                             double *u, int *chosen, spf_merge_stats *stats);
 
-/* The same over MPI ranks holding the same sums: rank r solves rhos r, r + size, ...;
+/* The same over MPI ranks holding the same sums. Plain CG: every rank solves every rho
+ * at once (spf_merger_solve_shifted). With the preconditioner rank r solves rhos r, r + size, ...;
  * the stats are shared, every rank picks the same corner, and its solver broadcasts
  * the solution. comm NULL or inactive: spf_merger_solve_lcurve. A solve's result does
  * not depend on the rank that runs it, so the outcome equals the one-process one. */

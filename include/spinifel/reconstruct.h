@@ -133,8 +133,9 @@ typedef struct {
                               model, whose counts are far noisier; merge.nufft_tol likewise:
                               0 is 1e-6, 1e-4 with the Poisson model) */
   int phase_every;         /* phase every this many generations and at the last (default 0:
-                              auto, 1; 5 with the Poisson model and slice_merged, where the
-                              density feeds only the next phasing); 1 without slice_merged */
+                              auto: 5 with slice_merged, where the density feeds only the
+                              next phasing, 1 without; measured the same density on the
+                              demo's data and on 2cex at 280 photons, BENCHMARKS.md) */
   double res_start;        /* resolution schedule: generation 1 matches on pixels with
                               |s| <= res_start * s_max, rising linearly to all pixels at
                               generation res_generations (default 1: no schedule) */
