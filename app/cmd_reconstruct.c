@@ -62,7 +62,9 @@ static int param_table(settings *s, param *t)
       {"mask-dead", T_INT, &s->mask_dead, 0, 1, 1,
        "1: mask pixels that saw no photon while their neighbours did (beam stop, dead pixels)"},
       {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
-      {"refs", T_I64, &o->n_references, 1, 1e9, 1, "reference orientations for matching"},
+      {"refs", T_I64, &o->n_references, 0, 1e9, 1,
+       "final reference orientations (0: from the particle's size and the data's resolution)"},
+      {"refs-max", T_I64, &o->refs_max, 1, 1e9, 1, "the most references --refs 0 may choose"},
       {"refs-start", T_I64, &o->refs_start, 0, 1e9, 1, "references of generation 1 (0: refs), rising to refs"},
       {"refs-gens", T_INT, &o->refs_generations, 1, 1000, 1, "generation at which refs is reached"},
       {"ref-batch", T_I64, &o->ref_batch, 1, 1e6, 1, "references sliced per batch (memory)"},
@@ -250,6 +252,7 @@ typedef struct {
   int64_t n_all;   /* the run's images over all ranks */
   spf_run_state whole; /* distributed: rank 0's gathered state for the checkpoint */
   double voxel;
+  double resolution;      /* 1 / s_max, A: the corner's */
   double t_start;
   char msg[1024];
   int rc;
@@ -289,10 +292,13 @@ static void copy_run_volumes(spf_run_state *dst, const spf_run_state *src)
   dst->generation = src->generation;
   dst->have_model = src->have_model;
   dst->last_fraction_changed = src->last_fraction_changed;
+  dst->n_references = src->n_references;
   memcpy(dst->rho, src->rho, sizeof(double) * n3);
   memcpy(dst->u, src->u, sizeof(double) * n3);
   memcpy(dst->u_model, src->u_model, sizeof(double) * n3);
   memcpy(dst->support, src->support, n3);
+  memcpy(dst->rho_next, src->rho_next, sizeof(double) * n3);
+  memcpy(dst->support_next, src->support_next, n3);
 }
 
 /* Gather each rank's share of n_all per-image items (item_bytes each) into rank 0's out. */
@@ -377,6 +383,19 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
   json_number(c->log, "t_reduce", g->t_reduce);
   json_number(c->log, "t_ring", g->t_ring);
   fprintf(c->log, ",\"rechecks\":%lld", (long long)g->rechecks);
+  const spf_reference_choice *rc_ = &g->refs_choice;
+  if (rc_->n_references > 0) {
+    fprintf(c->log, ",\"refs_chosen\":%lld", (long long)rc_->n_references);
+    json_number(c->log, "particle_diameter_A", rc_->particle_voxels * c->voxel);
+    json_number(c->log, "refs_ball_radius_deg", rc_->ball_radius_deg);
+    fprintf(stderr,
+            "%sreferences: %lld final orientations, from the data: the particle is about %.0f A across (generation "
+            "0's autocorrelation falls below 1%% of its centre there) and the data reach %.1f A, so one "
+            "orientation per ball of %.2f deg (d / 2D)%s; --refs sets it\n",
+            c->tty ? "\n" : "", (long long)rc_->n_references, rc_->particle_voxels * c->voxel, c->resolution,
+            rc_->ball_radius_deg,
+            rc_->clamped < 0 ? ", raised to --refs-start" : rc_->clamped > 0 ? ", capped at --refs-max" : "");
+  }
   fprintf(c->log, "}\n");
   fflush(c->log);
   char path[2100];
@@ -821,6 +840,7 @@ int cmd_reconstruct(int argc, char **argv)
   /* Voxel of the grid: x = pi s / (s_max os) <=> spacing 1 / (2 s_max os). */
   const double voxel_a = 1e10 / (2.0 * s_max * o.oversampling);
   c.voxel = voxel_a;
+  c.resolution = 1e10 / s_max;
   c.log = cw.rank == 0 ? fopen(path, resumed ? "a" : "w") : NULL;
   if (cw.rank == 0 && !c.log) {
     fprintf(stderr, "spinifel reconstruct: cannot write %s: %s\n", path, strerror(errno));
@@ -887,7 +907,7 @@ int cmd_reconstruct(int argc, char **argv)
     fprintf(stderr, "spinifel reconstruct: pictures: %s\n", msg);
     return 1;
   }
-  printf("reconstructed %lld images in %d generations, %.1f s; voxel %.2f A, resolution %.2f A at the edge; wrote "
+  printf("reconstructed %lld images in %d generations, %.1f s; voxel %.2f A, data to %.2f A (the farthest pixel); wrote "
          "%s/density.mrc, results.h5 and report.html\n",
          (long long)n, st.generation, omp_get_wtime() - c.t_start, voxel_a, 1e10 / s_max, outdir);
   if (q_true) {

@@ -28,7 +28,8 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->positive_intensity = -1;
   o->M = 31;
   o->oversampling = 1.0;
-  o->n_references = 20000;
+  o->n_references = 0;
+  o->refs_max = 1000000;
   o->refs_start = 2000;
   o->refs_generations = 16;
   o->ref_batch = 1000;
@@ -84,6 +85,52 @@ static int64_t reference_count(const spf_reconstruct_options *o, int gen)
   return (int64_t)llround((double)o->refs_start * pow((double)o->n_references / (double)o->refs_start, t));
 }
 
+int spf_reconstruct_reference_count(int64_t M, const double *u, double oversampling, int64_t min_refs,
+                                    int64_t max_refs, spf_reference_choice *choice)
+{
+  if (!u || !choice) return SPF_ERR_NULL;
+  if (M < 3 || M % 2 == 0) return SPF_ERR_SIZE;
+  if (!(oversampling > 0) || min_refs < 1 || max_refs < min_refs) return SPF_ERR_ARG;
+  const int64_t c = (M - 1) / 2;
+  double *sum = calloc((size_t)(c + 2), sizeof(double));
+  int64_t *count = calloc((size_t)(c + 2), sizeof(int64_t));
+  if (!sum || !count) {
+    free(sum);
+    free(count);
+    return SPF_ERR_ALLOC;
+  }
+  /* Shell means of u at integer radii 0 .. c (the shells inside the grid's ball). */
+  for (int64_t i3 = 0; i3 < M; i3++)
+    for (int64_t i2 = 0; i2 < M; i2++)
+      for (int64_t i1 = 0; i1 < M; i1++) {
+        const double r = sqrt((double)((i3 - c) * (i3 - c) + (i2 - c) * (i2 - c) + (i1 - c) * (i1 - c)));
+        const int64_t k = (int64_t)llround(r);
+        if (k <= c) sum[k] += u[(i3 * M + i2) * M + i1], count[k]++;
+      }
+  const double u0 = sum[0];
+  double d_vox = (double)c;
+  int rc = u0 > 0 && isfinite(u0) ? SPF_OK : SPF_ERR_DATA;
+  for (int64_t k = 1; !rc && k <= c; k++) {
+    const double prev = sum[k - 1] / (double)count[k - 1] / u0, cur = sum[k] / (double)count[k] / u0;
+    if (!isfinite(cur)) rc = SPF_ERR_DATA;
+    else if (cur < 0.01) {
+      d_vox = (double)(k - 1) + (prev - 0.01) / (prev - cur); /* linear between the shells */
+      break;
+    }
+  }
+  free(sum);
+  free(count);
+  if (rc) return rc;
+  /* The smallest n whose ball of 1/n of SO(3) has radius <= theta: (theta - sin theta) / pi = 1/n. */
+  const double theta = fmin(oversampling / d_vox, M_PI);
+  const double n = ceil(M_PI / (theta - sin(theta)));
+  choice->particle_voxels = d_vox;
+  choice->ball_radius_deg = theta * 180 / M_PI;
+  choice->clamped = n < (double)min_refs ? -1 : n > (double)max_refs ? 1 : 0;
+  choice->n_references = n < (double)min_refs ? min_refs : n > (double)max_refs ? max_refs : (int64_t)n;
+  return SPF_OK;
+}
+
 /* The stopping rule: fewer than stop_fraction of the images changed orientation, on the
  * final grid (a finer grid still refines): the figure a state keeps. */
 static double stopping_figure(const spf_reconstruct_options *o, int64_t n_refs, double fraction_changed)
@@ -91,15 +138,19 @@ static double stopping_figure(const spf_reconstruct_options *o, int64_t n_refs, 
   return n_refs == o->n_references ? fraction_changed : 1.0;
 }
 
-/* The phasing schedule: every phase_every generations, and always the first (later
- * phasings continue from its density) and the last (the cap, or the stopping rule met
- * on the final grid: n_refs references, fraction_changed of the images changed). */
+/* The phasing schedule: every phase_every generations and always the first (later
+ * phasings continue from its density): PHASE_SCHEDULED; and the last (the cap, or the
+ * stopping rule met on the final grid: n_refs references, fraction_changed of the images
+ * changed): PHASE_LAST when not also scheduled, an output that later phasings do not
+ * continue from (a longer or resumed run never computed it). */
+enum { PHASE_NONE = 0, PHASE_SCHEDULED, PHASE_LAST };
 static int phase_due(const spf_reconstruct_options *o, int gen, int have_model, int64_t n_refs,
                      double fraction_changed)
 {
+  if (o->phase_every <= 1 || !have_model || (gen + 1) % o->phase_every == 0) return PHASE_SCHEDULED;
   const int last =
       gen + 1 >= o->max_generations || (gen > 0 && stopping_figure(o, n_refs, fraction_changed) < o->stop_fraction);
-  return o->phase_every <= 1 || !have_model || (gen + 1) % o->phase_every == 0 || last;
+  return last ? PHASE_LAST : PHASE_NONE;
 }
 
 /* Whether a state's last generation met the stopping rule. */
@@ -225,9 +276,10 @@ typedef struct {
   double lambda0;            /* the data's weight per grid point: the regularisation's unit */
   double *rhos;              /* n_rho regularisation weights of the L-curve */
   spf_merge_stats *stats;    /* n_rho: the L-curve's solves */
-  double *rho_prev;          /* M^3: the density phasing continues from */
+  double *scratch;           /* M^3: an output-only phasing's model autocorrelation */
   spf_phase_cycle *cyc;      /* phasing's cycles */
   const double *true_quats;  /* may be NULL */
+  int auto_refs;             /* the final grid is chosen after generation 0 */
   spf_run_state *out;
 } run;
 
@@ -237,7 +289,7 @@ static void run_free(run *r)
   spf_merger_free(r->mg);
   free(r->rhos);
   free(r->stats);
-  free(r->rho_prev);
+  free(r->scratch);
   free(r->cyc);
 }
 
@@ -248,12 +300,13 @@ static int run_options(int64_t n_images, int64_t np, const float *images, const 
                        spf_reconstruct_options *o, double *s_max)
 {
   if (!images || !s || !out || !out->orientations || !out->best || !out->best_dist || !out->gap || !out->rho ||
-      !out->u || !out->u_model || !out->support)
+      !out->u || !out->u_model || !out->support || !out->rho_next || !out->support_next)
     return SPF_ERR_NULL;
   if (n_images < 1 || np < 1) return SPF_ERR_SIZE;
   if (opts) *o = *opts;
   else spf_reconstruct_default_options(o);
-  if (o->M < 3 || o->M % 2 == 0 || o->n_references < 1 || o->ref_batch < 1 || o->max_generations < 0 || o->n_rho < 1)
+  if (o->M < 3 || o->M % 2 == 0 || o->n_references < 0 || (o->n_references == 0 && o->refs_max < 1) ||
+      o->ref_batch < 1 || o->max_generations < 0 || o->n_rho < 1)
     return SPF_ERR_OPTION;
   o->nthreads = o->nthreads > 0 ? o->nthreads : omp_get_max_threads();
   o->merge.nthreads = o->phase.nthreads = o->nthreads;
@@ -289,11 +342,16 @@ static int run_setup(run *r, int64_t n_images, int64_t np, const float *images, 
   r->positive = o->positive_intensity < 0 ? o->model == SPF_MODEL_POISSON : o->positive_intensity;
   r->true_quats = true_quats;
   r->out = out;
+  r->auto_refs = o->n_references == 0;
+  /* resume may be out itself. */
+  const int64_t resumed_refs = r->auto_refs && resume ? resume->n_references : 0;
+  out->n_references = resumed_refs;
+  if (resumed_refs > 0) r->o.n_references = resumed_refs;
   r->rhos = malloc(sizeof(double) * (size_t)o->n_rho);
   r->stats = malloc(sizeof(spf_merge_stats) * (size_t)o->n_rho);
-  r->rho_prev = malloc(sizeof(double) * (size_t)r->n3);
+  r->scratch = malloc(sizeof(double) * (size_t)r->n3);
   r->cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(o->phase.n_cycles + 1));
-  rc = r->rhos && r->stats && r->rho_prev && r->cyc ? SPF_OK : SPF_ERR_ALLOC;
+  rc = r->rhos && r->stats && r->scratch && r->cyc ? SPF_OK : SPF_ERR_ALLOC;
   if (!rc) rc = spf_merger_make(r->M, &o->merge, &r->mg);
   rc = spf_comm_agree(r->cm, rc);
   if (!rc) rc = spf_orienter_make(n_images, np, images, s, s_max, o, &r->orienter);
@@ -310,6 +368,8 @@ static int run_setup(run *r, int64_t n_images, int64_t np, const float *images, 
     memcpy(out->u, resume->u, sizeof(double) * (size_t)r->n3);
     memcpy(out->u_model, resume->u_model, sizeof(double) * (size_t)r->n3);
     memcpy(out->support, resume->support, (size_t)r->n3);
+    memcpy(out->rho_next, resume->rho_next, sizeof(double) * (size_t)r->n3);
+    memcpy(out->support_next, resume->support_next, (size_t)r->n3);
   }
   return SPF_OK;
 }
@@ -342,23 +402,31 @@ static int merge_step(run *r, int have_model, int *chosen, spf_generation_log *l
  * density and support (as SpiniFEL does): restarting from noise lets the model jump
  * between generations. Over MPI rank 0 phases and broadcasts the result (every rank
  * holds the same u). */
-static int phase_step(run *r, int gen, int have_model)
+static int phase_step(run *r, int gen, int have_model, int due)
 {
   spf_reconstruct_options *o = &r->o;
   spf_run_state *out = r->out;
   const spf_comm *cm = r->cm;
   const int cont = have_model && o->continue_phasing;
+  const size_t n3 = (size_t)r->n3;
+  /* An output-only phasing leaves the model that slicing reads (when it is phasing's) as
+   * the schedule made it. */
+  double *u_model = due == PHASE_LAST && !o->slice_merged ? r->scratch : out->u_model;
   o->phase.seed = o->seed + (uint64_t)gen;
-  if (have_model) memcpy(r->rho_prev, out->rho, sizeof(double) * (size_t)r->n3);
   int rc = SPF_OK;
   if (!cm || !cm->active || cm->rank == 0)
-    rc = spf_phase(r->M, out->u, &o->phase, cont ? r->rho_prev : NULL, cont ? out->support : NULL, out->rho,
-                   out->support, out->u_model, r->cyc);
+    rc = spf_phase(r->M, out->u, &o->phase, cont ? out->rho_next : NULL, cont ? out->support_next : NULL, out->rho,
+                   out->support, u_model, r->cyc);
   rc = spf_comm_agree(cm, rc);
   if (!rc) rc = spf_comm_bcast(cm, out->rho, r->n3 * (int64_t)sizeof(double), 0);
   if (!rc) rc = spf_comm_bcast(cm, out->support, r->n3, 0);
-  if (!rc && !o->slice_merged) rc = spf_comm_bcast(cm, out->u_model, r->n3 * (int64_t)sizeof(double), 0);
+  if (!rc && !o->slice_merged && due == PHASE_SCHEDULED)
+    rc = spf_comm_bcast(cm, out->u_model, r->n3 * (int64_t)sizeof(double), 0);
   if (!rc) rc = spf_comm_bcast(cm, r->cyc, o->phase.n_cycles * (int64_t)sizeof *r->cyc, 0);
+  if (!rc && due == PHASE_SCHEDULED) {
+    memcpy(out->rho_next, out->rho, sizeof(double) * n3);
+    memcpy(out->support_next, out->support, n3);
+  }
   return rc;
 }
 
@@ -419,7 +487,14 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
                               .beta = NAN, .mean_entropy = NAN, .median_gap = NAN, .median_spread = NAN,
                               .negative_fraction = NAN};
     /* 1. The schedule: this generation's reference grid, and the last one's (the state's
-     * best references are on it). */
+     * best references are on it); the final grid chosen from generation 0's merge. */
+    if (gen >= 1 && r.auto_refs && r.o.n_references == 0) {
+      const int64_t floor_refs = o->refs_start > 0 ? o->refs_start : 1000;
+      rc = spf_reconstruct_reference_count(r.M, out->u, o->oversampling, floor_refs,
+                                           o->refs_max > floor_refs ? o->refs_max : floor_refs, &log.refs_choice);
+      if (rc) break;
+      r.o.n_references = out->n_references = log.refs_choice.n_references;
+    }
     const int64_t n_refs = reference_count(o, gen), n_refs_prev = reference_count(o, gen - 1);
     /* 2. Orientations from the model (none yet: random), the views into the merger. */
     rc = spf_orienter_execute(r.orienter, gen, n_refs, n_refs_prev, have_model ? out->u_model : NULL, r.mg, out, &log);
@@ -433,7 +508,7 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     /* 4. Phasing, when due. */
     const int phased = phase_due(o, gen, have_model, n_refs, log.fraction_changed);
     if (o->on_step) o->on_step(o->step_ctx, gen, "phase", 0, 1);
-    if (!rc && phased) rc = phase_step(&r, gen, have_model);
+    if (!rc && phased) rc = phase_step(&r, gen, have_model, phased);
     const double t3 = omp_get_wtime();
     if (o->on_step) o->on_step(o->step_ctx, gen, "phase", 1, 1);
     if (rc) break;

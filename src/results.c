@@ -41,8 +41,10 @@ int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st)
   st->u = malloc(sizeof(double) * n3);
   st->u_model = malloc(sizeof(double) * n3);
   st->support = malloc(n3);
+  st->rho_next = calloc(n3, sizeof(double));
+  st->support_next = calloc(n3, 1);
   if (!st->orientations || !st->best || !st->best_dist || !st->gap || !st->fluence || !st->entropy || !st->rho ||
-      !st->u || !st->u_model || !st->support) {
+      !st->u || !st->u_model || !st->support || !st->rho_next || !st->support_next) {
     spf_run_state_free(st);
     return SPF_ERR_ALLOC;
   }
@@ -68,6 +70,10 @@ void spf_run_state_free(spf_run_state *st)
   free(st->u);
   free(st->u_model);
   free(st->support);
+  free(st->rho_next);
+  free(st->support_next);
+  st->rho_next = NULL;
+  st->support_next = NULL;
   st->orientations = NULL;
   st->best = NULL;
   st->best_dist = st->gap = NULL;
@@ -216,7 +222,7 @@ static int put_intensity_attrs(hid_t file, const char *path, const spf_intensity
 int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *config, char *msg, size_t msg_len)
 {
   if (!path || !st || !config || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->fluence ||
-      !st->entropy || !st->rho || !st->u || !st->u_model || !st->support)
+      !st->entropy || !st->rho || !st->u || !st->u_model || !st->support || !st->rho_next || !st->support_next)
     return SPF_ERR_NULL;
   if (st->M < 1 || st->n_images < 1) return SPF_ERR_SIZE;
   if (st->M > MAX_M) return SPF_ERR_TOO_BIG;
@@ -242,7 +248,9 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
               {"rho", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->rho},
               {"u", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->u},
               {"u_model", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->u_model},
-              {"support", 3, dv, H5T_STD_U8LE, H5T_NATIVE_UINT8, st->support}};
+              {"support", 3, dv, H5T_STD_U8LE, H5T_NATIVE_UINT8, st->support},
+              {"rho_next", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, st->rho_next},
+              {"support_next", 3, dv, H5T_STD_U8LE, H5T_NATIVE_UINT8, st->support_next}};
   for (size_t i = 0; i < sizeof sets / sizeof sets[0] && !rc; i++)
     rc = put_array(o.file, path, sets[i].name, sets[i].rank, sets[i].dims, sets[i].file_type, sets[i].mem_type,
                    sets[i].buf, msg, msg_len);
@@ -251,8 +259,10 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
   if (!rc) rc = put_root_attrs(o.file, path, CHECKPOINT_FORMAT, ints, int_names, NULL, config, msg, msg_len);
   if (!rc) {
     hid_t root = H5Gopen2(o.file, "/", H5P_DEFAULT);
+    const double refs = (double)st->n_references;
     rc = root >= 0 ? put_attr(root, "last_fraction_changed", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &st->last_fraction_changed)
                    : SPF_ERR_IO;
+    if (!rc) rc = put_attr(root, "n_references", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &refs);
     if (root >= 0) H5Gclose(root);
     if (rc) say(msg, msg_len, "%s: cannot write the attributes of /", path);
   }
@@ -434,7 +444,7 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
                         size_t msg_len)
 {
   if (!path || !st || !st->orientations || !st->best || !st->best_dist || !st->gap || !st->fluence ||
-      !st->entropy || !st->rho || !st->u || !st->u_model || !st->support)
+      !st->entropy || !st->rho || !st->u || !st->u_model || !st->support || !st->rho_next || !st->support_next)
     return SPF_ERR_NULL;
   if (st->M < 1 || st->n_images < 1) return SPF_ERR_SIZE;
   if (st->M > MAX_M) return SPF_ERR_TOO_BIG;
@@ -456,6 +466,13 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
   }
   if (!rc && (rc = get_attr_text(root, "config", &config)) != SPF_OK)
     say(msg, msg_len, "%s: attribute 'config' missing or not text", path);
+  /* Optional: checkpoints before the automatic reference count lack it. */
+  double refs = 0;
+  if (!rc && H5Aexists(root, "n_references") > 0 &&
+      (get_attr_double(root, "n_references", &refs) || !(refs >= 0 && refs <= 1e12 && refs == floor(refs)))) {
+    say(msg, msg_len, "%s: attribute 'n_references' invalid", path);
+    rc = SPF_ERR_DATA;
+  }
   if (root >= 0) H5Gclose(root);
 
   /* The common mismatch first, in the run's terms. */
@@ -481,10 +498,13 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
               {"u", 3, dv, H5T_NATIVE_DOUBLE, st->u},
               {"u_model", 3, dv, H5T_NATIVE_DOUBLE, st->u_model},
               {"support", 3, dv, H5T_NATIVE_UINT8, st->support},
-              /* optional: checkpoints before the Poisson model lack them */
+              /* optional: checkpoints before the phasing schedule lack the next two,
+                 before the Poisson model the last two */
+              {"rho_next", 3, dv, H5T_NATIVE_DOUBLE, st->rho_next},
+              {"support_next", 3, dv, H5T_NATIVE_UINT8, st->support_next},
               {"fluence", 1, dn, H5T_NATIVE_DOUBLE, st->fluence},
               {"entropy", 1, dn, H5T_NATIVE_FLOAT, st->entropy}};
-  enum { NSETS = sizeof sets / sizeof sets[0], NOPTIONAL = 2 };
+  enum { NSETS = sizeof sets / sizeof sets[0], NOPTIONAL = 4 };
   hid_t ds[NSETS];
   for (int i = 0; i < NSETS; i++) ds[i] = -1;
   /* Every shape before any read, so a wrong file leaves st untouched. */
@@ -502,6 +522,8 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
       say(msg, msg_len, "%s: cannot read dataset '%s' (damaged file?)", path, sets[i].name);
       rc = SPF_ERR_IO;
     }
+  if (!rc && ds[NSETS - 4] < 0) memcpy(st->rho_next, st->rho, sizeof(double) * m * m * m);
+  if (!rc && ds[NSETS - 3] < 0) memcpy(st->support_next, st->support, m * m * m);
   for (int i = 0; i < NSETS; i++)
     if (ds[i] >= 0) H5Dclose(ds[i]);
   H5Fclose(f);
@@ -509,6 +531,7 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
     st->generation = generation;
     st->have_model = have_model;
     st->last_fraction_changed = last_changed;
+    st->n_references = (int64_t)refs;
     if (config_out && config_len > 0) snprintf(config_out, config_len, "%s", config);
   }
   free(format);

@@ -15,7 +15,7 @@ expect "missing file: one line" one_line
 check "even M is a usage error" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --M 20
 check "unknown parameter is a usage error" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --frobnicate 3
 expect "unknown parameter: one line" one_line
-check "value out of range" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --refs 0
+check "value out of range" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --refs -5
 printf '[reconstruct]\nrefs = many\n' > "$tmp/bad.ini"
 check "bad value in the configuration" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/bad.ini"
 expect "bad configuration: one line naming the file" bash -c "[ \"\$(echo '$LAST_OUT' | wc -l)\" -eq 1 ] && echo '$LAST_OUT' | grep -q bad.ini"

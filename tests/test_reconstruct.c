@@ -55,6 +55,7 @@ static void state_copy(spf_run_state *dst, const spf_run_state *src)
   dst->generation = src->generation;
   dst->have_model = src->have_model;
   dst->last_fraction_changed = src->last_fraction_changed;
+  dst->n_references = src->n_references;
   memcpy(dst->orientations, src->orientations, sizeof(double) * 4 * n);
   memcpy(dst->best, src->best, sizeof(int64_t) * n);
   memcpy(dst->best_dist, src->best_dist, sizeof(float) * n);
@@ -65,6 +66,8 @@ static void state_copy(spf_run_state *dst, const spf_run_state *src)
   memcpy(dst->u, src->u, sizeof(double) * n3);
   memcpy(dst->u_model, src->u_model, sizeof(double) * n3);
   memcpy(dst->support, src->support, n3);
+  memcpy(dst->rho_next, src->rho_next, sizeof(double) * n3);
+  memcpy(dst->support_next, src->support_next, n3);
 }
 
 static int stop_at(void *ctx, const spf_generation_log *log, const spf_run_state *st)
@@ -79,7 +82,7 @@ static int stop_at(void *ctx, const spf_generation_log *log, const spf_run_state
  * uninterrupted run: the state holds everything a generation reads. poisson: the images
  * become photon counts (about 60 per image) and the Poisson model runs, whose per-image
  * fluence and log-likelihood gaps must survive the stop too. */
-static void resume_case(int poisson)
+static void resume_case(int poisson, int auto_refs)
 {
   spf_detector *det;
   float *img;
@@ -98,7 +101,8 @@ static void resume_case(int poisson)
   spf_reconstruct_default_options(&o);
   o.model = poisson ? SPF_MODEL_POISSON : SPF_MODEL_EUCLIDEAN;
   o.M = M;
-  o.n_references = 300;
+  o.n_references = auto_refs ? 0 : 300;
+  if (auto_refs) o.refs_start = 40, o.refs_max = 100000;
   o.ref_batch = 128;
   o.max_generations = 4;
   o.stop_fraction = 0;
@@ -113,6 +117,9 @@ static void resume_case(int poisson)
   stop_ctx c = {2, &saved};
   CHECK(spf_reconstruct(n, np, img, det->s, q, &o, NULL, stop_at, &c, &part) == SPF_OK, "stopped run");
   CHECK(saved.generation == 2 && saved.have_model == 1, "stopped after generation %d", saved.generation);
+  if (auto_refs)
+    CHECK(full.n_references > 40 && full.n_references < 100000 && saved.n_references == full.n_references,
+          "the chosen count (%lld) is in the state (%lld)", (long long)full.n_references, (long long)saved.n_references);
   /* Scribble over the output state: the resume must rely on the saved one only. */
   memset(part.rho, 0, sizeof(double) * n3);
   memset(part.orientations, 0, sizeof(double) * 4 * n);
@@ -121,13 +128,24 @@ static void resume_case(int poisson)
   double du = 0, drho = 0;
   for (int64_t k = 0; k < n3; k++) du = fmax(du, fabs(part.u[k] - full.u[k])), drho = fmax(drho, fabs(part.rho[k] - full.rho[k]));
   CHECK(!memcmp(part.rho, full.rho, sizeof(double) * n3) && !memcmp(part.u, full.u, sizeof(double) * n3),
-        "density and autocorrelation equal to the uninterrupted run's (max differences %.3g, %.3g)", du, drho);
+        "density and autocorrelation equal to the uninterrupted run's (max differences %.3g, %.3g)", drho, du);
   CHECK(!memcmp(part.orientations, full.orientations, sizeof(double) * 4 * n) &&
             !memcmp(part.best, full.best, sizeof(int64_t) * n) && !memcmp(part.gap, full.gap, sizeof(float) * n) &&
             !memcmp(part.best_dist, full.best_dist, sizeof(float) * n),
         "orientations equal to the uninterrupted run's");
   CHECK(!memcmp(part.fluence, full.fluence, sizeof(double) * n) && !memcmp(part.entropy, full.entropy, sizeof(float) * n),
         "fluence and entropy equal to the uninterrupted run's");
+  /* A run that ended at its cap of 2 generations (phasing there for its output only),
+   * resumed with a cap of 4: the same result as a run capped at 4 from the start. */
+  o.max_generations = 2;
+  CHECK(spf_reconstruct(n, np, img, det->s, q, &o, NULL, NULL, NULL, &saved) == SPF_OK && saved.generation == 2,
+        "run capped at 2 generations");
+  o.max_generations = 4;
+  CHECK(spf_reconstruct(n, np, img, det->s, q, &o, &saved, NULL, NULL, &part) == SPF_OK && part.generation == 4,
+        "resumed with a cap of 4");
+  CHECK(!memcmp(part.rho, full.rho, sizeof(double) * n3) && !memcmp(part.u, full.u, sizeof(double) * n3) &&
+            !memcmp(part.orientations, full.orientations, sizeof(double) * 4 * n),
+        "a finished run extended equals the longer run");
   if (poisson) {
     int finite = 1;
     for (int64_t i = 0; i < n; i++) finite &= isfinite(full.gap[i]) && full.gap[i] >= 0 && isfinite(full.entropy[i]);
@@ -151,13 +169,66 @@ static void resume_case(int poisson)
   free(q); free(img);
 }
 
-static void resume_gives_the_uninterrupted_result(void) { resume_case(0); }
-static void poisson_resume_gives_the_uninterrupted_result(void) { resume_case(1); }
+static void resume_gives_the_uninterrupted_result(void) { resume_case(0, 0); }
+static void poisson_resume_gives_the_uninterrupted_result(void) { resume_case(1, 0); }
+/* The automatic count is chosen once, from generation 0's merge: a resumed run keeps it
+ * (re-choosing from a later merge would change the grid). */
+static void resume_keeps_the_automatic_reference_count(void) { resume_case(0, 1); }
+
+/* The autocorrelation of a uniform ball of radius R (voxels) is, at distance r <= 2R,
+ * proportional to 1 - 3r/(4R) + r^3/(16R^3): its shell mean falls to 1% of the centre's
+ * at r = 1.8345 R (the root of that cubic minus 0.01). The count is the smallest n with
+ * 1/n <= (theta - sin theta) / pi, theta = oversampling / D_vox. */
+static void reference_count_from_a_ball(void)
+{
+  const int64_t M = 41, c = 20;
+  double *u = malloc(sizeof(double) * (size_t)(M * M * M));
+  double x = 1.8; /* the root, by Newton */
+  for (int it = 0; it < 50; it++) x -= (1 - 0.75 * x + x * x * x / 16 - 0.01) / (-0.75 + 3 * x * x / 16);
+  int64_t prev_n = 0;
+  for (double R = 3; R <= 9; R += 1.5) {
+    for (int64_t i = 0; i < M * M * M; i++) {
+      const int64_t a = i / (M * M) - c, b = i / M % M - c, d = i % M - c;
+      const double r = sqrt((double)(a * a + b * b + d * d)) / R;
+      u[i] = r <= 2 ? 1 - 0.75 * r + r * r * r / 16 : 0;
+    }
+    spf_reference_choice ch;
+    CHECK(spf_reconstruct_reference_count(M, u, 1.5, 1, 1000000000, &ch) == SPF_OK, "count at R %.1f", R);
+    CHECK(fabs(ch.particle_voxels - x * R) < 0.25, "R %.1f: D_vox %.3f, expected %.3f", R, ch.particle_voxels, x * R);
+    const double theta = 1.5 / ch.particle_voxels;
+    CHECK(fabs(ch.ball_radius_deg - theta * 180 / M_PI) < 1e-9, "ball radius %.4f deg", ch.ball_radius_deg);
+    const double frac = (theta - sin(theta)) / M_PI;
+    const double n = (double)ch.n_references;
+    CHECK(1 / n <= frac && 1 / (n - 1) > frac, "R %.1f: %lld references is the smallest count for %.3f deg",
+          R, (long long)ch.n_references, ch.ball_radius_deg);
+    CHECK(ch.clamped == 0 && ch.n_references > prev_n, "a larger particle needs more references (%lld after %lld)",
+          (long long)ch.n_references, (long long)prev_n);
+    prev_n = ch.n_references;
+  }
+  spf_reference_choice ch;
+  CHECK(spf_reconstruct_reference_count(M, u, 1.5, 1, 1000, &ch) == SPF_OK && ch.n_references == 1000 &&
+            ch.clamped == 1,
+        "capped at max_refs: %lld", (long long)ch.n_references);
+  CHECK(spf_reconstruct_reference_count(M, u, 1.5, 10000000, 20000000, &ch) == SPF_OK &&
+            ch.n_references == 10000000 && ch.clamped == -1,
+        "raised to min_refs: %lld", (long long)ch.n_references);
+  CHECK(spf_reconstruct_reference_count(M, u, 1.5, 1, 10, NULL) == SPF_ERR_NULL, "no output");
+  CHECK(spf_reconstruct_reference_count(40, u, 1.5, 1, 10, &ch) == SPF_ERR_SIZE, "even M");
+  CHECK(spf_reconstruct_reference_count(M, u, 0, 1, 10, &ch) == SPF_ERR_ARG, "zero oversampling");
+  CHECK(spf_reconstruct_reference_count(M, u, 1.5, 11, 10, &ch) == SPF_ERR_ARG, "max below min");
+  u[c * M * M + c * M + c] = 0;
+  CHECK(spf_reconstruct_reference_count(M, u, 1.5, 1, 10, &ch) == SPF_ERR_DATA, "a zero centre");
+  u[c * M * M + c * M + c] = NAN;
+  CHECK(spf_reconstruct_reference_count(M, u, 1.5, 1, 10, &ch) == SPF_ERR_DATA, "a NaN centre");
+  free(u);
+}
 
 int main(void)
 {
   RUN_TEST(orientation_error_is_invariant_to_frame_and_friedel_flip);
   RUN_TEST(resume_gives_the_uninterrupted_result);
   RUN_TEST(poisson_resume_gives_the_uninterrupted_result);
+  RUN_TEST(resume_keeps_the_automatic_reference_count);
+  RUN_TEST(reference_count_from_a_ball);
   return test_summary();
 }

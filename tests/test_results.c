@@ -58,7 +58,10 @@ static int state_alloc(spf_run_state *s, int64_t m, int64_t n)
   s->u = malloc(sizeof(double) * n3);
   s->u_model = malloc(sizeof(double) * n3);
   s->support = malloc(n3);
-  return s->orientations && s->best && s->best_dist && s->gap && s->fluence && s->entropy && s->rho && s->u && s->u_model && s->support;
+  s->rho_next = malloc(sizeof(double) * n3);
+  s->support_next = malloc(n3);
+  return s->orientations && s->best && s->best_dist && s->gap && s->fluence && s->entropy && s->rho && s->u &&
+         s->u_model && s->support && s->rho_next && s->support_next;
 }
 
 static void state_free(spf_run_state *s)
@@ -73,6 +76,8 @@ static void state_free(spf_run_state *s)
   free(s->u);
   free(s->u_model);
   free(s->support);
+  free(s->rho_next);
+  free(s->support_next);
 }
 
 static void state_fill(spf_run_state *s, uint64_t seed)
@@ -82,6 +87,7 @@ static void state_fill(spf_run_state *s, uint64_t seed)
   const int64_t n = s->n_images, n3 = s->M * s->M * s->M;
   s->generation = 3 + (int)seed;
   s->have_model = 1;
+  s->n_references = 1000 + (int64_t)seed * 37;
   for (int64_t i = 0; i < 4 * n; i++) s->orientations[i] = spf_rng_uniform(&g) - 0.5;
   for (int64_t i = 0; i < n; i++) {
     s->best[i] = i % 5 == 0 ? -1 : (int64_t)(spf_rng_uniform(&g) * 1e12);
@@ -95,19 +101,22 @@ static void state_fill(spf_run_state *s, uint64_t seed)
     s->u[i] = spf_rng_uniform(&g) - 0.5;
     s->u_model[i] = -spf_rng_uniform(&g) * 1e300;
     s->support[i] = (uint8_t)(spf_rng_uniform(&g) * 256);
+    s->rho_next[i] = spf_rng_uniform(&g) + 2;
+    s->support_next[i] = (uint8_t)(spf_rng_uniform(&g) * 256);
   }
 }
 
 static int state_equal(const spf_run_state *a, const spf_run_state *b)
 {
   const size_t n = (size_t)a->n_images, n3 = (size_t)(a->M * a->M * a->M);
-  return a->generation == b->generation && a->have_model == b->have_model &&
+  return a->generation == b->generation && a->have_model == b->have_model && a->n_references == b->n_references &&
          !memcmp(a->orientations, b->orientations, sizeof(double) * 4 * n) &&
          !memcmp(a->best, b->best, sizeof(int64_t) * n) && !memcmp(a->best_dist, b->best_dist, sizeof(float) * n) &&
          !memcmp(a->gap, b->gap, sizeof(float) * n) && !memcmp(a->fluence, b->fluence, sizeof(double) * n) &&
          !memcmp(a->entropy, b->entropy, sizeof(float) * n) && !memcmp(a->rho, b->rho, sizeof(double) * n3) &&
          !memcmp(a->u, b->u, sizeof(double) * n3) && !memcmp(a->u_model, b->u_model, sizeof(double) * n3) &&
-         !memcmp(a->support, b->support, n3);
+         !memcmp(a->support, b->support, n3) && !memcmp(a->rho_next, b->rho_next, sizeof(double) * n3) &&
+         !memcmp(a->support_next, b->support_next, n3);
 }
 
 static void checkpoint_round_trip_is_bit_exact(void)
@@ -141,6 +150,43 @@ static void checkpoint_round_trip_is_bit_exact(void)
         "big config round trip: %s", msg);
   free(cfg);
   free(cfg_back);
+  unlink(path);
+  state_free(&a);
+  state_free(&b);
+}
+
+/* A checkpoint from before the phasing schedule and the automatic reference count: the
+   next phasing starts from rho and support, and the count reads as 0 (not chosen). */
+static void older_checkpoint_reads_with_defaults(void)
+{
+  spf_run_state a, b;
+  CHECK(state_alloc(&a, 4, 3) && state_alloc(&b, 4, 3), "alloc");
+  state_fill(&a, 11);
+  state_fill(&b, 12);
+  const char *path = tmp_path("old.h5");
+  char msg[256] = "";
+  CHECK(spf_checkpoint_write(path, &a, "c", msg, sizeof msg) == SPF_OK, "write: %s", msg);
+  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  CHECK(f >= 0 && H5Ldelete(f, "rho_next", H5P_DEFAULT) >= 0 && H5Ldelete(f, "support_next", H5P_DEFAULT) >= 0 &&
+            H5Adelete(f, "n_references") >= 0,
+        "strip the new fields");
+  H5Fclose(f);
+  CHECK(spf_checkpoint_read(path, &b, NULL, 0, msg, sizeof msg) == SPF_OK, "read: %s", msg);
+  CHECK(!memcmp(b.rho_next, a.rho, sizeof(double) * 64) && !memcmp(b.support_next, a.support, 64),
+        "the next phasing starts from rho and support");
+  CHECK(b.n_references == 0, "no count chosen: %lld", (long long)b.n_references);
+  CHECK(!memcmp(b.rho, a.rho, sizeof(double) * 64) && b.generation == a.generation, "the rest as written");
+  /* A count that is not a whole number is refused. */
+  f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t at = H5Acreate2(f, "n_references", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  const double bad = 12.5;
+  H5Awrite(at, H5T_NATIVE_DOUBLE, &bad);
+  H5Aclose(at);
+  H5Sclose(sp);
+  H5Fclose(f);
+  CHECK(spf_checkpoint_read(path, &b, NULL, 0, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, "n_references"),
+        "a fractional count: %s", msg);
   unlink(path);
   state_free(&a);
   state_free(&b);
@@ -528,6 +574,7 @@ int main(void)
   if (!mkdtemp(dir)) return 1;
   RUN_TEST(checkpoint_round_trip_is_bit_exact);
   RUN_TEST(checkpoint_with_other_sizes_is_refused);
+  RUN_TEST(older_checkpoint_reads_with_defaults);
   RUN_TEST(failed_write_leaves_no_file);
   RUN_TEST(checkpoint_over_an_existing_one_replaces_it);
   RUN_TEST(results_round_trip);

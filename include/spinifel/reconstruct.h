@@ -89,6 +89,14 @@
  * "merge" or "phase" (0 / 1 at the start, 1 / 1 at the end). */
 typedef void (*spf_step_fn)(void *ctx, int generation, const char *step, int64_t done, int64_t total);
 
+/* The automatic final reference grid (spf_reconstruct_reference_count). */
+typedef struct {
+  int64_t n_references;     /* chosen */
+  double particle_voxels;   /* D_vox; (M-1)/2 when u never falls below 1% inside the grid */
+  double ball_radius_deg;   /* theta, degrees */
+  int clamped;              /* -1: raised to min_refs, 1: lowered to max_refs, 0: neither */
+} spf_reference_choice;
+
 enum spf_model {
   SPF_MODEL_AUTO = -1,     /* Poisson for integer photon counts with a low mean, else Euclidean */
   SPF_MODEL_EUCLIDEAN = 0, /* nearest model image (M-TIP), soft assignment early */
@@ -118,9 +126,12 @@ typedef struct {
                               negative); default -1: on with the Poisson model */
   int64_t M;               /* grid size, odd (default 31) */
   double oversampling;     /* NUFFT coordinates x = pi s / (s_max * oversampling) (default 1) */
-  int64_t n_references;    /* reference orientations for matching (default 20000; the command
+  int64_t n_references;    /* reference orientations for matching (default 0: auto, from the data
+                              after generation 0, spf_reconstruct_reference_count, at least
+                              refs_start, at most refs_max; the command
                               line uses 3,240 and no schedule with the Poisson model, whose
                               probabilities cover every reference each generation) */
+  int64_t refs_max;        /* the automatic count's cap (default 1000000) */
   int64_t refs_start;      /* reference schedule: generation 1 uses refs_start (default 2000; 0: n_references), */
   int refs_generations;    /*   rising geometrically to n_references at this generation (default 16) */
   int64_t ref_batch;       /* references sliced per batch (default 1000) */
@@ -177,6 +188,8 @@ typedef struct {
   int generation;
   int model;                    /* enum spf_model in use (never AUTO) */
   int64_t n_references;         /* of this generation's grid (0 in generation 0) */
+  spf_reference_choice refs_choice; /* the automatic final grid, in the generation that chose
+                                   it (n_references 0 otherwise) */
   double fraction_changed;      /* images whose orientation changed: another reference of the
                                    same grid, or, when the grid changed, an orientation farther
                                    than 1.5 ball radii of the new grid (1 in generation 0) */
@@ -223,6 +236,21 @@ int spf_reconstruct(int64_t n_images, int64_t n_pixels, const float *images, con
  * spf_reconstruct calls it; a caller that reports or records the options may call it
  * first (the values then stand). */
 int spf_reconstruct_resolve(spf_reconstruct_options *o, int model);
+
+/* The final reference grid for the data (n_references 0: auto), chosen once, from the
+ * merged autocorrelation u of generation 0 (M^3, centred): the images at random
+ * orientations make it the spherical average, whose radius is the particle's size. A
+ * rotation by theta moves the outermost pixel (resolution d = 1 / s_max) by theta / d;
+ * the intensity of a particle D across varies on the scale 1 / D and is sampled at its
+ * Nyquist interval 1 / (2 D): the grid holds one orientation per ball of rotations of
+ * radius theta = d / (2 D) (spf_orientation_ball_radius), finer gains nothing the data
+ * can tell apart. In grid units (voxel d / (2 oversampling)) theta = oversampling / D_vox,
+ * D_vox the radius (voxels) at which u's shell mean falls below 1% of its centre: the
+ * diameter of the sphere that scatters alike (46 A for the phantom, whose atoms reach
+ * 34 A from the centre and whose radius of gyration is 18.6 A). The count is kept within
+ * [min_refs, max_refs]. */
+int spf_reconstruct_reference_count(int64_t M, const double *u, double oversampling, int64_t min_refs,
+                                    int64_t max_refs, spf_reference_choice *choice);
 
 /* Over every rank of comm (may be NULL): how many values of the images are not photon
  * counts (non-negative integers up to 1e7), and the mean count per value. */

@@ -11,8 +11,12 @@
  *                  ones) read as fluence 1 and entropy NaN.
  *   rho, u, u_model (M, M, M) float64
  *   support        (M, M, M) uint8
+ *   rho_next       (M, M, M) float64, support_next (M, M, M) uint8: where the next
+ *                  phasing starts (checkpoints without them read as rho and support)
  *   attributes on /: format = "spinifel checkpoint 1", generation (int), have_model (int),
- *                    last_fraction_changed (double), config (text)
+ *                    last_fraction_changed (double), n_references (double: the final
+ *                    reference count chosen after generation 0, 0 before; checkpoints
+ *                    without it read as 0), config (text)
  *
  * Files are written to "<path>.tmp.<pid>", synced and renamed into place: a failure or
  * a kill mid-write leaves no partial file and any previous file at path intact. Files
@@ -34,6 +38,9 @@ typedef struct {
   int generation;            /* generations completed */
   int have_model;            /* 0 before the first phasing */
   double last_fraction_changed; /* of the last generation (1 for generation 0) */
+  int64_t n_references;      /* the final reference grid's size when the run chose it from the
+                                data (spf_reconstruct_reference_count, after generation 0);
+                                0 before, or when the options fixed it */
   double *orientations;      /* n_images * 4 */
   int64_t *best;             /* n_images: reference index of the last match, -1 none */
   float *best_dist, *gap;    /* n_images (NaN before matching). Poisson model: best_dist is
@@ -44,6 +51,10 @@ typedef struct {
                                 when not computed */
   double *rho, *u, *u_model; /* M^3 each: density, merged autocorrelation, model autocorrelation */
   uint8_t *support;          /* M^3 */
+  double *rho_next;          /* M^3: the density and support the next phasing continues from: */
+  uint8_t *support_next;     /* rho and support, unless the last generation phased only because it
+                                was the last (a run's output, which a longer run never computed),
+                                so that a resumed run equals an uninterrupted one */
 } spf_run_state;
 
 /* Allocate every array of a state for M^3 volumes and n_images images (generation 0,
