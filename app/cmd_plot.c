@@ -264,6 +264,13 @@ int plot_outdir(const char *outdir, char *msg, size_t len)
   double voxel, origin[3];
   int rc = spf_mrc_read(path, &map, dims, &voxel, origin, msg, len);
   if (rc) return rc;
+  /* A reconstruction's density is a cube of M^3 (M >= 3): anything else is another map. */
+  if (dims[0] != dims[1] || dims[0] != dims[2] || dims[0] < 3) {
+    snprintf(msg, len, "%s: a %lld x %lld x %lld map, not a reconstruction's cubic density", path, (long long)dims[0],
+             (long long)dims[1], (long long)dims[2]);
+    free(map);
+    return SPF_ERR_FORMAT;
+  }
   const int64_t M = dims[0], n3 = M * M * M;
   double *rho = malloc(sizeof(double) * (size_t)n3), *vol = malloc(sizeof(double) * (size_t)n3);
   rc = rho && vol ? SPF_OK : SPF_ERR_ALLOC;

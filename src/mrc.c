@@ -135,13 +135,22 @@ int spf_mrc_read(const char *path, float **data, int64_t dims[3], double *voxel,
     rc = SPF_ERR_IO;
   }
   fclose(f);
+  /* The voxel size is the cell's x length over its sampling (mx; the x size when 0): a
+   * zero, negative or non-finite cell is no size at all, and every figure in Angstrom
+   * would be a lie, so it is refused rather than taken as 1 A. */
+  const int mx = get_i32(h, 7);
+  const double cell = get_f32(h, 10), vox = cell / (double)(mx > 0 ? mx : dims[0]);
+  if (!rc && !(vox > 0 && isfinite(vox))) {
+    if (msg) snprintf(msg, msg_len, "%s: the cell size (%g A over %d samples) gives no valid voxel size", path, cell,
+                      mx > 0 ? mx : (int)dims[0]);
+    rc = SPF_ERR_FORMAT;
+  }
   if (rc) {
     free(*data);
     *data = NULL;
     return rc;
   }
-  int mx = get_i32(h, 7);
-  if (voxel) *voxel = mx > 0 ? get_f32(h, 10) / mx : 1.0;
+  if (voxel) *voxel = vox;
   if (origin)
     for (int k = 0; k < 3; k++) origin[k] = get_f32(h, 49 + k);
   return SPF_OK;

@@ -29,6 +29,25 @@ fi
 rm -f "$tmp/r/density.png"
 if "$bin" plot "$tmp/r" > /dev/null 2>&1 && [ -s "$tmp/r/density.png" ]; then ok "plot draws them again"; else bad "plot"; fi
 if "$bin" plot "$tmp/none" > /dev/null 2>&1; then bad "plot of a missing directory succeeded"; else ok "plot of a missing directory fails"; fi
+# A valid map that is not a cube (M x 1 x 1) read as M^3 overflowed the heap: refused, one line.
+cp -r "$tmp/r" "$tmp/flat"
+write_flat_mrc() { # header of a 15 x 1 x 1 float32 map, cell 15 A, then 15 floats
+  { printf '\x0f\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00'
+    head -c 12 /dev/zero
+    printf '\x0f\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00'
+    printf '\x00\x00\x70\x41\x00\x00\x80\x3f\x00\x00\x80\x3f'
+    head -c 156 /dev/zero
+    printf 'MAP \x44\x44\x00\x00'
+    head -c 808 /dev/zero
+    head -c 60 /dev/zero; } > "$1"
+}
+write_flat_mrc "$tmp/flat/density.mrc"
+err="$("$bin" plot "$tmp/flat" 2>&1 > /dev/null)"; rc=$?
+if [ "$rc" = 1 ] && [ "$(printf '%s\n' "$err" | wc -l)" = 1 ] && echo "$err" | grep -q "15 x 1 x 1"; then
+  ok "plot of a non-cubic density.mrc: one line, exit 1"
+else
+  bad "plot of a non-cubic density.mrc: exit $rc: $err"
+fi
 chrome="$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)"
 if [ -n "$chrome" ]; then
   dom="$(timeout 60 "$chrome" --headless --no-sandbox --disable-gpu --allow-file-access-from-files \

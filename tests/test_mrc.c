@@ -55,6 +55,22 @@ static void round_trip_and_header_layout(void)
   CHECK(spf_mrc_write("/nonexistent/dir/x.mrc", data, 4, 3, 2, 1, NULL, msg, sizeof msg) == SPF_ERR_IO &&
             access("/nonexistent/dir/x.mrc", F_OK) != 0,
         "unwritable directory: error, no file");
+  /* A cell of zero, negative or NaN length has no voxel size: refused, not 1 A. */
+  const float bad_cells[] = {0.0f, -8.0f, NAN, INFINITY};
+  for (int k = 0; k < 4; k++) {
+    unsigned char hb[1024];
+    memcpy(hb, h, sizeof hb);
+    memcpy(hb + 40, &bad_cells[k], 4);
+    f = fopen(trunc, "wb");
+    fwrite(hb, 1, 1024, f);
+    fwrite(data, 4, 24, f);
+    fclose(f);
+    msg[0] = 0;
+    back = (float *)1;
+    CHECK(spf_mrc_read(trunc, &back, dims, &v, o, msg, sizeof msg) == SPF_ERR_FORMAT && !back &&
+              strstr(msg, "voxel size"),
+          "cell %g refused: %s", bad_cells[k], msg);
+  }
   unlink(trunc);
   unlink(path);
 }
