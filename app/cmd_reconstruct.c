@@ -176,14 +176,36 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
   return c->rc == 0;
 }
 
-static int read_config(settings *s, const char *path)
+/* Read a configuration file, or a run directory's config.ini (resume_dir not NULL):
+ * what is missing or not a file is an input error (1), a bad line a usage error (2). */
+static int read_config(settings *s, const char *path, const char *resume_dir)
 {
+  struct stat sb;
+  if (resume_dir && stat(resume_dir, &sb) != 0) {
+    fprintf(stderr, "spinifel reconstruct: --resume %s: %s\n", resume_dir, strerror(errno));
+    return 1;
+  }
+  if (resume_dir && !S_ISDIR(sb.st_mode)) {
+    fprintf(stderr, "spinifel reconstruct: --resume %s: not a directory\n", resume_dir);
+    return 1;
+  }
+  if (stat(path, &sb) != 0) {
+    if (resume_dir)
+      fprintf(stderr, "spinifel reconstruct: --resume %s: not a run directory (no config.ini)\n", resume_dir);
+    else
+      fprintf(stderr, "spinifel reconstruct: the configuration %s: %s\n", path, strerror(errno));
+    return 1;
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    fprintf(stderr, "spinifel reconstruct: the configuration %s is not a regular file\n", path);
+    return 1;
+  }
   ini_ctx c = {s, path, 0};
   int e = ini_parse(path, on_ini_line, &c);
   if (c.rc) return c.rc;
   if (e < 0) {
     fprintf(stderr, "spinifel reconstruct: cannot open the configuration %s\n", path);
-    return 2;
+    return 1;
   }
   if (e > 0) {
     fprintf(stderr, "spinifel reconstruct: %s:%d: not a valid INI line\n", path, e);
@@ -574,7 +596,7 @@ int cmd_reconstruct(int argc, char **argv)
       } else {
         snprintf(path, sizeof path, "%s", v);
       }
-      int rc = read_config(&S, path);
+      int rc = read_config(&S, path, resume_dir);
       if (rc) return rc;
       if (resume_dir) snprintf(S.output, sizeof S.output, "%s", resume_dir);
     }
@@ -814,6 +836,11 @@ int cmd_reconstruct(int argc, char **argv)
     if (rc) {
       fprintf(stderr, "spinifel reconstruct: %s\n", msg);
       return 1;
+    }
+    if (st.generation > o.max_generations) {
+      fprintf(stderr, "spinifel reconstruct: %s holds %d generations, more than --generations %d\n", path,
+              st.generation, o.max_generations);
+      return 2;
     }
     if (strcmp(stored, config_results) != 0) {
       fprintf(stderr, "spinifel reconstruct: %s was written with another configuration than %s/config.ini\n", path,

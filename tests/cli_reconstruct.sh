@@ -21,8 +21,15 @@ check "bad value in the configuration" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp
 expect "bad configuration: one line naming the file" bash -c "[ \"\$(echo '$LAST_OUT' | wc -l)\" -eq 1 ] && echo '$LAST_OUT' | grep -q bad.ini"
 printf '[reconstruct]\nnot a line\n' > "$tmp/bad2.ini"
 check "malformed configuration" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/bad2.ini"
-check "missing configuration" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/none.ini"
-check "resume without a checkpoint" 2 "$bin" reconstruct --resume "$tmp/none"
+check "missing configuration" 1 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/none.ini"
+expect "missing configuration: one line naming it" bash -c "[ \"\$(echo '$LAST_OUT' | wc -l)\" -eq 1 ] && echo '$LAST_OUT' | grep -q none.ini"
+check "a directory as the configuration" 1 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp"
+expect "a directory as the configuration: said so" bash -c "echo '$LAST_OUT' | grep -q 'not a regular file'"
+check "resume of a missing directory" 1 "$bin" reconstruct --resume "$tmp/none"
+expect "resume of a missing directory: said so" bash -c "echo '$LAST_OUT' | grep -q 'No such file or directory'"
+mkdir -p "$tmp/notrun"
+check "resume of a directory that is not a run" 1 "$bin" reconstruct --resume "$tmp/notrun"
+expect "resume of a directory that is not a run: said so" bash -c "echo '$LAST_OUT' | grep -q 'not a run directory (no config.ini)'"
 mkdir -p "$tmp/empty"
 printf '[reconstruct]\ndata = %s\n' "$tmp/d.h5" > "$tmp/empty/config.ini"
 check "resume of a directory without checkpoint" 1 "$bin" reconstruct --resume "$tmp/empty"
@@ -68,6 +75,8 @@ check "resume takes only threads and generations" 2 "$bin" reconstruct --resume 
 check "resume to three generations" 0 "$bin" reconstruct --resume "$tmp/part" --generations 3 --threads 2
 expect "resumed density equals the uninterrupted one" cmp -s "$tmp/full/density.mrc" "$tmp/part/density.mrc"
 expect "resumed log has three lines" bash -c "[ \$(wc -l < '$tmp/part/log.jsonl') -eq 3 ]"
+check "resume to fewer generations than the checkpoint holds" 2 "$bin" reconstruct --resume "$tmp/part" --generations 2
+expect "fewer generations: said so" bash -c "echo '$LAST_OUT' | grep -q 'holds 3 generations, more than --generations 2'"
 sed -i 's/^refs = 300/refs = 301/' "$tmp/part/config.ini"
 check "resume refuses a changed configuration" 1 "$bin" reconstruct --resume "$tmp/part" --generations 4
 
