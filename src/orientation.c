@@ -187,7 +187,6 @@ int spf_orienter_start(spf_orienter *p, const spf_run_state *resume, const doubl
   if (!p || !st) return SPF_ERR_NULL;
   const int64_t n = p->n_images;
   if (st->n_images != n || (resume && resume->n_images != n)) return SPF_ERR_SIZE;
-  for (int64_t i = 0; i < n; i++) st->best_dist[i] = p->second[i] = NAN; /* no matching before generation 1 */
   if (resume) {
     if (resume != st) {
       memcpy(st->orientations, resume->orientations, sizeof(double) * 4 * (size_t)n);
@@ -200,7 +199,10 @@ int spf_orienter_start(spf_orienter *p, const spf_run_state *resume, const doubl
     for (int64_t i = 0; i < n; i++) p->second[i] = st->best_dist[i] + st->gap[i];
     return SPF_OK;
   }
-  /* Generation 0: random orientations, one seeded stream per image. */
+  /* Generation 0: random orientations, one seeded stream per image; no matching yet.
+   * (A resume, above, keeps the state's distances: resetting them first lost them
+   * when the state resumed in place.) */
+  for (int64_t i = 0; i < n; i++) st->best_dist[i] = p->second[i] = NAN;
   for (int64_t i = 0; i < n; i++) {
     spf_rng r;
     spf_rng_seed(&r, p->o.seed, (uint64_t)(p->o.first_image + i));

@@ -241,6 +241,10 @@ static void start_draws_seeded_orientations_and_resume_copies_the_state(void)
   CHECK(!memcmp(st.best, other.best, sizeof(int64_t) * n) && !memcmp(st.best_dist, other.best_dist, sizeof(float) * n) &&
             !memcmp(st.fluence, other.fluence, sizeof(double) * n),
         "the resumed state's per-image arrays");
+  /* Resumed in place (the state is its own resume): its distances are kept. */
+  CHECK(spf_orienter_start(orienter, &st, NULL, &st) == SPF_OK, "resume in place");
+  CHECK(!memcmp(st.best_dist, other.best_dist, sizeof(float) * n) && !memcmp(st.gap, other.gap, sizeof(float) * n),
+        "resumed in place: distances and gaps kept (best_dist %g)", st.best_dist[3]);
   spf_orienter_free(orienter);
   /* The model must be resolved; a non-finite value is refused. */
   o.model = SPF_MODEL_AUTO;
