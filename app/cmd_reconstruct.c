@@ -735,6 +735,16 @@ int cmd_reconstruct(int argc, char **argv)
     return 2;
   }
   const int64_t M = o.M, n3 = M * M * M;
+  /* The images are held in memory: say so before trying when they cannot fit (an
+   * allocation that succeeds only to be killed later helps nobody). */
+  const double need = 4.0 * (double)n * (double)np, have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+  if (have > 0 && need > 0.9 * have) {
+    fprintf(stderr, "spinifel reconstruct: %lld images of %lld pixels need %.1f GiB, more than this machine's %.1f GiB%s\n",
+            (long long)n, (long long)np, need / 1073741824.0, have / 1073741824.0,
+            cw.active ? "" : " (mpirun spreads them over ranks)");
+    spf_dataset_close_reader(d);
+    return 1;
+  }
   float *all = malloc(sizeof(float) * (size_t)np_all * 64), *img = malloc(sizeof(float) * (size_t)(n * np));
   double *s = malloc(sizeof(double) * 3 * (size_t)np);
   double *q_true = d->h.has_orientations ? malloc(sizeof(double) * 4 * (size_t)n) : NULL;

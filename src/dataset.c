@@ -257,6 +257,44 @@ static int dataset_shape(hid_t ds, hsize_t *dims)
   return rank;
 }
 
+/* Whether a dataset of rank dims holds data for every element it declares: no images,
+ * or a file that declares more than was ever written (a shape set, the data never
+ * written; a writer killed midway), is refused before anything is allocated for it.
+ * Contiguous storage is allocated whole at the first write; chunked storage one chunk
+ * at a time, so every chunk must exist. 0 when complete, else a message in msg. */
+static int check_written(hid_t ds, const char *path, const char *name, int rank, const hsize_t *dims, char *msg,
+                         size_t msg_len)
+{
+  if (dims[0] == 0) {
+    say(msg, msg_len, "%s: dataset '%s' holds no images", path, name);
+    return SPF_ERR_DATA;
+  }
+  hid_t cp = H5Dget_create_plist(ds);
+  if (cp < 0) return SPF_OK;
+  const H5D_layout_t layout = H5Pget_layout(cp);
+  int rc = SPF_OK;
+  if (layout == H5D_CONTIGUOUS && H5Dget_storage_size(ds) == 0) {
+    say(msg, msg_len, "%s: dataset '%s' declares %llu images but holds no data (never written)", path, name,
+        (unsigned long long)dims[0]);
+    rc = SPF_ERR_DATA;
+  } else if (layout == H5D_CHUNKED) {
+    hsize_t chunk[4] = {0}, want = 1, have = 0;
+    if (H5Pget_chunk(cp, rank, chunk) == rank) {
+      for (int k = 0; k < rank; k++) want *= chunk[k] ? (dims[k] + chunk[k] - 1) / chunk[k] : 1;
+      hid_t sp = H5Dget_space(ds); /* libhdf5 1.10 refuses H5S_ALL here */
+      const herr_t e = sp >= 0 ? H5Dget_num_chunks(ds, sp, &have) : -1;
+      if (sp >= 0) H5Sclose(sp);
+      if (e >= 0 && have < want) {
+        say(msg, msg_len, "%s: dataset '%s' declares %llu images but only %llu of its %llu chunks were written", path,
+            name, (unsigned long long)dims[0], (unsigned long long)have, (unsigned long long)want);
+        rc = SPF_ERR_DATA;
+      }
+    }
+  }
+  H5Pclose(cp);
+  return rc;
+}
+
 static int exists(hid_t file, const char *path)
 {
   /* H5Lexists needs every intermediate group to exist: walk the path. */
@@ -287,6 +325,8 @@ static int open_cxi(spf_dataset *d, hid_t f, char *msg, size_t msg_len)
     return SPF_ERR_FORMAT;
   }
   d->data_id = ds;
+  int rc = check_written(ds, d->path, name, 3, dims, msg, msg_len);
+  if (rc) return rc;
   d->h.n_images = (int64_t)dims[0];
   d->h.ny = (int64_t)dims[1];
   d->h.nx = (int64_t)dims[2];
@@ -306,7 +346,7 @@ static int open_cxi(spf_dataset *d, hid_t f, char *msg, size_t msg_len)
   g.distance_m = d->h.distance_m;
   g.photon_energy_ev = d->h.photon_energy_ev;
   spf_detector *det;
-  int rc = spf_detector_make(&g, &det);
+  rc = spf_detector_make(&g, &det);
   if (rc) {
     say(msg, msg_len, "%s: CXI geometry is invalid", d->path);
     return rc;
@@ -379,6 +419,7 @@ int spf_dataset_open(const char *path, spf_dataset **out, char *msg, size_t msg_
       }
       H5Tclose(t);
     }
+    if (!rc) rc = check_written(ds, path, "intensities", 4, dims, msg, msg_len);
     if (!rc) {
       d->h.n_images = (int64_t)dims[0];
       d->h.ny = (int64_t)dims[2];

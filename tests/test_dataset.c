@@ -144,6 +144,35 @@ static void bad_files_give_clear_errors(void)
   CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_ERR_FORMAT && strstr(msg, "intensities"), "missing: %s", msg);
   write_raw(path, "intensities", 3, dims3, zeros);
   CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_ERR_FORMAT && strstr(msg, "(N, 1, ny, nx)"), "shape: %s", msg);
+  /* Declared but never written (contiguous), written in part (chunked), no images: refused
+   * at open, before anything is allocated for them. */
+  {
+    const hsize_t huge[4] = {1000000000, 1, 3, 4};
+    hid_t hf = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(4, huge, NULL);
+    hid_t ds = H5Dcreate2(hf, "intensities", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dclose(ds), H5Sclose(sp), H5Fclose(hf);
+    CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, "declares 1000000000 images") &&
+              strstr(msg, "no data"),
+          "never written: %s", msg);
+    const hsize_t four[4] = {4, 1, 3, 4}, chunk[4] = {1, 1, 3, 4}, one[4] = {1, 1, 3, 4};
+    hf = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    sp = H5Screate_simple(4, four, NULL);
+    hid_t cp = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(cp, 4, chunk);
+    ds = H5Dcreate2(hf, "intensities", H5T_IEEE_F32LE, sp, H5P_DEFAULT, cp, H5P_DEFAULT);
+    hid_t ms = H5Screate_simple(4, one, NULL);
+    const hsize_t start[4] = {0, 0, 0, 0};
+    H5Sselect_hyperslab(sp, H5S_SELECT_SET, start, NULL, one, NULL);
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, sp, H5P_DEFAULT, zeros);
+    H5Sclose(ms), H5Pclose(cp), H5Dclose(ds), H5Sclose(sp), H5Fclose(hf);
+    CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, "only 1 of its 4 chunks"),
+          "written in part: %s", msg);
+    const hsize_t none[4] = {0, 1, 3, 4};
+    write_raw(path, "intensities", 4, none, zeros);
+    CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, "holds no images"),
+          "no images: %s", msg);
+  }
   /* Empty, text, truncated, missing. */
   FILE *f = fopen(path, "w");
   fclose(f);
