@@ -600,6 +600,16 @@ int spf_dataset_read_images(spf_dataset *d, int64_t first, int64_t count, float 
       say(msg, msg_len, "%s: cannot read 'orientations'", d->path);
       return SPF_ERR_IO;
     }
+    /* The true orientations are unit quaternions; anything else would turn every
+     * orientation error into NaN or 180 degrees. */
+    for (int64_t i = 0; i < count; i++) {
+      const double *q = quats + 4 * i, nn = q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3];
+      if (!(fabs(nn - 1) < 1e-4)) {
+        say(msg, msg_len, "%s: dataset 'orientations' row %lld (%g, %g, %g, %g) is not a unit quaternion", d->path,
+            (long long)(first + i), q[0], q[1], q[2], q[3]);
+        return SPF_ERR_DATA;
+      }
+    }
   }
   return SPF_OK;
 }

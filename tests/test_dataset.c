@@ -20,6 +20,14 @@ static const char *tmp_path(const char *name)
   return p[k];
 }
 
+/* Image i's orientation: (i, i + 0.1, i + 0.2, i + 0.3) normalised. */
+static void quat_of(int64_t i, double *q)
+{
+  double nn = 0;
+  for (int k = 0; k < 4; k++) q[k] = (double)i + 0.1 * k, nn += q[k] * q[k];
+  for (int k = 0; k < 4; k++) q[k] /= sqrt(nn);
+}
+
 /* A small valid file: n images of 6 x 5 pixels, image i pixel p = i * 100 + p. */
 static int write_small(const char *path, int64_t n, int with_quats)
 {
@@ -42,7 +50,7 @@ static int write_small(const char *path, int64_t n, int with_quats)
     int64_t c = n - f < 3 ? n - f : 3;
     for (int64_t i = 0; i < c; i++) {
       for (int p = 0; p < 30; p++) img[i * 30 + p] = (float)((f + i) * 100 + p);
-      for (int k = 0; k < 4; k++) q[4 * i + k] = (double)(f + i) + 0.1 * k;
+      quat_of(f + i, q + 4 * i);
     }
     rc = spf_dataset_write_images(w, f, c, img, q);
     if (rc) {
@@ -75,9 +83,30 @@ static void write_then_read_back_exactly(void)
   ok = 1;
   for (int i = 0; i < 4; i++) {
     for (int p = 0; p < 30; p++) ok &= img[i * 30 + p] == (float)((4 + i) * 100 + p);
-    ok &= q[4 * i] == 4 + i && q[4 * i + 3] == 4 + i + 0.3;
+    double want[4];
+    quat_of(4 + i, want);
+    ok &= !memcmp(q + 4 * i, want, sizeof want);
   }
   CHECK(ok, "images 4..7 and their orientations");
+  spf_dataset_close_reader(d);
+  /* Orientations that are not unit quaternions (NaN, zero) are refused, naming the row. */
+  const double bad_q[2][4] = {{NAN, 0, 0, 1}, {0, 0, 0, 0}};
+  for (int b = 0; b < 2; b++) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, "orientations", H5P_DEFAULT);
+    hsize_t start[2] = {5, 0}, cnt[2] = {1, 4};
+    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(2, cnt, NULL);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    H5Dwrite(ds, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, bad_q[b]);
+    H5Sclose(ms), H5Sclose(fs), H5Dclose(ds), H5Fclose(f);
+    CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_OK, "open");
+    CHECK(spf_dataset_read_images(d, 4, 4, img, q, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, "row 5") &&
+              strstr(msg, "not a unit quaternion"),
+          "bad orientation %d: %s", b, msg);
+    CHECK(spf_dataset_read_images(d, 4, 4, img, NULL, msg, sizeof msg) == SPF_OK, "images without orientations");
+    spf_dataset_close_reader(d);
+  }
+  CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_OK, "open");
   CHECK(spf_dataset_read_images(d, 8, 3, img, NULL, msg, sizeof msg) == SPF_ERR_SIZE, "range past the end");
   spf_dataset_close_reader(d);
   unlink(path);
