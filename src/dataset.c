@@ -295,6 +295,36 @@ static int check_written(hid_t ds, const char *path, const char *name, int rank,
   return rc;
 }
 
+/* The valid pixels' scattering vectors (1/m) must span a detector: not all at one point
+ * (every image one value), and none beyond 1e12 1/m (0.01 A, where nothing is measured:
+ * a unit mistake, which would make the voxel 0 A). */
+static int check_pixels(const spf_dataset *d, const char *path, char *msg, size_t msg_len)
+{
+  double s_max = 0, spread = 0;
+  int64_t first = -1;
+  for (int64_t p = 0; p < d->n_pixels; p++) {
+    if (!d->mask[p]) continue;
+    if (first < 0) first = p;
+    const double *a = d->s + 3 * p, *b = d->s + 3 * first;
+    s_max = fmax(s_max, sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2]));
+    spread = fmax(spread, fabs(a[0] - b[0]) + fabs(a[1] - b[1]) + fabs(a[2] - b[2]));
+  }
+  if (first < 0) {
+    say(msg, msg_len, "%s: every pixel is masked", path);
+    return SPF_ERR_DATA;
+  }
+  if (!(s_max <= 1e12)) {
+    say(msg, msg_len, "%s: 'pixel_position_reciprocal' reaches %.3g 1/m (a resolution of %.3g A): not in 1/m?", path,
+        s_max, 1e10 / s_max);
+    return SPF_ERR_DATA;
+  }
+  if (!(spread > 0)) {
+    say(msg, msg_len, "%s: 'pixel_position_reciprocal' puts every valid pixel at the same point", path);
+    return SPF_ERR_DATA;
+  }
+  return SPF_OK;
+}
+
 static int exists(hid_t file, const char *path)
 {
   /* H5Lexists needs every intermediate group to exist: walk the path. */
@@ -470,6 +500,7 @@ int spf_dataset_open(const char *path, spf_dataset **out, char *msg, size_t msg_
         if (ms >= 0) H5Dclose(ms);
       }
     }
+    if (!rc) rc = check_pixels(d, path, msg, msg_len);
     if (!rc && exists(f, "orientations")) {
       hid_t q = H5Dopen2(f, "orientations", H5P_DEFAULT);
       hsize_t qd[4];

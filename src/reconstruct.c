@@ -215,6 +215,10 @@ int spf_reconstruct_pick_model(int64_t n_images, int64_t np, const float *images
   double mean;
   const int rc = spf_photon_count_stats(o->comm, n_images, np, images, &not_counts, &mean);
   if (rc) return rc;
+  if (not_counts == 0 && mean == 0) { /* all-zero data would merge into an all-zero density */
+    if (why) snprintf(why, why_len, "every valid pixel of every image is 0: nothing to reconstruct");
+    return SPF_ERR_DATA;
+  }
   if (o->model == SPF_MODEL_EUCLIDEAN || o->model == SPF_MODEL_POISSON) {
     *model = o->model;
     if (o->model == SPF_MODEL_POISSON && not_counts > 0) {

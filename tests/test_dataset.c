@@ -202,6 +202,27 @@ static void bad_files_give_clear_errors(void)
     CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, "holds no images"),
           "no images: %s", msg);
   }
+  /* Pixel positions at one point, or in the wrong unit (1e25 1/m), or every pixel masked. */
+  for (int b = 0; b < 3; b++) {
+    write_small(path, 2, 0);
+    hid_t hf = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (b < 2) {
+      hid_t ds = H5Dopen2(hf, "pixel_position_reciprocal", H5P_DEFAULT);
+      double planes[90];
+      for (int k = 0; k < 90; k++) planes[k] = b == 0 ? 5e8 : (k % 30) * 1e25;
+      H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, planes);
+      H5Dclose(ds);
+    } else {
+      hid_t ds = H5Dopen2(hf, "mask", H5P_DEFAULT);
+      uint8_t none[30] = {0};
+      H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, none);
+      H5Dclose(ds);
+    }
+    H5Fclose(hf);
+    const char *want[3] = {"same point", "not in 1/m", "every pixel is masked"};
+    CHECK(spf_dataset_open(path, &d, msg, sizeof msg) == SPF_ERR_DATA && strstr(msg, want[b]), "pixels %d: %s", b,
+          msg);
+  }
   /* Empty, text, truncated, missing. */
   FILE *f = fopen(path, "w");
   fclose(f);

@@ -175,6 +175,25 @@ static void poisson_resume_gives_the_uninterrupted_result(void) { resume_case(1,
  * (re-choosing from a later merge would change the grid). */
 static void resume_keeps_the_automatic_reference_count(void) { resume_case(0, 1); }
 
+/* Data of zeros only would merge into a density of zeros: refused, for either model. */
+static void all_zero_data_are_refused(void)
+{
+  float img[3 * 8] = {0};
+  spf_reconstruct_options o;
+  spf_reconstruct_default_options(&o);
+  char why[128] = "";
+  int model = -1;
+  for (int m = -1; m <= 1; m++) {
+    o.model = m;
+    CHECK(spf_reconstruct_pick_model(3, 8, img, &o, &model, why, sizeof why) == SPF_ERR_DATA &&
+              strstr(why, "every valid pixel of every image is 0"),
+          "model %d: %s", m, why);
+  }
+  img[5] = 1;
+  o.model = SPF_MODEL_AUTO;
+  CHECK(spf_reconstruct_pick_model(3, 8, img, &o, &model, why, sizeof why) == SPF_OK, "one photon: %s", why);
+}
+
 /* The autocorrelation of a uniform ball of radius R (voxels) is, at distance r <= 2R,
  * proportional to 1 - 3r/(4R) + r^3/(16R^3): its shell mean falls to 1% of the centre's
  * at r = 1.8345 R (the root of that cubic minus 0.01). The count is the smallest n with
@@ -230,5 +249,6 @@ int main(void)
   RUN_TEST(poisson_resume_gives_the_uninterrupted_result);
   RUN_TEST(resume_keeps_the_automatic_reference_count);
   RUN_TEST(reference_count_from_a_ball);
+  RUN_TEST(all_zero_data_are_refused);
   return test_summary();
 }
