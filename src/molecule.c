@@ -158,6 +158,7 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
   int rc = SPF_OK, models = 0, done_model = 0;
   char line[512], altloc_kept = 0;
   double biomt[MAX_BIOMT][12];
+  unsigned biomt_rows[MAX_BIOMT] = {0}; /* bit r: row r + 1 of that operator seen */
   int n_biomt = 0, in_bm1 = 0;
   char chains[256] = "";
   char *atom_chain = NULL;
@@ -186,6 +187,7 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
             sscanf(line + 19, "%d %lf %lf %lf %lf", &id, &v[0], &v[1], &v[2], &v[3]) == 5 && id >= 1 &&
             id <= MAX_BIOMT) {
           for (int k = 0; k < 4; k++) biomt[id - 1][row * 4 + k] = v[k];
+          biomt_rows[id - 1] |= 1u << row;
           if (id > n_biomt) n_biomt = id;
         }
       }
@@ -205,17 +207,27 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
     double xyz[3], occ = 1, bf = 0;
     for (int k = 0; k < 3; k++) {
       field(line, len, 30 + 8 * k, 38 + 8 * k, buf);
-      if (!parse_double(buf, &xyz[k])) {
-        if (msg) snprintf(msg, msg_len, "%s:%lld: bad coordinate field '%s'", path, (long long)lineno, buf);
+      /* The PDB's 8.3 columns hold -999.999 .. 9999.999 A. */
+      if (!parse_double(buf, &xyz[k]) || !(fabs(xyz[k]) < 1e4)) {
+        if (msg) snprintf(msg, msg_len, "%s:%lld: bad coordinate field '%s' (a number of A, |x| < 10000)", path,
+                          (long long)lineno, buf);
         rc = SPF_ERR_FORMAT;
         break;
       }
     }
     if (rc) break;
     field(line, len, 54, 60, buf);
-    if (*buf && !parse_double(buf, &occ)) occ = 1;
+    if (*buf && (!parse_double(buf, &occ) || !(occ >= 0 && occ <= 1))) {
+      if (msg) snprintf(msg, msg_len, "%s:%lld: bad occupancy '%s' (a number from 0 to 1)", path, (long long)lineno, buf);
+      rc = SPF_ERR_FORMAT;
+      break;
+    }
     field(line, len, 60, 66, buf);
-    if (*buf && !parse_double(buf, &bf)) bf = 0;
+    if (*buf && (!parse_double(buf, &bf) || !(fabs(bf) < 1e4))) {
+      if (msg) snprintf(msg, msg_len, "%s:%lld: bad B-factor '%s'", path, (long long)lineno, buf);
+      rc = SPF_ERR_FORMAT;
+      break;
+    }
     field(line, len, 76, 78, elem);
     int z = spf_element_from_symbol(elem);
     if (!*elem) {
@@ -259,6 +271,12 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
     if (msg) snprintf(msg, msg_len, "%s: no ATOM or HETATM records", path);
     rc = SPF_ERR_FORMAT;
   }
+  for (int t = 0; !rc && o.assembly && t < n_biomt; t++)
+    if (biomt_rows[t] != 7u) {
+      if (msg) snprintf(msg, msg_len, "%s: REMARK 350 operator %d lacks BIOMT row%s%s%s", path, t + 1,
+                        biomt_rows[t] & 1 ? "" : " 1", biomt_rows[t] & 2 ? "" : " 2", biomt_rows[t] & 4 ? "" : " 3");
+      rc = SPF_ERR_FORMAT;
+    }
   if (!rc && o.assembly && n_biomt > 0) {
     /* Every BIOMT copy of the listed chains (the identity among them, usually). */
     const int64_t n0 = m->n_atoms;

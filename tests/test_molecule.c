@@ -127,6 +127,27 @@ static void pdb_edge_cases(void)
   CHECK(spf_molecule_read_pdb(write_file("c.pdb", "ATOM      1  CA  ALA A   1      1.00x   2.000   3.000  1.00 20.00           C\n"),
                               NULL, &m, msg, sizeof msg) == SPF_ERR_FORMAT && strstr(msg, ":1:"),
         "bad coordinate names the line: %s", msg);
+  /* Values no PDB holds: a coordinate of 1e300, occupancies of 1e300 or below 0, a NaN
+   * B-factor; an operator with a row missing (its matrix would be read uninitialised). */
+  const char *bad_values[] = {
+      "ATOM      1  CA  ALA A   1       1e300   2.000   3.000  1.00 20.00           C\n",
+      "ATOM      1  CA  ALA A   1       1.000   2.000   3.000 1e300 20.00           C\n",
+      "ATOM      1  CA  ALA A   1       1.000   2.000   3.000 -0.50 20.00           C\n",
+      "ATOM      1  CA  ALA A   1       1.000   2.000   3.000  1.00   nan           C\n",
+      "ATOM      1  CA  ALA A   1       1.000   2.000   3.000  x.00 20.00           C\n"};
+  const char *bad_what[] = {"coordinate", "occupancy", "occupancy", "B-factor", "occupancy"};
+  for (int b = 0; b < 5; b++)
+    CHECK(spf_molecule_read_pdb(write_file("v.pdb", bad_values[b]), NULL, &m, msg, sizeof msg) == SPF_ERR_FORMAT &&
+              strstr(msg, ":1:") && strstr(msg, bad_what[b]),
+          "bad value %d: %s", b, msg);
+  char holey[2048];
+  snprintf(holey, sizeof holey, "%s", bio);
+  char *row = strstr(holey, "REMARK 350   BIOMT2   2");
+  memset(row, ' ', 26); /* no longer a BIOMT record: operator 2 lacks row 2 */
+  memcpy(row, "REMARK 999", 10);
+  CHECK(spf_molecule_read_pdb(write_file("h.pdb", holey), &o, &m, msg, sizeof msg) == SPF_ERR_FORMAT &&
+            strstr(msg, "operator 2 lacks BIOMT row 2"),
+        "a missing BIOMT row: %s", msg);
   CHECK(spf_molecule_read_pdb(write_file("d.pdb", ""), NULL, &m, msg, sizeof msg) == SPF_ERR_FORMAT, "empty file");
   CHECK(spf_molecule_read_pdb(write_file("e.pdb", "ATOM      1  XQ  ALA A   1       1.000   2.000   3.000  1.00 20.00          XQ\n"),
                               NULL, &m, msg, sizeof msg) == SPF_ERR_FORMAT, "unknown element");
