@@ -95,10 +95,15 @@ static int out_open(out_file *o, const char *path, char *msg, size_t msg_len)
   if (!o->tmp) return SPF_ERR_ALLOC;
   sprintf(o->tmp, "%s.tmp.%ld", path, (long)getpid());
   /* 1.8 format: a config text over 64 KiB needs dense attribute storage. */
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
   H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
-  o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  /* That format gives the root group an object header with times unless told not to:
+   * without them the same content is the same bytes (a resumed run's files equal an
+   * uninterrupted one's). */
+  H5Pset_obj_track_times(fcpl, 0);
+  o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, fcpl, fapl);
   H5Pclose(fapl);
+  H5Pclose(fcpl);
   if (o->file < 0) {
     say(msg, msg_len, "%s: cannot create (directory missing or not writable?)", path);
     unlink(o->tmp); /* in case HDF5 got as far as creating it */
