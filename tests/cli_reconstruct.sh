@@ -74,6 +74,12 @@ check "two generations" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/part" --genera
 check "resume takes only threads and generations" 2 "$bin" reconstruct --resume "$tmp/part" --refs 5
 check "resume to three generations" 0 "$bin" reconstruct --resume "$tmp/part" --generations 3 --threads 2
 expect "resumed density equals the uninterrupted one" cmp -s "$tmp/full/density.mrc" "$tmp/part/density.mrc"
+# The same bytes: results.h5 keeps the configuration, output directory included, so the
+# uninterrupted run is made in the same directory and moved aside.
+"$bin" reconstruct "$tmp/d.h5" -o "$tmp/same" --generations 3 "${small[@]}" > /dev/null 2>&1 && mv "$tmp/same" "$tmp/same3"
+"$bin" reconstruct "$tmp/d.h5" -o "$tmp/same" --generations 2 "${small[@]}" > /dev/null 2>&1
+check "resume in the same directory" 0 "$bin" reconstruct --resume "$tmp/same" --generations 3 --threads 2
+expect "resumed results.h5 and checkpoint.h5: the uninterrupted run's bytes" bash -c "cmp -s '$tmp/same3/results.h5' '$tmp/same/results.h5' && cmp -s '$tmp/same3/checkpoint.h5' '$tmp/same/checkpoint.h5'"
 expect "resumed log has three lines" bash -c "[ \$(wc -l < '$tmp/part/log.jsonl') -eq 3 ]"
 check "resume to fewer generations than the checkpoint holds" 2 "$bin" reconstruct --resume "$tmp/part" --generations 2
 expect "fewer generations: said so" bash -c "echo '$LAST_OUT' | grep -q 'holds 3 generations, more than --generations 2'"
