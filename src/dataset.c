@@ -12,6 +12,7 @@
 #include "spinifel/photons.h"
 #include "hdf5_util.h"
 #include "spinifel/error.h"
+#include "tempfile.h"
 
 #define EV_PER_JOULE 6.241509074e18
 
@@ -70,7 +71,10 @@ int spf_dataset_create(const char *path, const spf_dataset_header *h, spf_datase
   w->h = *h;
   w->file = w->data = w->quats = -1;
   snprintf(w->path, sizeof w->path, "%s", path);
-  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
+  if (spf_temp_name(path, w->tmp, sizeof w->tmp)) {
+    free(w);
+    return SPF_ERR_ARG;
+  }
   w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (w->file < 0) {
     say(msg, msg_len, "%s: cannot create", path);

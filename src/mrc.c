@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "spinifel/error.h"
+#include "tempfile.h"
 
 static void put_i32(unsigned char *h, int word, int32_t v) { memcpy(h + 4 * word, &v, 4); }
 static void put_f32(unsigned char *h, int word, float v) { memcpy(h + 4 * word, &v, 4); }
@@ -72,7 +73,10 @@ int spf_mrc_write(const char *path, const float *data, int64_t nx, int64_t ny, i
   snprintf((char *)h + 224, 80, "spinifel density map");
 
   char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  if (spf_temp_name(path, tmp, sizeof tmp)) {
+    if (msg) snprintf(msg, msg_len, "%.200s...: path too long", path);
+    return SPF_ERR_IO;
+  }
   FILE *f = fopen(tmp, "wb");
   if (!f) {
     if (msg) snprintf(msg, msg_len, "%s: cannot create (%s)", path, strerror(errno));

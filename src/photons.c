@@ -13,6 +13,7 @@
 
 #include "hdf5_util.h"
 #include "spinifel/error.h"
+#include "tempfile.h"
 
 #define HEADER_BYTES 1024
 #define MAX_INT32 2147483647LL
@@ -85,7 +86,10 @@ int spf_photons_create(const char *path, int64_t n_pixels, spf_photons_writer **
   spf_photons_writer *w = calloc(1, sizeof *w);
   if (!w) return SPF_ERR_ALLOC;
   snprintf(w->path, sizeof w->path, "%s", path);
-  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
+  if (spf_temp_name(path, w->tmp, sizeof w->tmp)) {
+    free(w);
+    return SPF_ERR_ARG;
+  }
   w->n_pixels = n_pixels;
   w->ones = malloc(sizeof(int32_t) * (size_t)n_pixels);
   w->place_multi = malloc(sizeof(int32_t) * (size_t)n_pixels);
@@ -721,7 +725,7 @@ int spf_photons_detector_write(const char *path, const spf_detector *det, char *
   quiet_hdf5();
   const double scale = q_scale(det->wavelength_m, detd);
   char tmp[1100];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  if (spf_temp_name(path, tmp, sizeof tmp)) return SPF_ERR_ARG;
   int rc = ends_with(path, ".h5") ? write_detector_hdf5(tmp, det, scale, detd)
                                   : write_detector_text(tmp, det, scale, detd);
   if (!rc && rename(tmp, path) != 0) rc = SPF_ERR_IO;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "spinifel/error.h"
+#include "tempfile.h"
 
 #define MAX_DIM 20000
 #define MARGIN 20
@@ -199,7 +200,7 @@ int spf_png_write(const char *path, const spf_canvas *c, char *msg, size_t msg_l
   if (!path || !c || !c->rgb) return SPF_ERR_NULL;
   if (c->w < 1 || c->h < 1 || c->w > MAX_DIM || c->h > MAX_DIM) return SPF_ERR_SIZE;
   char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+  if (spf_temp_name(path, tmp, sizeof tmp)) {
     if (msg) snprintf(msg, msg_len, "%.200s...: path too long", path);
     return SPF_ERR_IO;
   }

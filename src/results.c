@@ -15,6 +15,7 @@
 #include "fftw_threads.h"
 #include "hdf5_util.h"
 #include "spinifel/error.h"
+#include "tempfile.h"
 
 #define CHECKPOINT_FORMAT "spinifel checkpoint 1"
 /* M^3 doubles must fit in memory and in FFTW's int dimensions long before this. */
@@ -93,7 +94,7 @@ static int out_open(out_file *o, const char *path, char *msg, size_t msg_len)
   o->file = -1;
   o->tmp = malloc(strlen(path) + 32);
   if (!o->tmp) return SPF_ERR_ALLOC;
-  sprintf(o->tmp, "%s.tmp.%ld", path, (long)getpid());
+  spf_temp_name(path, o->tmp, strlen(path) + 32); /* fits: a pid has at most 20 digits */
   /* 1.8 format: a config text over 64 KiB needs dense attribute storage. */
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
   H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);

@@ -1,6 +1,7 @@
 /* MRC maps: round trip, header layout, bad files. */
 #include <math.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "spinifel/spinifel.h"
@@ -75,11 +76,38 @@ static void round_trip_and_header_layout(void)
   unlink(path);
 }
 
+/* A killed writer's "<path>.tmp.<pid>" is removed by the next write of path; a live
+ * process's is not; nor are other files. */
+static void stale_temporaries_are_removed(void)
+{
+  char path[128], dead[160], live[160], other[160];
+  snprintf(path, sizeof path, "%s/d.mrc", dir);
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, NULL, 0); /* its pid now names no process */
+  snprintf(dead, sizeof dead, "%s.tmp.%ld", path, (long)child);
+  snprintf(live, sizeof live, "%s.tmp.%ld", path, (long)getppid());
+  snprintf(other, sizeof other, "%s.tmp.x%ld", path, (long)child);
+  const char *names[3] = {dead, live, other};
+  for (int k = 0; k < 3; k++) {
+    FILE *f = fopen(names[k], "w");
+    fputs("half", f);
+    fclose(f);
+  }
+  float data[8] = {0};
+  char msg[256];
+  CHECK(spf_mrc_write(path, data, 2, 2, 2, 1.0, NULL, msg, sizeof msg) == SPF_OK, "write: %s", msg);
+  CHECK(access(dead, F_OK) != 0, "the dead writer's temporary is removed");
+  CHECK(access(live, F_OK) == 0 && access(other, F_OK) == 0, "a live process's and other files are kept");
+  unlink(live), unlink(other), unlink(path);
+}
+
 int main(void)
 {
   snprintf(dir, sizeof dir, "/tmp/spf_test_mrcXXXXXX");
   if (!mkdtemp(dir)) return 1;
   RUN_TEST(round_trip_and_header_layout);
+  RUN_TEST(stale_temporaries_are_removed);
   rmdir(dir);
   return test_summary();
 }

@@ -1,0 +1,16 @@
+/* Internal: the temporary name an output is written under before it is renamed into
+ * place, "<path>.tmp.<pid>", so that a failure or a kill never leaves a half-written
+ * file under the final name. */
+#ifndef SPINIFEL_TEMPFILE_H
+#define SPINIFEL_TEMPFILE_H
+
+#include <stddef.h>
+
+/* Write path's temporary name into out (0 on success, -1 if it does not fit). First
+ * removes path's temporaries left by writers that no longer run (a killed process's
+ * "<path>.tmp.<pid>" with no such process on this machine); a live writer's is never
+ * touched. A writer on another machine sharing the directory is not seen: one writer
+ * per output, as the program writes them. */
+int spf_temp_name(const char *path, char *out, size_t out_len);
+
+#endif
