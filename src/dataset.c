@@ -172,6 +172,10 @@ int spf_dataset_write_images(spf_dataset_writer *w, int64_t first, int64_t count
   if (first != w->written || count < 0 || first + count > w->h.n_images) return SPF_ERR_SIZE;
   if (count == 0) return SPF_OK;
   if (w->h.has_orientations && !quats) return SPF_ERR_NULL;
+  /* Room for the batch uncompressed, its orientations and HDF5's chunk cache and
+   * metadata, before libhdf5 writes (a full disk mid-write leaves it unable to close). */
+  const double batch = (double)count * ((double)w->h.ny * (double)w->h.nx * 4 + 32);
+  if (spf_check_free_space(w->tmp, batch + (8 << 20)) != SPF_OK) return SPF_ERR_NO_SPACE;
   hsize_t start[4] = {(hsize_t)first, 0, 0, 0}, cnt[4] = {(hsize_t)count, 1, (hsize_t)w->h.ny, (hsize_t)w->h.nx};
   hid_t fs = H5Dget_space(w->data), ms = H5Screate_simple(4, cnt, NULL);
   H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);

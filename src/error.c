@@ -21,6 +21,7 @@ const char *spf_strerror(int code)
   case SPF_ERR_MPI: return "an MPI call failed";
   case SPF_ERR_UNSUPPORTED: return "feature not built into this library";
   case SPF_ERR_NO_MODES: return "interpolate called before load_modes";
+  case SPF_ERR_NO_SPACE: return "not enough free space on the output's file system";
   default: return "unknown error code";
   }
 }

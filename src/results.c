@@ -89,7 +89,7 @@ typedef struct {
   char *tmp;
 } out_file;
 
-static int out_open(out_file *o, const char *path, char *msg, size_t msg_len)
+static int out_open(out_file *o, const char *path, double bytes, char *msg, size_t msg_len)
 {
   o->file = -1;
   o->tmp = malloc(strlen(path) + 32);
@@ -111,6 +111,16 @@ static int out_open(out_file *o, const char *path, char *msg, size_t msg_len)
     free(o->tmp);
     o->tmp = NULL;
     return SPF_ERR_IO;
+  }
+  /* Room for the whole file and a margin for HDF5's metadata, checked before anything
+   * large is written (see spf_check_free_space). */
+  if (spf_check_free_space(o->tmp, bytes + (4 << 20)) != SPF_OK) {
+    H5Fclose(o->file);
+    unlink(o->tmp);
+    free(o->tmp);
+    o->tmp = NULL;
+    say(msg, msg_len, "%s: not enough free space for its %.1f MiB", path, bytes / 1048576.0);
+    return SPF_ERR_NO_SPACE;
   }
   return SPF_OK;
 }
@@ -235,7 +245,8 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
   if (st->generation < 0 || (st->have_model != 0 && st->have_model != 1)) return SPF_ERR_ARG;
   quiet_hdf5();
   out_file o;
-  int rc = out_open(&o, path, msg, msg_len);
+  const double m3 = (double)st->M * (double)st->M * (double)st->M;
+  int rc = out_open(&o, path, (double)st->n_images * 64 + m3 * 42 + (double)strlen(config), msg, msg_len);
   if (rc) return rc;
   const hsize_t m = (hsize_t)st->M, n = (hsize_t)st->n_images;
   const hsize_t dq[2] = {n, 4}, dn[1] = {n}, dv[3] = {m, m, m};
@@ -294,7 +305,8 @@ int spf_results_write(const char *path, int64_t M, const double *rho, const doub
   }
   quiet_hdf5();
   out_file o;
-  rc = out_open(&o, path, msg, msg_len);
+  rc = out_open(&o, path, (double)n_images * 56 + (double)M * (double)M * (double)M * 24 + (double)strlen(config), msg,
+                msg_len);
   if (rc) {
     free(intensity);
     return rc;
@@ -589,7 +601,7 @@ int spf_intensity_write(const char *path, const spf_intensity_grid *grid, const 
   if (M > MAX_M) return SPF_ERR_TOO_BIG;
   quiet_hdf5();
   out_file o;
-  int rc = out_open(&o, path, msg, msg_len);
+  int rc = out_open(&o, path, (double)M * (double)M * (double)M * 8, msg, msg_len);
   if (rc) return rc;
   const hsize_t m = (hsize_t)M, dv[3] = {m, m, m};
   rc = put_array(o.file, path, "intensity", 3, dv, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, intensity, msg, msg_len);

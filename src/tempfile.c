@@ -1,11 +1,14 @@
 #include "tempfile.h"
 
+#include "spinifel/error.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -52,4 +55,12 @@ int spf_temp_name(const char *path, char *out, size_t out_len)
   if (n < 0 || (size_t)n >= out_len) return -1;
   remove_stale(path);
   return 0;
+}
+
+int spf_check_free_space(const char *path, double bytes)
+{
+  struct statvfs v;
+  if (!path || statvfs(path, &v) != 0) return SPF_OK; /* cannot tell: the write will say */
+  const double avail = (double)v.f_bavail * (double)v.f_frsize;
+  return avail >= bytes ? SPF_OK : SPF_ERR_NO_SPACE;
 }

@@ -13,4 +13,9 @@
  * per output, as the program writes them. */
 int spf_temp_name(const char *path, char *out, size_t out_len);
 
+/* SPF_OK when the file system holding path has at least bytes free (or cannot tell),
+ * else SPF_ERR_NO_SPACE. Writers call it before each large write: libhdf5 1.10 left in
+ * a failed write by a full disk cannot close the file, and crashes at exit. */
+int spf_check_free_space(const char *path, double bytes);
+
 #endif

@@ -3,8 +3,8 @@
 set -u
 bin="$1"
 dir="$(mktemp -d)"
-trap 'rm -rf "$dir"' EXIT
-pass=0 fails=0
+trap 'umount "$dir/full" 2> /dev/null; rm -rf "$dir"' EXIT
+pass=0 fails=0 LAST=""
 ok() { echo "ok   $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; fails=$((fails + 1)); }
 # expect NAME RC [one-line] -- COMMAND...
@@ -12,6 +12,7 @@ expect() {
   local name="$1" want="$2" oneline="$3"; shift 4
   local out rc
   out="$("$@" 2>&1 >/dev/null)"; rc=$?
+  LAST="$out"
   if [ "$rc" -ne "$want" ]; then bad "$name: exit $rc, expected $want: $out"; return; fi
   if [ "$oneline" = one-line ] && [ "$(printf '%s\n' "$out" | wc -l)" -ne 1 ]; then bad "$name: error is not one line: $out"; return; fi
   ok "$name"
@@ -33,6 +34,18 @@ expect "malformed PDB" 1 one-line -- $sim -o "$dir/d.h5" --pdb "$dir/bad.pdb"
 expect "unwritable output" 1 one-line -- $sim -o "$dir/no/such/dir/d.h5"
 ls "$dir" | grep -q '^d\.h5' && bad "a failed run left a file" || ok "failed runs leave no file"
 ls "$dir" | grep -q 'tmp' && bad "temporary files left" || ok "no temporary files left"
+# A disk that fills up mid-write: one line, exit 1, nothing left, no crash at exit
+# (libhdf5 could not close a file a full disk broke, and crashed in its shutdown).
+full="$dir/full"
+mkdir -p "$full"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=12m tmpfs "$full" 2> /dev/null; then
+  expect "a disk that fills up" 1 one-line -- $bin simulate --images 3000 --pixels 64 -o "$full/d.h5"
+  echo "$LAST" | grep -q "free space" && ok "a full disk: said so" || bad "a full disk: $LAST"
+  [ -z "$(ls -A "$full")" ] && ok "a full disk: nothing left" || bad "a full disk left $(ls "$full")"
+  umount "$full"
+else
+  echo "skip: a full disk (needs root to mount a small tmpfs)"
+fi
 pdb="${SPINIFEL_SHARED_DATA:-$(dirname "$0")/../../shared/data}/2cex.pdb"
 if [ -r "$pdb" ]; then
   expect "simulate 2cex" 0 any -- $bin simulate --pdb "$pdb" --images 10 --pixels 32 -o "$dir/e.h5"

@@ -28,6 +28,7 @@ enum spf_error {
   SPF_ERR_MPI = 15,          /* an MPI call failed or another rank reported an error */
   SPF_ERR_UNSUPPORTED = 16,  /* the feature was not built into this library */
   SPF_ERR_NO_MODES = 17,     /* interpolate called before load_modes */
+  SPF_ERR_NO_SPACE = 18,     /* the output's file system has not enough free space */
   SPF_ERR_COUNT_
 };
 
