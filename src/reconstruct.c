@@ -251,10 +251,7 @@ int spf_reconstruct_pick_model(int64_t n_images, int64_t np, const float *images
  * correlation (0.9372) as 1e-4 and 1e-6, and phasing every fifth generation (the merged
  * model is the one sliced: the density feeds only the next phasing) the same again; 16
  * generations with beta doubling every 4 gave 0.932 in 80% of the time of 20 and 5.
- * Noise-free data (bench/tolerance_bench, the demo's 2,000 images, BENCHMARKS.md): slicing
- * at 1e-3 changes the best of 5,000 references for 1 image in 2,000 (none at 1e-4); the
- * sums at 1e-5 move the merged autocorrelation by 1e-5, against 4e-4 left by CG's cap of
- * 100 and 5e-4 between the half-sets' merges: so 1e-3 and 1e-5. Phasing every fifth
+ * Noise-free and bright data keep the tighter accuracies. Phasing every fifth
  * generation holds for both models: on the demo's data the orientations are the same
  * bits and the density's correlation with the phantom 0.962 against 0.960. */
 int spf_reconstruct_resolve(spf_reconstruct_options *o, int model)
@@ -262,8 +259,8 @@ int spf_reconstruct_resolve(spf_reconstruct_options *o, int model)
   if (!o) return SPF_ERR_NULL;
   if (model != SPF_MODEL_POISSON && model != SPF_MODEL_EUCLIDEAN) return SPF_ERR_ARG;
   const int poisson = model == SPF_MODEL_POISSON;
-  if (!(o->slice_tol > 0)) o->slice_tol = 1e-3;
-  if (!(o->merge.nufft_tol > 0)) o->merge.nufft_tol = poisson ? 1e-4 : 1e-5;
+  if (!(o->slice_tol > 0)) o->slice_tol = poisson ? 1e-3 : 1e-4;
+  if (!(o->merge.nufft_tol > 0)) o->merge.nufft_tol = poisson ? 1e-4 : 1e-6;
   if (o->max_generations < 1) o->max_generations = poisson ? 16 : 20;
   if (o->beta_period < 1) o->beta_period = 4;
   if (o->phase_every < 1) o->phase_every = o->slice_merged ? 5 : 1;

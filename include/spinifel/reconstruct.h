@@ -140,9 +140,9 @@ typedef struct {
   int n_rho;               /* L-curve points (default 5) */
   double rho_min, rho_max; /* regularisation range relative to sum(w) / M^3 (default 1e-3 .. 10) */
   double phi;              /* ball penalty relative to sum(w) / M^3 (default 10) */
-  double slice_tol;        /* slicing accuracy (default 0: auto, 1e-3; merge.nufft_tol likewise:
-                              0 is 1e-5, 1e-4 with the Poisson model, whose counts are far
-                              noisier; from the error budget of bench/tolerance_bench) */
+  double slice_tol;        /* slicing accuracy (default 0: auto, 1e-4; 1e-3 with the Poisson
+                              model, whose counts are far noisier; merge.nufft_tol likewise:
+                              0 is 1e-6, 1e-4 with the Poisson model) */
   int phase_every;         /* phase every this many generations and at the last (default 0:
                               auto: 5 with slice_merged, where the density feeds only the
                               next phasing, 1 without; measured the same density on the
