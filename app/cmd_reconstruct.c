@@ -571,7 +571,19 @@ static int mask_dead_pixels(const spf_comm *cw, const spf_dataset *d, int64_t n,
   return rc;
 }
 
+/* The command, given where to note an output directory it created (created_dir[0] then
+ * non-zero), so that a failed run removes it again when it is still empty. */
+static int reconstruct_command(int argc, char **argv, char *created_dir, size_t created_len);
+
 int cmd_reconstruct(int argc, char **argv)
+{
+  char created[4096] = "";
+  const int rc = reconstruct_command(argc, argv, created, sizeof created);
+  if (rc && created[0]) rmdir(created); /* only succeeds when empty: never removes output */
+  return rc;
+}
+
+static int reconstruct_command(int argc, char **argv, char *created_dir, size_t created_len)
 {
   settings S;
   memset(&S, 0, sizeof S);
@@ -665,8 +677,15 @@ int cmd_reconstruct(int argc, char **argv)
     return 2;
   }
   const char *outdir = S.output;
-  if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
+  if (mkdir(outdir, 0777) == 0) {
+    snprintf(created_dir, created_len, "%s", outdir);
+  } else if (errno != EEXIST) {
     fprintf(stderr, "spinifel reconstruct: cannot create %s: %s\n", outdir, strerror(errno));
+    return 1;
+  }
+  struct stat od;
+  if (stat(outdir, &od) != 0 || !S_ISDIR(od.st_mode)) {
+    fprintf(stderr, "spinifel reconstruct: the output %s exists and is not a directory\n", outdir);
     return 1;
   }
   spf_comm cw;
