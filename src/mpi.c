@@ -120,6 +120,7 @@ int spf_comm_max_double(const spf_comm *c, double *buf, int64_t n)
 #endif
 }
 
+#ifdef SPINIFEL_HAVE_MPI
 /* Counts and displacements in 8-byte words for the v-collectives (MPI counts are int). */
 static int words(int64_t bytes, int *out)
 {
@@ -127,6 +128,7 @@ static int words(int64_t bytes, int *out)
   *out = (int)(bytes / 8);
   return SPF_OK;
 }
+#endif
 
 int spf_comm_allgather(const spf_comm *c, const void *mine, int64_t n, int64_t item_bytes, void **out,
                        int64_t *total)
