@@ -56,10 +56,8 @@ step_split() {
       lik += get("t_likelihood"); views += get("t_views"); pts += get("t_merge_points") }
     END {
       printf "generations %d: slicing %.1f s, orientation step without slicing %.1f s", n, slice, sm - slice
-      if (lik > 0) printf " (likelihood %.1f, views %.1f)", lik, views
-      printf ", merging %.1f s", merge
-      if (pts > 0) printf " (of which the views'\'' type-1 sums %.1f)", pts
-      printf ", phasing %.1f s; per generation %.2f s\n", phase, (n > 0 ? (sm + merge + phase) / n : 0)
+      if (lik > 0) printf " (likelihood %.1f, views %.1f, the views'\'' type-1 sums into the merger %.1f)", lik, views, pts
+      printf ", merging %.1f s, phasing %.1f s; per generation %.2f s\n", merge, phase, (n > 0 ? (sm + merge + phase) / n : 0)
     }' "$1"
 }
 
