@@ -2,6 +2,7 @@
 #include <fftw3.h>
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,6 +22,8 @@ int cmd_info(int argc, char **argv)
   printf("spinifel %s\n", SPINIFEL_VERSION);
   printf("fftw: %s\n", fftw_version);
   printf("openmp threads: %d\n", omp_get_max_threads());
+  const char *wait = getenv("OMP_WAIT_POLICY");
+  printf("openmp wait policy: %s\n", wait ? wait : "unset (libgomp's default: spin)");
   printf("mpi: %s\n", spf_mpi_available() ? "built in (run under mpirun to scale out)" : "not built (one process)");
   printf("memory: %.1f GiB\n", (double)pages * (double)page / (1024.0 * 1024.0 * 1024.0));
 #if defined(__AVX512F__)

@@ -1,6 +1,8 @@
 /* spinifel: the command-line program. It parses arguments and reports; libspinifel computes. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 
@@ -23,8 +25,22 @@ static void usage(FILE *out)
           "Run 'spinifel <command> --help' for a command's options.\n");
 }
 
+/* OpenMP threads that wait at a barrier spin by default (libgomp: about 300,000 turns
+ * before sleeping). On a machine another job shares, the spinning takes the cores the
+ * other threads need: the demo ran 200 s against 79-99 s with waiting threads asleep
+ * (OMP_WAIT_POLICY=passive), the same bits (BENCHMARKS.md). libgomp reads the variable
+ * when it is loaded, before main, so the program sets it and starts itself again, once;
+ * a value the user set is kept. */
+static void prefer_passive_waiting(char **argv)
+{
+  if (getenv("OMP_WAIT_POLICY")) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv); /* returns only on failure: carry on as started */
+}
+
 int main(int argc, char **argv)
 {
+  prefer_passive_waiting(argv);
   if (argc < 2) {
     usage(stderr);
     return 2;

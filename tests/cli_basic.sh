@@ -9,6 +9,8 @@ check "unknown command is a usage error" 2 "$bin" frobnicate
 check "help succeeds" 0 "$bin" help
 check "version succeeds" 0 "$bin" --version
 check "info succeeds" 0 "$bin" info
+expect "threads wait asleep unless the user says otherwise" bash -c "env -u OMP_WAIT_POLICY '$bin' info | grep -qx 'openmp wait policy: passive'"
+expect "the user's wait policy is kept" bash -c "OMP_WAIT_POLICY=active '$bin' info | grep -qx 'openmp wait policy: active'"
 check "info rejects extra arguments" 2 "$bin" info extra
 check "selfcheck passes" 0 "$bin" selfcheck
 echo "$LAST_OUT" | grep -q "all passed" || { echo "FAIL selfcheck summary missing"; fails=$((fails + 1)); }

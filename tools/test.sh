@@ -16,5 +16,8 @@ else
   bash "$root/tools/build.sh" "$dir"
 fi
 cd "$dir"
+# OpenMP threads asleep at barriers, as the program sets for itself: the test programs
+# share a busy machine, where spinning threads slow everything (BENCHMARKS.md).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 # One test at a time: each test uses both cores (OpenMP), and two at once thrash.
 ctest --output-on-failure
