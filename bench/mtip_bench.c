@@ -49,20 +49,6 @@ static int usage(void)
   return 2;
 }
 
-typedef struct {
-  float *images;
-  double *quats;
-  int64_t np;
-} sink_ctx;
-
-static int sink(void *ctx, int64_t first, int64_t count, const float *images, const double *quats)
-{
-  sink_ctx *s = ctx;
-  memcpy(s->images + (size_t)(first * s->np), images, sizeof(float) * (size_t)(count * s->np));
-  memcpy(s->quats + 4 * (size_t)first, quats, sizeof(double) * 4 * (size_t)count);
-  return 0;
-}
-
 /* The matcher's image block for a batch of c models (image_block = 0). */
 static int64_t matcher_block(int64_t c, int64_t n)
 {
@@ -159,9 +145,9 @@ int main(int argc, char **argv)
   double *pw = xmalloc(sizeof(double) * (size_t)np, "pixel weights");
   for (int64_t p = 0; p < np; p++) pw[p] = det->solid_angle[p] * det->polarization[p];
   spf_sim_pixels px = {np, det->s, pw, det->mask};
-  sink_ctx sctx = {images, true_q, np};
+  bench_sink_ctx sctx = {images, true_q, np};
   spf_simulate_timing stm = {0, 0, 0};
-  if ((rc = spf_simulate_images(sc, &px, &so, sink, &sctx, NULL, NULL, &stm))) fail("simulate", rc);
+  if ((rc = spf_simulate_images(sc, &px, &so, bench_sink, &sctx, NULL, NULL, &stm))) fail("simulate", rc);
   double t_sim = omp_get_wtime() - t0;
   printf("simulation: %lld noise-free images in %.2f s (structure-factor volume %.2f s, slicing %.2f s, "
          "intensities %.2f s) [not part of the generation]\n",

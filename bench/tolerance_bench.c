@@ -60,20 +60,6 @@ static double rel_diff_f(int64_t n, const float *a, const float *ref)
 }
 
 typedef struct {
-  float *images;
-  double *quats;
-  int64_t np;
-} sink_ctx;
-
-static int sink(void *ctx, int64_t first, int64_t count, const float *images, const double *quats)
-{
-  sink_ctx *s = ctx;
-  memcpy(s->images + (size_t)(first * s->np), images, sizeof(float) * (size_t)(count * s->np));
-  memcpy(s->quats + 4 * (size_t)first, quats, sizeof(double) * 4 * (size_t)count);
-  return 0;
-}
-
-typedef struct {
   int64_t M, n, np;
   const float *images;
   const double *quats;
@@ -200,8 +186,8 @@ int main(int argc, char **argv)
   double *pw = xmalloc(sizeof(double) * (size_t)np);
   for (int64_t p = 0; p < np; p++) pw[p] = det->solid_angle[p] * det->polarization[p];
   spf_sim_pixels px = {np, det->s, pw, det->mask};
-  sink_ctx sctx = {images, quats, np};
-  if ((rc = spf_simulate_images(sc, &px, &so, sink, &sctx, NULL, NULL, NULL))) fail("simulate", rc);
+  bench_sink_ctx sctx = {images, quats, np};
+  if ((rc = spf_simulate_images(sc, &px, &so, bench_sink, &sctx, NULL, NULL, NULL))) fail("simulate", rc);
   spf_scattering_free(sc);
   free(pw);
   free(type);
