@@ -571,6 +571,17 @@ static int mask_dead_pixels(const spf_comm *cw, const spf_dataset *d, int64_t n,
   return rc;
 }
 
+/* Free the run's arrays on an error path; returns rc. */
+static int drop_run_arrays(float *img, double *s, double *q_true, float *map, spf_run_state *st, int rc)
+{
+  free(img);
+  free(s);
+  free(q_true);
+  free(map);
+  spf_run_state_free(st);
+  return rc;
+}
+
 /* The command, given where to note an output directory it created (created_dir[0] then
  * non-zero), so that a failed run removes it again when it is still empty. */
 static int reconstruct_command(int argc, char **argv, char *created_dir, size_t created_len);
@@ -844,7 +855,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   if (resume_dir) {
     if (access(path, F_OK) != 0) {
       fprintf(stderr, "spinifel reconstruct: %s: no checkpoint to resume from\n", path);
-      return 1;
+      return drop_run_arrays(img, s, q_true, map, &st, 1);
     }
     /* Under mpirun every rank reads the whole state and keeps its share: the run may
      * resume on another number of ranks. */
@@ -864,17 +875,17 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     if (cw.active) spf_run_state_free(&whole);
     if (rc) {
       fprintf(stderr, "spinifel reconstruct: %s\n", msg);
-      return 1;
+      return drop_run_arrays(img, s, q_true, map, &st, 1);
     }
     if (st.generation > o.max_generations) {
       fprintf(stderr, "spinifel reconstruct: %s holds %d generations, more than --generations %d\n", path,
               st.generation, o.max_generations);
-      return 2;
+      return drop_run_arrays(img, s, q_true, map, &st, 2);
     }
     if (strcmp(stored, config_results) != 0) {
       fprintf(stderr, "spinifel reconstruct: %s was written with another configuration than %s/config.ini\n", path,
               outdir);
-      return 1;
+      return drop_run_arrays(img, s, q_true, map, &st, 1);
     }
     resumed = 1;
   }
