@@ -26,6 +26,16 @@ static inline int parse_int64(const char *v, int64_t lo, int64_t hi, int64_t *ou
   return 0;
 }
 
+/* A number in the open interval (lo, hi): 0 on success, 1 otherwise. */
+static inline int parse_double(const char *v, double lo, double hi, double *out)
+{
+  char *end;
+  const double x = strtod(v, &end);
+  if (end == v || *end || !(x > lo && x < hi)) return 1;
+  *out = x;
+  return 0;
+}
+
 /* Simulated images and their orientations into whole arrays (an spf_image_sink). */
 typedef struct {
   float *images;

@@ -73,11 +73,8 @@ int main(int argc, char **argv)
     else if (!strcmp(k, "--ref-batch")) bad = parse_int64(v, 1, 1000000, &rb);
     else if (!strcmp(k, "--threads")) bad = parse_int64(v, 0, 1024, &threads);
     else if (!strcmp(k, "--atoms")) bad = parse_int64(v, 1, 10000000, &atoms);
-    else if (!strcmp(k, "--distance")) {
-      char *end;
-      distance = strtod(v, &end);
-      bad = end == v || *end || !(distance > 1e-4 && distance < 100);
-    } else if (!strcmp(k, "--refs")) {
+    else if (!strcmp(k, "--distance")) bad = parse_double(v, 1e-4, 100, &distance);
+    else if (!strcmp(k, "--refs")) {
       char buf[512];
       snprintf(buf, sizeof buf, "%s", v);
       n_refs = 0;

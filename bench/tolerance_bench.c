@@ -140,11 +140,8 @@ int main(int argc, char **argv)
     else if (!strcmp(k, "--refs")) bad = parse_int64(v, 1, 10000000, &R);
     else if (!strcmp(k, "--photons")) bad = parse_int64(v, 0, 100000000, &photons);
     else if (!strcmp(k, "--threads")) bad = parse_int64(v, 0, 1024, &threads);
-    else if (!strcmp(k, "--distance")) {
-      char *end;
-      distance = strtod(v, &end);
-      bad = end == v || *end || !(distance > 1e-4 && distance < 100);
-    } else
+    else if (!strcmp(k, "--distance")) bad = parse_double(v, 1e-4, 100, &distance);
+    else
       bad = 1;
     if (bad) {
       fprintf(stderr, "usage: tolerance_bench [--images N] [--pixels P] [--distance D] [--M M] [--refs R] "
