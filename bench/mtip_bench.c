@@ -116,43 +116,16 @@ int main(int argc, char **argv)
   printf("openblas: core %s, config %s, OPENBLAS_CORETYPE=%s\n", openblas_get_corename(), openblas_get_config(),
          coretype ? coretype : "unset");
 
-  spf_molecule *mol = NULL;
-  if ((rc = spf_molecule_phantom(1, atoms, &mol))) fail("phantom", rc);
-  spf_molecule_centre(mol);
-  int *type = xmalloc(sizeof(int) * (size_t)mol->n_atoms, "atom types");
-  spf_gaussian_form_factor ff[128];
-  int n_types = 0;
-  if ((rc = spf_molecule_scattering_types(mol, type, ff, &n_types))) fail("form factors", rc);
-
   /* ---- Simulation (not part of the generation) ---- */
   float *images = xmalloc(sizeof(float) * (size_t)(n * np), "images");
   double *true_q = xmalloc(sizeof(double) * 4 * (size_t)n, "orientations");
-  double t0 = omp_get_wtime();
-  spf_scattering *sc = NULL;
-  if ((rc = spf_scattering_make(mol->n_atoms, mol->xyz, type, n_types, ff, det->s_max * 1e-10 * (1 + 1e-6), 1e-4,
-                                nt, &sc)))
-    fail("structure factors", rc);
-  double t_sf = omp_get_wtime() - t0;
-  spf_simulate_options so;
-  spf_simulate_default_options(&so);
-  so.n_images = n;
-  so.seed = 1;
-  so.poisson = 0;
-  so.nthreads = nt;
-  double *pw = xmalloc(sizeof(double) * (size_t)np, "pixel weights");
-  for (int64_t p = 0; p < np; p++) pw[p] = det->solid_angle[p] * det->polarization[p];
-  spf_sim_pixels px = {np, det->s, pw, det->mask};
-  bench_sink_ctx sctx = {images, true_q, np};
+  double t0 = omp_get_wtime(), t_sf = 0;
   spf_simulate_timing stm = {0, 0, 0};
-  if ((rc = spf_simulate_images(sc, &px, &so, bench_sink, &sctx, NULL, NULL, &stm))) fail("simulate", rc);
+  if ((rc = bench_phantom_images(det, atoms, n, nt, images, true_q, &t_sf, &stm))) fail("simulate", rc);
   double t_sim = omp_get_wtime() - t0;
   printf("simulation: %lld noise-free images in %.2f s (structure-factor volume %.2f s, slicing %.2f s, "
          "intensities %.2f s) [not part of the generation]\n",
          (long long)n, t_sim, t_sf, stm.slicing, stm.noise);
-  spf_scattering_free(sc);
-  free(pw);
-  free(type);
-  spf_molecule_free(mol);
 
   /* ---- Setup, once per run: slicer (also gives merge coordinates) and merger ---- */
   const double slice_tol = 1e-4;

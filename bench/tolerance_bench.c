@@ -161,34 +161,9 @@ int main(int argc, char **argv)
   const int64_t np = det->n_pixels, n3 = M * M * M;
 
   /* ---- Data ---- */
-  spf_molecule *mol = NULL;
-  if ((rc = spf_molecule_phantom(1, 2000, &mol))) fail("phantom", rc);
-  spf_molecule_centre(mol);
-  int *type = xmalloc(sizeof(int) * (size_t)mol->n_atoms);
-  spf_gaussian_form_factor ff[128];
-  int n_types = 0;
-  if ((rc = spf_molecule_scattering_types(mol, type, ff, &n_types))) fail("form factors", rc);
-  spf_scattering *sc = NULL;
-  if ((rc = spf_scattering_make(mol->n_atoms, mol->xyz, type, n_types, ff, det->s_max * 1e-10 * (1 + 1e-6), 1e-4, nt,
-                                &sc)))
-    fail("structure factors", rc);
   float *images = xmalloc(sizeof(float) * (size_t)(n * np));
   double *quats = xmalloc(sizeof(double) * 4 * (size_t)n);
-  spf_simulate_options so;
-  spf_simulate_default_options(&so);
-  so.n_images = n;
-  so.seed = 1;
-  so.poisson = 0;
-  so.nthreads = nt;
-  double *pw = xmalloc(sizeof(double) * (size_t)np);
-  for (int64_t p = 0; p < np; p++) pw[p] = det->solid_angle[p] * det->polarization[p];
-  spf_sim_pixels px = {np, det->s, pw, det->mask};
-  bench_sink_ctx sctx = {images, quats, np};
-  if ((rc = spf_simulate_images(sc, &px, &so, bench_sink, &sctx, NULL, NULL, NULL))) fail("simulate", rc);
-  spf_scattering_free(sc);
-  free(pw);
-  free(type);
-  spf_molecule_free(mol);
+  if ((rc = bench_phantom_images(det, 2000, n, nt, images, quats, NULL, NULL))) fail("simulate", rc);
   if (photons > 0) {
     double total = 0;
     for (int64_t k = 0; k < n * np; k++) total += images[k];
