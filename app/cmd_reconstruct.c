@@ -1,7 +1,6 @@
 /* spinifel reconstruct: M-TIP from a dataset to a density, with a configuration file,
  * a JSON-lines log, a checkpoint per generation and --resume. */
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -12,207 +11,7 @@
 
 #include "args.h"
 #include "commands.h"
-
-/* Every parameter, once: the flag --NAME and the configuration key NAME are the same. */
-enum { T_INT, T_I64, T_DOUBLE, T_TEXT };
-typedef struct {
-  const char *name;
-  int type;
-  void *ptr;
-  double lo, hi;
-  int results; /* 1: changes the result (a resume must match it) */
-  const char *help;
-} param;
-
-typedef struct {
-  spf_reconstruct_options o;
-  int64_t images, threads;
-  int half, pictures_each, mask_dead;
-  int refs_given;          /* --refs, --refs-start or --refs-gens came from a flag or the file */
-  char data[1024];
-  char detector[1024]; /* EMC photons: their detector file */
-  char output[1024];
-  char model[1024];
-} settings;
-
-static int param_table(settings *s, param *t)
-{
-  spf_reconstruct_options *o = &s->o;
-  const param p[] = {
-      {"data", T_TEXT, s->data, 0, 0, 1, "the dataset (HDF5, SpiniFEL or CXI layout; or EMC photons with detector)"},
-      {"output", T_TEXT, s->output, 0, 0, 0, "output directory"},
-      {"detector", T_TEXT, s->detector, 0, 0, 1, "EMC (Dragonfly) detector file, when DATA is an EMC photon file"},
-      {"images", T_I64, &s->images, 0, 1e15, 1, "use the first N images (0: all)"},
-      {"half", T_INT, &s->half, 0, 2, 1, "0: all images; 1 or 2: that half of a random split (seed)"},
-      {"model", T_TEXT, s->model, 0, 0, 1,
-       "orientation model: auto (poisson for photon counts), poisson (EMC likelihood), euclidean (M-TIP)"},
-      {"poisson-mean", T_DOUBLE, &o->poisson_mean, 0, 1e9, 1, "auto: poisson up to this mean count per pixel"},
-      {"beta-start", T_DOUBLE, &o->beta_start, 0, 1, 1,
-       "poisson: annealing factor of generation 1 (0: auto, from the photons per image)"},
-      {"beta-min-spread", T_DOUBLE, &o->beta_min_spread, 0, 1e6, 1,
-       "poisson: beta at least this over the median spread of log L (0: off)"},
-      {"beta-max", T_DOUBLE, &o->beta_max, 1e-6, 1, 1, "poisson: the largest annealing factor"},
-      {"beta-period", T_INT, &o->beta_period, 0, 1000, 1,
-       "poisson: beta doubles every this many generations (0: 4)"},
-      {"model-floor", T_DOUBLE, &o->model_floor, 0, 1e3, 1,
-       "poisson: the model counts as at least this fraction of each pixel's mean count"},
-      {"update-fluence", T_INT, &o->update_fluence, 0, 1, 1, "poisson: per-image fluence from the probabilities"},
-      {"positive-intensity", T_INT, &o->positive_intensity, -1, 1, 1,
-       "clip the merged intensity at 0 (-1: with the poisson model)"},
-      {"mask-dead", T_INT, &s->mask_dead, 0, 1, 1,
-       "1: mask pixels that saw no photon while their neighbours did (beam stop, dead pixels)"},
-      {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
-      {"refs", T_I64, &o->n_references, 0, 1e9, 1,
-       "final reference orientations (0: from the particle's size and the data's resolution)"},
-      {"refs-max", T_I64, &o->refs_max, 1, 1e9, 1, "the most references --refs 0 may choose"},
-      {"refs-start", T_I64, &o->refs_start, 0, 1e9, 1, "references of generation 1 (0: refs), rising to refs"},
-      {"refs-gens", T_INT, &o->refs_generations, 1, 1000, 1, "generation at which refs is reached"},
-      {"ref-batch", T_I64, &o->ref_batch, 1, 1e6, 1, "references sliced per batch (memory)"},
-      {"generations", T_INT, &o->max_generations, 0, 1000, 0,
-       "generation cap (0: 20, 16 for poisson; a resume may raise it)"},
-      {"stop-fraction", T_DOUBLE, &o->stop_fraction, 0, 1, 1, "stop when fewer images change orientation"},
-      {"seed", T_I64, &o->seed, 0, 9e18, 1, "seed of generation 0's orientations and of phasing"},
-      {"pixel-weighting", T_INT, &o->pixel_weighting, 0, 1, 1, "matching metric: 1 = 1/mean image, 0 = plain"},
-      {"res-start", T_DOUBLE, &o->res_start, 0.05, 1, 1, "match on |s| <= F s_max first (1: no schedule)"},
-      {"res-gens", T_INT, &o->res_generations, 1, 1000, 1, "generation at which all pixels are used"},
-      {"res-merge", T_INT, &o->res_merge, 0, 1, 1, "1: merge only the scheduled pixels too"},
-      {"soft-k", T_INT, &o->soft_k, 1, 4096, 1, "soft assignment: nearest references per image"},
-      {"soft-tau", T_DOUBLE, &o->soft_tau, 1e-6, 1e6, 1, "soft assignment temperature (relative)"},
-      {"soft-gens", T_INT, &o->soft_generations, 0, 1000, 1, "generations with soft assignment"},
-      {"slice-merged", T_INT, &o->slice_merged, 0, 1, 1, "1: slice the merged, not the phased model"},
-      {"prior", T_INT, &o->use_prior, 0, 1, 1, "merge with the previous model as prior"},
-      {"continue-phasing", T_INT, &o->continue_phasing, 0, 1, 1, "phase from the previous density"},
-      {"n-rho", T_INT, &o->n_rho, 1, 100, 1, "L-curve points"},
-      {"rho-min", T_DOUBLE, &o->rho_min, 1e-12, 1e12, 1, "smallest regularisation (relative)"},
-      {"rho-max", T_DOUBLE, &o->rho_max, 1e-12, 1e12, 1, "largest regularisation (relative)"},
-      {"phi", T_DOUBLE, &o->phi, 0, 1e12, 1, "ball penalty (relative)"},
-      {"cg-iterations", T_INT, &o->merge.cg_max_iter, 1, 100000, 1, "CG iteration cap"},
-      {"cg-tol", T_DOUBLE, &o->merge.cg_tol, 1e-15, 1, 1, "CG tolerance (relative residual)"},
-      {"merge-tol", T_DOUBLE, &o->merge.nufft_tol, 0, 1e-2, 1, "merging: accuracy of the type-1 sums (0: 1e-6, 1e-4 for poisson)"},
-      {"slice-tol", T_DOUBLE, &o->slice_tol, 0, 1e-2, 1, "slicing: accuracy of the type-2 NUFFT (0: 1e-4, 1e-3 for poisson)"},
-      {"preconditioner", T_INT, &o->merge.preconditioner, 0, 1, 1, "1: circulant preconditioner for CG"},
-      {"phase-every", T_INT, &o->phase_every, 0, 1000, 1,
-       "phase every N generations and at the last (0: 5 with slice-merged, else 1)"},
-      {"phase-cycles", T_INT, &o->phase.n_cycles, 0, 10000, 1, "phasing cycles per generation"},
-      {"beta", T_DOUBLE, &o->phase.beta, 0.01, 1, 1, "HIO feedback"},
-      {"start-from-truth", T_INT, &o->start_from_truth, 0, 1, 1, "diagnostics: start from the file's orientations"},
-      {"pictures-each", T_INT, &s->pictures_each, 0, 1, 0, "1: also draw density_genNNN.png after every generation"},
-      {"threads", T_I64, &s->threads, 0, 1024, 0, "threads (0: all)"},
-  };
-  const int n = (int)(sizeof p / sizeof p[0]);
-  if (t) memcpy(t, p, sizeof p);
-  return n;
-}
-#define MAX_PARAMS 64
-
-/* Set one parameter from text; 0 or 2 (message printed). where: "--name" or "FILE:LINE". */
-static int set_param(settings *s, const char *name, const char *value, const char *where)
-{
-  param t[MAX_PARAMS];
-  const int n = param_table(s, t);
-  for (int i = 0; i < n; i++) {
-    if (strcmp(t[i].name, name)) continue;
-    if (!strncmp(name, "refs", 4)) s->refs_given = 1;
-    int64_t v64;
-    int rc = 0;
-    switch (t[i].type) {
-    case T_TEXT:
-      if (strlen(value) >= 1024) {
-        fprintf(stderr, "spinifel reconstruct: %s: path too long\n", where);
-        return 2;
-      }
-      snprintf((char *)t[i].ptr, 1024, "%s", value);
-      return 0;
-    case T_DOUBLE: return arg_double("reconstruct", where, value, t[i].lo, t[i].hi, (double *)t[i].ptr);
-    case T_INT:
-      rc = arg_int64("reconstruct", where, value, (int64_t)t[i].lo, (int64_t)t[i].hi, &v64);
-      if (!rc) *(int *)t[i].ptr = (int)v64;
-      return rc;
-    default:
-      return arg_int64("reconstruct", where, value, (int64_t)t[i].lo, (int64_t)t[i].hi, (int64_t *)t[i].ptr);
-    }
-  }
-  fprintf(stderr, "spinifel reconstruct: %s: unknown parameter '%s' (try --help)\n", where, name);
-  return 2;
-}
-
-/* The effective configuration as INI text; results_only leaves out what does not
- * change the result (output directory, threads), for the resume check. */
-static void config_text(settings *s, int results_only, char *out, size_t len)
-{
-  param t[MAX_PARAMS];
-  const int n = param_table(s, t);
-  size_t at = (size_t)snprintf(out, len, "[reconstruct]\n");
-  for (int i = 0; i < n && at < len; i++) {
-    if (results_only && !t[i].results) continue;
-    if (t[i].type == T_TEXT && !((char *)t[i].ptr)[0]) continue; /* unset: as before the key existed */
-    switch (t[i].type) {
-    case T_TEXT: at += (size_t)snprintf(out + at, len - at, "%s = %s\n", t[i].name, (char *)t[i].ptr); break;
-    case T_DOUBLE: at += (size_t)snprintf(out + at, len - at, "%s = %.17g\n", t[i].name, *(double *)t[i].ptr); break;
-    case T_INT: at += (size_t)snprintf(out + at, len - at, "%s = %d\n", t[i].name, *(int *)t[i].ptr); break;
-    default: at += (size_t)snprintf(out + at, len - at, "%s = %lld\n", t[i].name, (long long)*(int64_t *)t[i].ptr);
-    }
-  }
-}
-
-typedef struct {
-  settings *s;
-  const char *path;
-  int rc;
-} ini_ctx;
-
-static int on_ini_line(void *user, const char *section, const char *name, const char *value)
-{
-  ini_ctx *c = user;
-  if (c->rc) return 0;
-  if (strcmp(section, "reconstruct") != 0) {
-    fprintf(stderr, "spinifel reconstruct: %s: unknown section [%s] (expected [reconstruct])\n", c->path, section);
-    c->rc = 2;
-    return 0;
-  }
-  char where[1100];
-  snprintf(where, sizeof where, "%s: %s", c->path, name);
-  c->rc = set_param(c->s, name, value, where);
-  return c->rc == 0;
-}
-
-/* Read a configuration file, or a run directory's config.ini (resume_dir not NULL):
- * what is missing or not a file is an input error (1), a bad line a usage error (2). */
-static int read_config(settings *s, const char *path, const char *resume_dir)
-{
-  struct stat sb;
-  if (resume_dir && stat(resume_dir, &sb) != 0) {
-    fprintf(stderr, "spinifel reconstruct: --resume %s: %s\n", resume_dir, strerror(errno));
-    return 1;
-  }
-  if (resume_dir && !S_ISDIR(sb.st_mode)) {
-    fprintf(stderr, "spinifel reconstruct: --resume %s: not a directory\n", resume_dir);
-    return 1;
-  }
-  if (stat(path, &sb) != 0) {
-    if (resume_dir)
-      fprintf(stderr, "spinifel reconstruct: --resume %s: not a run directory (no config.ini)\n", resume_dir);
-    else
-      fprintf(stderr, "spinifel reconstruct: the configuration %s: %s\n", path, strerror(errno));
-    return 1;
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    fprintf(stderr, "spinifel reconstruct: the configuration %s is not a regular file\n", path);
-    return 1;
-  }
-  ini_ctx c = {s, path, 0};
-  int e = ini_parse(path, on_ini_line, &c);
-  if (c.rc) return c.rc;
-  if (e < 0) {
-    fprintf(stderr, "spinifel reconstruct: cannot open the configuration %s\n", path);
-    return 1;
-  }
-  if (e > 0) {
-    fprintf(stderr, "spinifel reconstruct: %s:%d: not a valid INI line\n", path, e);
-    return 2;
-  }
-  return 0;
-}
+#include "reconstruct_config.h"
 
 static int write_text_file(const char *path, const char *text)
 {
@@ -232,10 +31,9 @@ static int write_text_file(const char *path, const char *text)
 static void usage(FILE *out)
 {
   settings s;
-  memset(&s, 0, sizeof s);
-  spf_reconstruct_default_options(&s.o);
+  config_defaults(&s);
   param t[MAX_PARAMS];
-  const int n = param_table(&s, t);
+  const int n = config_param_table(&s, t);
   fprintf(out,
           "usage: spinifel reconstruct DATA.h5 -o OUTDIR [--config FILE.ini] [--NAME VALUE ...]\n"
           "       spinifel reconstruct --resume OUTDIR [--threads K] [--generations N]\n"
@@ -597,10 +395,7 @@ int cmd_reconstruct(int argc, char **argv)
 static int reconstruct_command(int argc, char **argv, char *created_dir, size_t created_len)
 {
   settings S;
-  memset(&S, 0, sizeof S);
-  spf_reconstruct_default_options(&S.o);
-  snprintf(S.model, sizeof S.model, "auto");
-  S.mask_dead = 1;
+  config_defaults(&S);
   const char *resume_dir = NULL;
   char path[2100];
   int half_sets = 0;
@@ -619,7 +414,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
       } else {
         snprintf(path, sizeof path, "%s", v);
       }
-      int rc = read_config(&S, path, resume_dir);
+      int rc = config_read_file(&S, path, resume_dir);
       if (rc) return rc;
       if (resume_dir) snprintf(S.output, sizeof S.output, "%s", resume_dir);
     }
@@ -639,7 +434,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
         fprintf(stderr, "spinifel reconstruct: one dataset only ('%s' and '%s')\n", S.data, a);
         return 2;
       }
-      if (set_param(&S, "data", a, "DATA")) return 2;
+      if (config_set(&S, "data", a, "DATA")) return 2;
       continue;
     }
     if (!(v = arg_value("reconstruct", argc, argv, &i))) return 2;
@@ -649,7 +444,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
                       "is in %s)\n", path);
       return 2;
     }
-    if (set_param(&S, name, v, a)) return 2;
+    if (config_set(&S, name, v, a)) return 2;
   }
   if (!S.data[0] || !S.output[0]) {
     fprintf(stderr, "spinifel reconstruct: a dataset and an output directory are required (DATA.h5 -o OUTDIR)\n");

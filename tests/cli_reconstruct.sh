@@ -34,6 +34,18 @@ mkdir -p "$tmp/empty"
 printf '[reconstruct]\ndata = %s\n' "$tmp/d.h5" > "$tmp/empty/config.ini"
 check "resume of a directory without checkpoint" 1 "$bin" reconstruct --resume "$tmp/empty"
 
+# A dataset under a long path (config.ini lines over 199 bytes, past libinih's limit) resumes.
+long="$tmp/$(printf 'l%.0s' $(seq 1 120))/$(printf 'm%.0s' $(seq 1 120))"
+mkdir -p "$long" && cp "$tmp/d.h5" "$long/d.h5"
+check "a long dataset path" 0 "$bin" reconstruct "$long/d.h5" -o "$tmp/lp" "${small[@]}" --generations 1
+check "a long dataset path resumes" 0 "$bin" reconstruct --resume "$tmp/lp" --generations 2
+printf '\xef\xbb\xbf; a comment\r\n[ reconstruct ]\r\n  M = 17  \r\n# another\r\n\r\nseed=3\r\n' > "$tmp/crlf.ini"
+check "a configuration with a byte-order mark, CRLF lines and comments" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/crlf" \
+  --config "$tmp/crlf.ini" --refs 300 --refs-start 0 --soft-k 8 --soft-gens 1 --phase-cycles 2 --threads 2 --generations 1
+expect "the configuration's values are used" bash -c "grep -qx 'M = 17' '$tmp/crlf/config.ini' && grep -qx 'seed = 3' '$tmp/crlf/config.ini'"
+printf '[reconstruct]\nM = 15\x00\n' > "$tmp/nul.ini"
+check "a configuration with a NUL byte" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/nul.ini"
+
 check "demo help" 0 "$bin" demo --help
 check "demo rejects an unknown option" 2 "$bin" demo --frobnicate 1
 check "demo rejects too few images" 2 "$bin" demo --images 5

@@ -2,7 +2,7 @@
 # Install the Debian 12 packages spinifel needs. Idempotent: installs only what is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfftw3-dev libopenblas-dev libhdf5-dev
-      libopenmpi-dev openmpi-bin libpng-dev libinih-dev)
+      libopenmpi-dev openmpi-bin libpng-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
