@@ -97,6 +97,10 @@ int config_set(settings *s, const char *name, const char *value, const char *whe
     int rc = 0;
     switch (t[i].type) {
     case T_TEXT:
+      if (!value[0]) { /* config.ini leaves unset texts out: an empty one would not come back */
+        fprintf(stderr, "spinifel reconstruct: %s: empty value\n", where);
+        return 2;
+      }
       if (strlen(value) >= 1024) {
         fprintf(stderr, "spinifel reconstruct: %s: path too long\n", where);
         return 2;

@@ -278,9 +278,8 @@ static int check_written(hid_t ds, const char *path, const char *name, int rank,
     return SPF_ERR_DATA;
   }
   hid_t cp = H5Dget_create_plist(ds);
-  if (cp < 0) return SPF_OK;
-  const H5D_layout_t layout = H5Pget_layout(cp);
   int rc = SPF_OK;
+  const H5D_layout_t layout = cp >= 0 ? H5Pget_layout(cp) : H5D_LAYOUT_ERROR;
   if (layout == H5D_CONTIGUOUS && H5Dget_storage_size(ds) == 0) {
     say(msg, msg_len, "%s: dataset '%s' declares %llu images but holds no data (never written)", path, name,
         (unsigned long long)dims[0]);
@@ -299,7 +298,27 @@ static int check_written(hid_t ds, const char *path, const char *name, int rank,
       }
     }
   }
-  H5Pclose(cp);
+  if (cp >= 0) H5Pclose(cp);
+  /* What the file can hold: its storage within the file, and no more values than
+   * deflate's best ratio (1032:1) gets out of that storage; checked before anything is
+   * allocated from the declared sizes. */
+  double values = 1;
+  for (int k = 0; k < rank; k++) values *= (double)dims[k];
+  const hid_t file = H5Iget_file_id(ds);
+  hsize_t file_size = 0;
+  if (file >= 0) {
+    if (H5Fget_filesize(file, &file_size) < 0) file_size = 0;
+    H5Fclose(file);
+  }
+  const hid_t type = H5Dget_type(ds);
+  const double bytes = values * (double)(type >= 0 ? H5Tget_size(type) : 1);
+  if (type >= 0) H5Tclose(type);
+  const double storage = (double)H5Dget_storage_size(ds);
+  if (!rc && file_size > 0 && (storage > (double)file_size || bytes > 1100.0 * (double)file_size)) {
+    say(msg, msg_len, "%s: dataset '%s' declares %.3g values, more than the file's %llu bytes can hold", path, name,
+        values, (unsigned long long)file_size);
+    rc = SPF_ERR_DATA;
+  }
   return rc;
 }
 
@@ -431,11 +450,16 @@ int spf_dataset_open(const char *path, spf_dataset **out, char *msg, size_t msg_
     /* Sizes first, then geometry. */
     const char *name = exists(f, "/entry_1/data_1/data") ? "/entry_1/data_1/data" : "/entry_1/instrument_1/detector_1/data";
     hid_t ds = exists(f, name) ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
-    if (ds >= 0 && dataset_shape(ds, dims) == 3) d->n_pixels = (int64_t)(dims[1] * dims[2]);
+    if (ds >= 0 && dataset_shape(ds, dims) == 3) {
+      rc = check_written(ds, path, name, 3, dims, msg, msg_len);
+      if (!rc) d->n_pixels = (int64_t)(dims[1] * dims[2]);
+    }
     if (ds >= 0) H5Dclose(ds);
-    d->s = malloc(sizeof(double) * 3 * (size_t)(d->n_pixels + 1));
-    d->mask = malloc((size_t)(d->n_pixels + 1));
-    rc = (!d->s || !d->mask) ? SPF_ERR_ALLOC : open_cxi(d, f, msg, msg_len);
+    if (!rc) {
+      d->s = malloc(sizeof(double) * 3 * (size_t)(d->n_pixels + 1));
+      d->mask = malloc((size_t)(d->n_pixels + 1));
+      rc = (!d->s || !d->mask) ? SPF_ERR_ALLOC : open_cxi(d, f, msg, msg_len);
+    }
   } else if (!exists(f, "intensities")) {
     if (exists(f, "place_ones"))
       say(msg, msg_len, "%s: EMC photons in HDF5: they need their detector file (--detector DET.dat)", path);

@@ -160,7 +160,7 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
   double biomt[MAX_BIOMT][12];
   unsigned biomt_rows[MAX_BIOMT] = {0}; /* bit r: row r + 1 of that operator seen */
   int n_biomt = 0, in_bm1 = 0;
-  char chains[256] = "";
+  char chains[256] = {0}; /* chains[c]: chain c is in biomolecule 1 */
   char *atom_chain = NULL;
   while (!rc && fgets(line, sizeof line, f)) {
     lineno++;
@@ -176,10 +176,12 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
     }
     if (!strncmp(line, "REMARK 350", 10)) {
       if (strstr(line, "BIOMOLECULE:")) in_bm1 = atoi(strstr(line, "BIOMOLECULE:") + 12) == 1;
-      else if (in_bm1 && strstr(line, "APPLY THE FOLLOWING TO CHAINS:")) {
-        if (strlen(chains) + strlen(line) < sizeof chains - 1) strcat(chains, strstr(line, ":") + 1);
-      } else if (in_bm1 && strstr(line, "AND CHAINS:")) {
-        if (strlen(chains) + strlen(line) < sizeof chains - 1) strcat(chains, strstr(line, ":") + 1);
+      else if (in_bm1 && (strstr(line, "APPLY THE FOLLOWING TO CHAINS:") || strstr(line, "AND CHAINS:"))) {
+        /* A list such as "A, B, C": one-character chain IDs (PDB column 22). */
+        for (const char *c = strstr(line, ":") + 1; *c; c++)
+          if (!isspace((unsigned char)*c) && *c != ',' && (c[1] == ',' || c[1] == '\0' || isspace((unsigned char)c[1])) &&
+              (c[-1] == ',' || c[-1] == ':' || isspace((unsigned char)c[-1])))
+            chains[(unsigned char)*c] = 1;
       } else if (in_bm1 && len > 23 && !strncmp(line + 13, "BIOMT", 5)) {
         int row = line[18] - '1', id;
         double v[4];
@@ -277,11 +279,30 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
                         biomt_rows[t] & 1 ? "" : " 1", biomt_rows[t] & 2 ? "" : " 2", biomt_rows[t] & 4 ? "" : " 3");
       rc = SPF_ERR_FORMAT;
     }
+  /* A BIOMT operator is a rotation and a translation; anything else is a damaged record. */
+  for (int t = 0; !rc && o.assembly && t < n_biomt; t++) {
+    const double *b = biomt[t];
+    double worst = 0;
+    for (int i = 0; i < 3; i++)
+      for (int j = 0; j < 3; j++) {
+        const double d = b[4 * i] * b[4 * j] + b[4 * i + 1] * b[4 * j + 1] + b[4 * i + 2] * b[4 * j + 2] - (i == j);
+        worst = fmax(worst, fabs(d));
+      }
+    if (!(worst < 1e-3) || !(fabs(b[3]) < 1e5 && fabs(b[7]) < 1e5 && fabs(b[11]) < 1e5)) {
+      if (msg) snprintf(msg, msg_len, "%s: REMARK 350 operator %d is not a rotation and a translation (|t| < 1e5 A)", path,
+                        t + 1);
+      rc = SPF_ERR_FORMAT;
+    }
+  }
   if (!rc && o.assembly && n_biomt > 0) {
     /* Every BIOMT copy of the listed chains (the identity among them, usually). */
     const int64_t n0 = m->n_atoms;
     int64_t keep = 0;
-    for (int64_t a = 0; a < n0; a++) keep += strchr(chains, atom_chain[a]) != NULL;
+    for (int64_t a = 0; a < n0; a++) keep += chains[(unsigned char)atom_chain[a]];
+    if (keep == 0) {
+      if (msg) snprintf(msg, msg_len, "%s: REMARK 350 biomolecule 1 applies to no chain that has atoms", path);
+      rc = SPF_ERR_FORMAT;
+    }
     while (cap < keep * n_biomt && !rc) rc = grow(m, &cap);
     if (!rc) {
       spf_molecule *g = calloc(1, sizeof *g);
@@ -290,7 +311,7 @@ int spf_molecule_read_pdb(const char *path, const spf_pdb_options *opts, spf_mol
       if (!g) rc = SPF_ERR_ALLOC;
       for (int t = 0; !rc && t < n_biomt; t++)
         for (int64_t a = 0; a < n0; a++) {
-          if (!strchr(chains, atom_chain[a])) continue;
+          if (!chains[(unsigned char)atom_chain[a]]) continue;
           const double *x = m->xyz + 3 * a, *r = biomt[t];
           for (int k = 0; k < 3; k++)
             g->xyz[3 * g->n_atoms + k] = r[4 * k] * x[0] + r[4 * k + 1] * x[1] + r[4 * k + 2] * x[2] + r[4 * k + 3];

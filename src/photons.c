@@ -782,6 +782,11 @@ static int finish_detector(spf_photons_detector *d, const char *path, double wav
         return SPF_ERR_DATA;
       }
       d->s[3 * p + k] = q / scale;
+      if (!isfinite(d->s[3 * p + k])) { /* q over a tiny scale: detd, ewald_rad or wavelength absurd */
+        say(msg, msg_len, "%s: pixel %lld: q %g over ewald_rad %g and wavelength %g m is not a finite position", path,
+            (long long)p, q, d->ewald_rad_voxels, d->wavelength_m);
+        return SPF_ERR_DATA;
+      }
     }
     if (!isfinite(d->corr[p])) {
       say(msg, msg_len, "%s: pixel %lld has a non-finite corr", path, (long long)p);

@@ -3,6 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfftw3-dev libopenblas-dev libhdf5-dev
       libopenmpi-dev openmpi-bin libpng-dev)
+# --fuzz: also clang's libFuzzer and OpenMP runtime, for tools/fuzz.sh.
+[ "${1:-}" = "--fuzz" ] && pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,7 +8,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   # Without MPI: OpenMPI's dlopened components keep memory LeakSanitizer cannot attribute,
   # and this build then checks the one-process path the program has without MPI.
   bash "$root/tools/build.sh" "$dir" -DSPINIFEL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPINIFEL_MPI=OFF
-  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:suppressions=$root/tools/asan.supp"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   export SPINIFEL_TEST_SCALE=small   # the sanitizer build is slower: tests shrink their big cases
 else
