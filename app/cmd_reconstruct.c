@@ -369,17 +369,6 @@ static int mask_dead_pixels(const spf_comm *cw, const spf_dataset *d, int64_t n,
   return rc;
 }
 
-/* Free the run's arrays on an error path; returns rc. */
-static int drop_run_arrays(float *img, double *s, double *q_true, float *map, spf_run_state *st, int rc)
-{
-  free(img);
-  free(s);
-  free(q_true);
-  free(map);
-  spf_run_state_free(st);
-  return rc;
-}
-
 /* The command, given where to note an output directory it created (created_dir[0] then
  * non-zero), so that a failed run removes it again when it is still empty. */
 static int reconstruct_command(int argc, char **argv, char *created_dir, size_t created_len);
@@ -501,33 +490,43 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   config_text(&S, 0, config, sizeof config);
   config_text(&S, 1, config_results, sizeof config_results);
 
+  /* From here on one exit: every array the run holds is freed at 'out'. */
   char msg[1024] = "";
-  spf_dataset *d;
+  spf_dataset *d = NULL;
+  int64_t *slot = NULL;
+  float *all = NULL, *img = NULL, *map = NULL;
+  double *s = NULL, *q_true = NULL;
+  spf_run_state st, whole;
+  memset(&st, 0, sizeof st);
+  memset(&whole, 0, sizeof whole);
+  run_ctx c;
+  memset(&c, 0, sizeof c);
+  int ret = 1;
   int rc = S.detector[0] ? spf_dataset_open_emc(S.data, S.detector, &d, msg, sizeof msg)
                          : spf_dataset_open(S.data, &d, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
-    return 1;
+    goto out;
   }
   const int64_t n_all = S.images > 0 && S.images < d->h.n_images ? S.images : d->h.n_images, np_all = d->n_pixels;
   /* Half sets: a seeded random split (Fisher-Yates), each half in file order. */
-  int64_t *slot = malloc(sizeof(int64_t) * (size_t)n_all), n = n_all;
+  int64_t n = n_all;
+  slot = malloc(sizeof(int64_t) * (size_t)n_all);
   if (!slot) {
     fprintf(stderr, "spinifel reconstruct: out of memory\n");
-    return 1;
+    goto out;
   }
   for (int64_t i = 0; i < n_all; i++) slot[i] = i;
   if (S.half) {
     if (n_all < 4) {
       fprintf(stderr, "spinifel reconstruct: --half needs at least 4 images\n");
-      free(slot);
-      spf_dataset_close_reader(d);
-      return 2;
+      ret = 2;
+      goto out;
     }
     int64_t *perm = malloc(sizeof(int64_t) * (size_t)n_all);
     if (!perm) {
       fprintf(stderr, "spinifel reconstruct: out of memory\n");
-      return 1;
+      goto out;
     }
     spf_rng r;
     spf_rng_seed(&r, S.o.seed, 0x5EED5EEDull);
@@ -556,8 +555,8 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   for (int64_t p = 0; p < np_all; p++) np += d->mask[p] != 0;
   if (o.start_from_truth && !d->h.has_orientations) {
     fprintf(stderr, "spinifel reconstruct: --start-from-truth: %s holds no orientations\n", S.data);
-    spf_dataset_close_reader(d);
-    return 2;
+    ret = 2;
+    goto out;
   }
   const int64_t M = o.M, n3 = M * M * M;
   /* The images are held in memory: say so before trying when they cannot fit (an
@@ -567,19 +566,18 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     fprintf(stderr, "spinifel reconstruct: %lld images of %lld pixels need %.1f GiB, more than this machine's %.1f GiB%s\n",
             (long long)n, (long long)np, need / 1073741824.0, have / 1073741824.0,
             cw.active ? "" : " (mpirun spreads them over ranks)");
-    spf_dataset_close_reader(d);
-    return 1;
+    goto out;
   }
-  float *all = malloc(sizeof(float) * (size_t)np_all * 64), *img = malloc(sizeof(float) * (size_t)(n * np));
-  double *s = malloc(sizeof(double) * 3 * (size_t)np);
-  double *q_true = d->h.has_orientations ? malloc(sizeof(double) * 4 * (size_t)n) : NULL;
-  spf_run_state st;
+  all = malloc(sizeof(float) * (size_t)np_all * 64);
+  img = malloc(sizeof(float) * (size_t)(n * np));
+  s = malloc(sizeof(double) * 3 * (size_t)np);
+  q_true = d->h.has_orientations ? malloc(sizeof(double) * 4 * (size_t)n) : NULL;
   const int st_rc = spf_run_state_make(M, n, &st);
-  float *map = malloc(sizeof(float) * (size_t)n3);
+  map = malloc(sizeof(float) * (size_t)n3);
   if (!all || !img || !s || (d->h.has_orientations && !q_true) || st_rc || !map) {
     fprintf(stderr, "spinifel reconstruct: out of memory for %lld images of %lld pixels\n", (long long)n,
             (long long)np);
-    return 1;
+    goto out;
   }
   /* Only valid pixels take part; s in 1/m as stored. */
   for (int64_t p = 0, v = 0; p < np_all; p++)
@@ -591,7 +589,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   spf_intensity_grid ig;
   if (spf_intensity_grid_make(M, o.oversampling, np_all, d->s, d->mask, &ig) != SPF_OK) {
     fprintf(stderr, "spinifel reconstruct: %s: no valid pixel, or a pixel position that is not finite\n", S.data);
-    return 1;
+    goto out;
   }
   double qchunk[4 * 64];
   for (int64_t f = 0; !rc && f < n_all; f += 64) {
@@ -610,12 +608,15 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   }
   free(slot);
   free(all);
+  slot = NULL;
+  all = NULL;
   if (!rc && S.mask_dead && d->h.nx * d->h.ny == np_all) rc = mask_dead_pixels(&cw, d, n, &np, img, s, &ig, &o, msg,
                                                                                 sizeof msg);
   spf_dataset_close_reader(d);
+  d = NULL;
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
-    return 1;
+    goto out;
   }
   /* The model, decided once from the data and recorded in config.ini (a resume reads
    * the same data and decides the same). */
@@ -626,7 +627,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     rc = spf_reconstruct_pick_model(n, np, img, &o, &model, why, sizeof why);
     if (rc) {
       if (cw.rank == 0) fprintf(stderr, "spinifel reconstruct: %s\n", why[0] ? why : spf_strerror(rc));
-      return 1;
+      goto out;
     }
     o.model = S.o.model = model;
     /* The Poisson model's reference grid, unless one was asked for: EMC's 3,240
@@ -650,11 +651,10 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   if (resume_dir) {
     if (access(path, F_OK) != 0) {
       fprintf(stderr, "spinifel reconstruct: %s: no checkpoint to resume from\n", path);
-      return drop_run_arrays(img, s, q_true, map, &st, 1);
+      goto out;
     }
     /* Under mpirun every rank reads the whole state and keeps its share: the run may
      * resume on another number of ranks. */
-    spf_run_state whole;
     rc = cw.active ? spf_run_state_make(M, n_run, &whole) : SPF_OK;
     if (rc) snprintf(msg, sizeof msg, "out of memory for the checkpoint's %lld images", (long long)n_run);
     if (!rc) rc = spf_checkpoint_read(path, cw.active ? &whole : &st, stored, sizeof stored, msg, sizeof msg);
@@ -670,32 +670,40 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     if (cw.active) spf_run_state_free(&whole);
     if (rc) {
       fprintf(stderr, "spinifel reconstruct: %s\n", msg);
-      return drop_run_arrays(img, s, q_true, map, &st, 1);
+      goto out;
     }
     if (st.generation > o.max_generations) {
       fprintf(stderr, "spinifel reconstruct: %s holds %d generations, more than --generations %d\n", path,
               st.generation, o.max_generations);
-      return drop_run_arrays(img, s, q_true, map, &st, 2);
+      {
+        ret = 2;
+        goto out;
+      }
     }
     if (strcmp(stored, config_results) != 0) {
       fprintf(stderr, "spinifel reconstruct: %s was written with another configuration than %s/config.ini\n", path,
               outdir);
-      return drop_run_arrays(img, s, q_true, map, &st, 1);
+      goto out;
     }
     resumed = 1;
   }
   snprintf(path, sizeof path, "%s/config.ini", outdir);
   if (cw.rank == 0 && write_text_file(path, config)) {
     fprintf(stderr, "spinifel reconstruct: cannot write %s\n", path);
-    return 1;
+    goto out;
   }
   snprintf(path, sizeof path, "%s/log.jsonl", outdir);
   if (cw.rank == 0 && (resumed ? trim_log(path, st.generation) : SPF_OK)) {
     fprintf(stderr, "spinifel reconstruct: cannot rewrite %s\n", path);
-    return 1;
+    goto out;
   }
-  run_ctx c = {.outdir = outdir, .config = config_results, .n_images = n, .max_gen = o.max_generations,
-               .tty = isatty(fileno(stderr)), .t_start = omp_get_wtime(), .pictures_each = S.pictures_each};
+  c.outdir = outdir;
+  c.config = config_results;
+  c.n_images = n;
+  c.max_gen = o.max_generations;
+  c.tty = isatty(fileno(stderr));
+  c.t_start = omp_get_wtime();
+  c.pictures_each = S.pictures_each;
   double s_max = 0;
   for (int64_t p = 0; p < np; p++)
     s_max = fmax(s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
@@ -706,7 +714,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   c.log = cw.rank == 0 ? fopen(path, resumed ? "a" : "w") : NULL;
   if (cw.rank == 0 && !c.log) {
     fprintf(stderr, "spinifel reconstruct: cannot write %s: %s\n", path, strerror(errno));
-    return 1;
+    goto out;
   }
   if (resumed && cw.rank == 0)
     fprintf(stderr, "resuming %s after generation %d of %d\n", outdir, st.generation, o.max_generations);
@@ -724,13 +732,14 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   c.n_all = n_run;
   rc = spf_reconstruct(n, np, img, s, q_true, &o, resumed ? &st : NULL, on_generation, &c, &st);
   if (c.log) fclose(c.log);
+  c.log = NULL;
   if (c.rc) {
     if (cw.rank == 0) fprintf(stderr, "spinifel reconstruct: %s\n", c.msg);
-    return 1;
+    goto out;
   }
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", spf_strerror(rc));
-    return 1;
+    goto out;
   }
   if (cw.active) {
     /* Rank 0 gathers every image's state (and truth) and writes the outputs; the
@@ -741,9 +750,14 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     if (!rc && q_true) rc = gather_images(&cw, n_run, q_true, n, ta, 4 * sizeof(double));
     if (rc) {
       fprintf(stderr, "spinifel reconstruct: %s\n", spf_strerror(rc));
-      return 1;
+      free(ta);
+      goto out;
     }
-    if (cw.rank != 0) return 0;
+    if (cw.rank != 0) {
+      free(ta);
+      ret = 0;
+      goto out;
+    }
     spf_run_state_free(&st);
     st = c.whole;
     memset(&c.whole, 0, sizeof c.whole);
@@ -763,11 +777,11 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
                            st.generation, config, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel reconstruct: %s\n", msg);
-    return 1;
+    goto out;
   }
   if (plot_outdir(outdir, msg, sizeof msg)) {
     fprintf(stderr, "spinifel reconstruct: pictures: %s\n", msg);
-    return 1;
+    goto out;
   }
   printf("reconstructed %lld images in %d generations, %.1f s; voxel %.2f A, data to %.2f A (the farthest pixel); wrote "
          "%s/density.mrc, results.h5 and report.html\n",
@@ -776,8 +790,18 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     double p90, med = spf_orientation_error_median(n, q_true, st.orientations, &p90);
     printf("orientation error: median %.2f deg, 90th percentile %.2f deg\n", med, p90);
   }
-  free(img); free(s); free(q_true); free(map);
+  ret = 0;
+out:
+  if (c.log) fclose(c.log);
+  spf_dataset_close_reader(d);
+  free(slot);
+  free(all);
+  free(img);
+  free(s);
+  free(q_true);
+  free(map);
   spf_run_state_free(&st);
+  spf_run_state_free(&whole);
   spf_run_state_free(&c.whole);
-  return 0;
+  return ret;
 }

@@ -61,12 +61,16 @@ typedef struct {
   progress_bar *bar;
   char *msg;
   size_t msg_len;
+  const char *out; /* the HDF5 output's name, for messages */
 } sink_ctx;
 
 static int sink(void *ctx, int64_t first, int64_t count, const float *images, const double *quats)
 {
   sink_ctx *s = ctx;
   int rc = s->w ? spf_dataset_write_images(s->w, first, count, images, quats) : SPF_OK;
+  if (rc == SPF_ERR_IO)
+    snprintf(s->msg, s->msg_len, "%s: cannot write images %lld to %lld (disk full?)", s->out, (long long)first,
+             (long long)(first + count - 1));
   if (!rc && s->photons) rc = spf_photons_write(s->photons, count, images, s->msg, s->msg_len);
   return rc;
 }
@@ -237,7 +241,8 @@ int cmd_simulate(int argc, char **argv)
   spf_photons_writer *pw = NULL;
   msg[0] = 0; /* messages below are the writers' */
   if (out) rc = spf_dataset_create(out, &h, &w, msg, sizeof msg);
-  if (!rc && out) rc = spf_dataset_write_geometry(w, det->s, det->mask);
+  if (!rc && out && (rc = spf_dataset_write_geometry(w, det->s, det->mask)) == SPF_ERR_IO)
+    snprintf(msg, sizeof msg, "%s: cannot write the detector geometry (disk full?)", out);
   if (!rc && emc) rc = spf_photons_create(emc, det->n_pixels, &pw, msg, sizeof msg);
   if (rc) {
     fprintf(stderr, "spinifel simulate: %s\n", *msg ? msg : spf_strerror(rc));
@@ -261,7 +266,7 @@ int cmd_simulate(int argc, char **argv)
   px.weight_sr = weight;
   progress_bar bar;
   progress_start(&bar, "simulate", "images");
-  sink_ctx sctx = {w, pw, &bar, msg, sizeof msg};
+  sink_ctx sctx = {w, pw, &bar, msg, sizeof msg, out};
   spf_simulate_timing tm = {0, 0, 0};
   if (!rc) rc = spf_simulate_images(sc, &px, &so, sink, &sctx, progress, &bar, &tm);
   progress_finish(&bar);

@@ -2,7 +2,7 @@
  * photon and detector files) on the same bytes. Properties: no crash or sanitizer report
  * in spinifel's code; a file accepted has consistent sizes, finite geometry, and its first
  * images read back finite and non-negative, or are refused with a message. What libhdf5
- * does inside H5Fopen on crafted bytes is libhdf5's (RELIABILITY.md; fuzz/lsan.supp); that
+ * does inside H5Fopen on crafted bytes is libhdf5's (RELIABILITY.md; tools/lsan-libhdf5.supp); that
  * spinifel closes every HDF5 object it opens is checked after each input. */
 #include <hdf5.h>
 #include <math.h>

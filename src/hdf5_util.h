@@ -16,7 +16,16 @@ static inline void say(char *msg, size_t len, const char *fmt, ...)
   va_end(ap);
 }
 
-/* HDF5 prints its error stack by default; errors here become codes and messages. */
-static inline void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* Called before every use of HDF5. HDF5 prints its error stack by default; errors here
+ * become codes and messages. And no HDF5 exit handler: after a close that failed (a disk
+ * filled up during the write), libhdf5 1.10's handler crashes on the half-closed file at
+ * exit (H5F__close_cb), turning a clean error into a segfault; spinifel closes every
+ * object it opens, so the handler has nothing to do. It only takes effect before HDF5's
+ * first use in the process (a host that used HDF5 first keeps its handler). */
+static inline void quiet_hdf5(void)
+{
+  H5dont_atexit();
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 #endif

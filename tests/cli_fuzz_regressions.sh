@@ -10,9 +10,16 @@ tmp="$(mktemp -d /tmp/spf_cli_fuzzXXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
 "$bin" simulate --images 20 --pixels 8 -o "$tmp/d.h5" --emc "$tmp/d.emc" > /dev/null 2>&1
 
+# Files named libhdf5-*: libhdf5 itself mishandles them (an over-read, a leak, an impossible
+# allocation that fails: RELIABILITY.md); the sanitizer build then reports what is
+# libhdf5's own (tools/asan.supp, tools/lsan-libhdf5.supp) and may warn on its "==" lines.
+libhdf5_env=(env "LSAN_OPTIONS=suppressions=$(cd "$(dirname "$0")/.." && pwd)/tools/lsan-libhdf5.supp:print_suppressions=0")
+one_message() { [ "$(echo "$LAST_OUT" | grep -vc '^==')" -eq 1 ]; }
 for f in "$reg"/hdf5/*; do
-  check "hdf5 $(basename "$f")" 1 "$bin" reconstruct "$f" -o "$tmp/o"
-  expect "hdf5 $(basename "$f"): one line" one_line; [ -n "${VERBOSE:-}" ] && echo "     $LAST_OUT"
+  pre=()
+  case "$(basename "$f")" in libhdf5-*) pre=("${libhdf5_env[@]}") ;; esac
+  check "hdf5 $(basename "$f")" 1 "${pre[@]}" "$bin" reconstruct "$f" -o "$tmp/o"
+  expect "hdf5 $(basename "$f"): one line" one_message; [ -n "${VERBOSE:-}" ] && echo "     $LAST_OUT"
 done
 for f in "$reg"/pdb/*; do
   check "pdb $(basename "$f")" 1 "$bin" simulate --pdb "$f" --assembly --images 2 --pixels 8 -o "$tmp/p.h5"

@@ -37,7 +37,7 @@ mv "$seeds/emc/d.det.dat" "$seeds/emc/det.dat" 2>/dev/null || true
 # that no reader fails for want of memory on a small input, and libFuzzer still flags any
 # allocation it sees over -rss_limit_mb.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:allocator_may_return_null=1:suppressions=$root/tools/asan.supp"
-export LSAN_OPTIONS="suppressions=$root/fuzz/lsan.supp:print_suppressions=0"
+export LSAN_OPTIONS="suppressions=$root/tools/lsan-libhdf5.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export OMP_NUM_THREADS=1
 status=0
