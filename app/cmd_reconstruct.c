@@ -369,6 +369,20 @@ static int mask_dead_pixels(const spf_comm *cw, const spf_dataset *d, int64_t n,
   return rc;
 }
 
+/* Whether a checkpoint's configuration (results-changing part, as text) is the run's:
+ * compared as settings, so that the way numbers are written (0.29999999999999999 by
+ * versions before 0.3 was written as 0.3) does not matter. */
+static int same_configuration(const char *stored, const char *current)
+{
+  if (!strcmp(stored, current)) return 1;
+  settings a;
+  char normal[16384];
+  config_defaults(&a);
+  if (config_read_text(&a, stored, "checkpoint.h5 configuration")) return 0;
+  config_text(&a, 1, normal, sizeof normal);
+  return !strcmp(normal, current);
+}
+
 /* The command, given where to note an output directory it created (created_dir[0] then
  * non-zero), so that a failed run removes it again when it is still empty. */
 static int reconstruct_command(int argc, char **argv, char *created_dir, size_t created_len);
@@ -680,7 +694,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
         goto out;
       }
     }
-    if (strcmp(stored, config_results) != 0) {
+    if (!same_configuration(stored, config_results)) {
       fprintf(stderr, "spinifel reconstruct: %s was written with another configuration than %s/config.ini\n", path,
               outdir);
       goto out;

@@ -144,6 +144,14 @@ int cmd_simulate(int argc, char **argv)
             iunit);
     return 2;
   }
+  /* The dataset is HDF5: a name that says otherwise misleads whoever finds the file. */
+  if (out) {
+    const char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
+    if (!dot || (slash && dot < slash) || (strcmp(dot, ".h5") && strcmp(dot, ".hdf5"))) {
+      fprintf(stderr, "spinifel simulate: -o %s: the dataset is HDF5; give it a name ending in .h5 or .hdf5\n", out);
+      return 2;
+    }
+  }
   if (emc && !noise) {
     fprintf(stderr, "spinifel simulate: --emc stores integer photon counts: drop --no-noise\n");
     return 2;

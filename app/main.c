@@ -64,6 +64,13 @@ int main(int argc, char **argv)
   if (!strcmp(cmd, "orientations")) return cmd_orientations(argc - 1, argv + 1);
   if (!strcmp(cmd, "plot")) return cmd_plot(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    /* 'spinifel help COMMAND' is 'spinifel COMMAND --help'. */
+    if (argc > 2 && strcmp(argv[2], "help") && argv[2][0] != '-') {
+      argv[1] = argv[2];
+      argv[2] = "--help";
+      argc = 3;
+      return main(argc, argv);
+    }
     usage(stdout);
     return 0;
   }

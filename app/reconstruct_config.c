@@ -130,7 +130,17 @@ void config_text(settings *s, int results_only, char *out, size_t len)
     if (t[i].type == T_TEXT && !((char *)t[i].ptr)[0]) continue; /* unset: as before the key existed */
     switch (t[i].type) {
     case T_TEXT: at += (size_t)snprintf(out + at, len - at, "%s = %s\n", t[i].name, (char *)t[i].ptr); break;
-    case T_DOUBLE: at += (size_t)snprintf(out + at, len - at, "%s = %.17g\n", t[i].name, *(double *)t[i].ptr); break;
+    case T_DOUBLE: {
+      /* The shortest text that reads back to the same double: 0.3, not 0.29999999999999999. */
+      const double v = *(double *)t[i].ptr;
+      char num[40];
+      for (int digits = 15; digits <= 17; digits++) {
+        snprintf(num, sizeof num, "%.*g", digits, v);
+        if (strtod(num, NULL) == v) break;
+      }
+      at += (size_t)snprintf(out + at, len - at, "%s = %s\n", t[i].name, num);
+      break;
+    }
     case T_INT: at += (size_t)snprintf(out + at, len - at, "%s = %d\n", t[i].name, *(int *)t[i].ptr); break;
     default: at += (size_t)snprintf(out + at, len - at, "%s = %lld\n", t[i].name, (long long)*(int64_t *)t[i].ptr);
     }

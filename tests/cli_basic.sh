@@ -7,6 +7,11 @@ check "no command is a usage error" 2 "$bin"
 check "unknown command is a usage error" 2 "$bin" frobnicate
 [ "$(echo "$LAST_OUT" | wc -l)" -eq 1 ] || { echo "FAIL unknown command error is not one line"; fails=$((fails + 1)); }
 check "help succeeds" 0 "$bin" help
+for c in simulate reconstruct fsc orientations plot demo; do
+  check "help $c is $c --help" 0 "$bin" help "$c"
+  expect "help $c: the command's usage" bash -c "echo \"\$0\" | head -1 | grep -q '^usage: spinifel $c'" "$LAST_OUT"
+done
+check "help of an unknown command" 2 "$bin" help frobnicate
 check "version succeeds" 0 "$bin" --version
 check "info succeeds" 0 "$bin" info
 expect "threads wait asleep unless the user says otherwise" bash -c "env -u OMP_WAIT_POLICY '$bin' info | grep -qx 'openmp wait policy: passive'"

@@ -46,6 +46,7 @@ expect "the configuration's values are used" bash -c "grep -qx 'M = 17' '$tmp/cr
 printf '[reconstruct]\nM = 15\x00\n' > "$tmp/nul.ini"
 check "a configuration with a NUL byte" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/nul.ini"
 
+expect "config.ini writes numbers as typed (soft-tau = 0.3, not 0.29999999999999999)" grep -qx 'soft-tau = 0.3' "$tmp/lp/config.ini"
 check "demo help" 0 "$bin" demo --help
 check "demo rejects an unknown option" 2 "$bin" demo --frobnicate 1
 check "demo rejects too few images" 2 "$bin" demo --images 5
