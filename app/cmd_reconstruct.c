@@ -11,6 +11,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "progress.h"
 #include "reconstruct_config.h"
 
 static int write_text_file(const char *path, const char *text)
@@ -67,7 +68,7 @@ typedef struct {
   const char *config;
   FILE *log;
   int64_t n_images;
-  int max_gen, tty, pictures_each, rank, distributed;
+  int max_gen, progress, pictures_each, rank, distributed; /* progress: PROGRESS_* */
   const spf_comm *comm;
   int64_t n_all;   /* the run's images over all ranks */
   spf_run_state whole; /* distributed: rank 0's gathered state for the checkpoint */
@@ -89,7 +90,7 @@ static void json_number(FILE *f, const char *key, double v)
 static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t total)
 {
   run_ctx *c = ctx;
-  if (!c->tty || c->rank != 0) return;
+  if (c->progress == PROGRESS_QUIET || c->rank != 0) return;
   const double now = omp_get_wtime();
   const int k = !strcmp(step, "slice+match") ? 0 : !strcmp(step, "merge") ? 1 : 2;
   if (done == 0) c->t_step = now; /* slice+match starts where the last generation ended */
@@ -99,6 +100,14 @@ static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t 
   if (done == total) {
     eta = 0;
     c->cur_step[k] = el;
+  }
+  if (c->progress == PROGRESS_LINES) {
+    /* A line as each step ends, with the time of day: a log file says where the run is. */
+    if (done != total) return;
+    progress_stamp();
+    fprintf(stderr, "generation %d/%d %s done in %.1fs (run elapsed %.0fs)\n", gen + 1, c->max_gen, step, el,
+            now - c->t_start);
+    return;
   }
   fprintf(stderr, "\rgeneration %d/%d %-11s %3.0f%%  elapsed %5.1fs  ETA %5.1fs   ", gen + 1, c->max_gen, step,
           total > 0 ? 100.0 * (double)done / (double)total : 100.0, el, eta);
@@ -176,7 +185,7 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
     c->last_step[k] = c->cur_step[k];
     c->cur_step[k] = -1;
   }
-  if (c->tty) fputc('\r', stderr);
+  if (c->progress == PROGRESS_LIVE) fputc('\r', stderr);
   fprintf(c->log, "{\"generation\":%d", g->generation);
   fprintf(c->log, ",\"model\":\"%s\"", g->model == SPF_MODEL_POISSON ? "poisson" : "euclidean");
   fprintf(c->log, ",\"n_references\":%lld", (long long)g->n_references);
@@ -212,7 +221,7 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
             "%sreferences: %lld final orientations, from the data: the particle is about %.0f A across (generation "
             "0's autocorrelation falls below 1%% of its centre there) and the data reach %.1f A, so one "
             "orientation per ball of %.2f deg (d / 2D)%s; --refs sets it\n",
-            c->tty ? "\n" : "", (long long)rc_->n_references, rc_->particle_voxels * c->voxel, c->resolution,
+            c->progress == PROGRESS_LIVE ? "\n" : "", (long long)rc_->n_references, rc_->particle_voxels * c->voxel, c->resolution,
             rc_->ball_radius_deg,
             rc_->clamped < 0 ? ", raised to --refs-start" : rc_->clamped > 0 ? ", capped at --refs-max" : "");
   }
@@ -227,8 +236,9 @@ static int report_generation(run_ctx *c, const spf_generation_log *g, const spf_
     snprintf(path, sizeof path, "%.2000s/density_gen%03d.png", c->outdir, g->generation);
     c->rc = spf_picture_density(path, st->M, st->rho, c->voxel, title, c->msg, sizeof c->msg);
   }
-  if (c->tty) {
+  if (c->progress != PROGRESS_QUIET) {
     const double el = omp_get_wtime() - c->t_start, per = el / (g->generation + 1);
+    if (c->progress == PROGRESS_LINES) progress_stamp();
     fprintf(stderr,
             "generation %d/%d: slice+match %.1fs merge %.1fs phase %.1fs | changed %.3f", g->generation + 1,
             c->max_gen, g->t_slice_match, g->t_merge, g->t_phase, g->fraction_changed);
@@ -432,6 +442,10 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
       half_sets = 1;
       continue;
     }
+    if (!strcmp(a, "--quiet") && !(i + 1 < argc && (!strcmp(argv[i + 1], "0") || !strcmp(argv[i + 1], "1")))) {
+      S.quiet = 1; /* a bare --quiet; --quiet 0|1 is the parameter's usual form */
+      continue;
+    }
     if (a[0] != '-') {
       if (S.data[0] && !resume_dir && strcmp(S.data, a)) {
         fprintf(stderr, "spinifel reconstruct: one dataset only ('%s' and '%s')\n", S.data, a);
@@ -442,7 +456,8 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     }
     if (!(v = arg_value("reconstruct", argc, argv, &i))) return 2;
     const char *name = !strcmp(a, "-o") ? "output" : a + (a[1] == '-' ? 2 : 1);
-    if (resume_dir && strcmp(name, "threads") && strcmp(name, "generations") && strcmp(name, "pictures-each")) {
+    if (resume_dir && strcmp(name, "threads") && strcmp(name, "generations") && strcmp(name, "pictures-each") &&
+        strcmp(name, "quiet")) {
       fprintf(stderr, "spinifel reconstruct: --resume takes only --threads and --generations (the run's configuration "
                       "is in %s)\n", path);
       return 2;
@@ -715,7 +730,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   c.config = config_results;
   c.n_images = n;
   c.max_gen = o.max_generations;
-  c.tty = isatty(fileno(stderr));
+  c.progress = progress_mode(S.quiet);
   c.t_start = omp_get_wtime();
   c.pictures_each = S.pictures_each;
   double s_max = 0;

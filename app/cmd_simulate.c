@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -33,6 +34,7 @@ static void usage(FILE *out)
           "  --jitter R          relative spread of the per-shot fluence (default 0)\n"
           "  --background B      mean background photons per pixel (default 0)\n"
           "  --no-noise          write expected counts instead of Poisson samples\n"
+          "  --quiet             no progress on stderr (a live line on a terminal, timestamped lines otherwise)\n"
           "  --seed S            random seed (default 1)\n"
           "output:\n"
           "  -o, --output FILE   the HDF5 dataset\n"
@@ -81,7 +83,7 @@ int cmd_simulate(int argc, char **argv)
 {
   const char *C = "simulate";
   const char *pdb = NULL, *out = NULL, *mrc = NULL, *iout = NULL, *iunit = "e2", *emc = NULL, *emc_det = NULL;
-  int assembly = 0, bin2 = 0, noise = 1;
+  int assembly = 0, bin2 = 0, noise = 1, quiet = 0;
   int64_t atoms = 2000, pixels = 128, images = 1000, seed = 1, compress = 0, threads = 0, intensity_M = 31;
   double pixel_size = 3e-4, distance = 0.1, energy = 6000, beamstop = 0, fluence = 1e12, jitter = 0,
          background = 0, voxel = 1.0, tol = 1e-4, intensity_os = 1;
@@ -94,6 +96,7 @@ int cmd_simulate(int argc, char **argv)
     } else if (!strcmp(a, "--assembly")) assembly = 1;
     else if (!strcmp(a, "--bin2")) bin2 = 1;
     else if (!strcmp(a, "--no-noise")) noise = 0;
+    else if (!strcmp(a, "--quiet")) quiet = 1;
     else if (!strcmp(a, "--pdb") || !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--mrc") ||
              !strcmp(a, "--intensity-out") || !strcmp(a, "--intensity-unit") || !strcmp(a, "--emc") ||
              !strcmp(a, "--emc-detector")) {
@@ -150,6 +153,15 @@ int cmd_simulate(int argc, char **argv)
     if (!dot || (slash && dot < slash) || (strcmp(dot, ".h5") && strcmp(dot, ".hdf5"))) {
       fprintf(stderr, "spinifel simulate: -o %s: the dataset is HDF5; give it a name ending in .h5 or .hdf5\n", out);
       return 2;
+    }
+  }
+  /* An output that is a directory would only fail at the rename, after all the work. */
+  const char *outs[4] = {out, emc, mrc, iout};
+  for (int k = 0; k < 4; k++) {
+    struct stat sb;
+    if (outs[k] && stat(outs[k], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+      fprintf(stderr, "spinifel simulate: %s is a directory, not a file name\n", outs[k]);
+      return 1;
     }
   }
   if (emc && !noise) {
@@ -273,7 +285,7 @@ int cmd_simulate(int argc, char **argv)
   for (int64_t p = 0; !rc && p < det->n_pixels; p++) weight[p] = det->solid_angle[p] * det->polarization[p];
   px.weight_sr = weight;
   progress_bar bar;
-  progress_start(&bar, "simulate", "images");
+  progress_start(&bar, "simulate", "images", progress_mode(quiet));
   sink_ctx sctx = {w, pw, &bar, msg, sizeof msg, out};
   spf_simulate_timing tm = {0, 0, 0};
   if (!rc) rc = spf_simulate_images(sc, &px, &so, sink, &sctx, progress, &bar, &tm);

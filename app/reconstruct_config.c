@@ -79,6 +79,8 @@ int config_param_table(settings *s, param *t)
       {"beta", T_DOUBLE, &o->phase.beta, 0.01, 1, 1, "HIO feedback"},
       {"start-from-truth", T_INT, &o->start_from_truth, 0, 1, 1, "diagnostics: start from the file's orientations"},
       {"pictures-each", T_INT, &s->pictures_each, 0, 1, 0, "1: also draw density_genNNN.png after every generation"},
+      {"quiet", T_INT, &s->quiet, 0, 1, 0,
+       "1: no progress on stderr (0: a live line on a terminal, timestamped lines otherwise)"},
       {"threads", T_I64, &s->threads, 0, 1024, 0, "threads (0: all)"},
   };
   const int n = (int)(sizeof p / sizeof p[0]);

@@ -23,7 +23,7 @@ typedef struct {
 typedef struct {
   spf_reconstruct_options o;
   int64_t images, threads;
-  int half, pictures_each, mask_dead;
+  int half, pictures_each, mask_dead, quiet;
   int refs_given;          /* --refs, --refs-start or --refs-gens came from a flag or the file */
   char data[1024];
   char detector[1024]; /* EMC photons: their detector file */

@@ -22,7 +22,7 @@ no_temporaries() { ! ls "$@" 2>/dev/null | grep -q '\.tmp'; }
 for bytes in 1000 20000 200000; do
   mkdir -p "$tmp/s$bytes"
   check "simulate, the disk full after $bytes bytes" 1 full "$bytes" "$bin" simulate --images 300 --pixels 32 \
-    -o "$tmp/s$bytes/x.h5" --emc "$tmp/s$bytes/x.emc"
+    -o "$tmp/s$bytes/x.h5" --emc "$tmp/s$bytes/x.emc" --quiet
   expect "simulate, $bytes bytes: one line that says why" bash -c "[ \$(echo \"\$0\" | wc -l) -eq 1 ]" "$LAST_OUT"
   expect "simulate, $bytes bytes: the message" last_says_full
   expect "simulate, $bytes bytes: no dataset, no temporary" bash -c "[ ! -e '$tmp/s$bytes/x.h5' ] && ! ls '$tmp/s$bytes' | grep -q tmp"

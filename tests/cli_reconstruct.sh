@@ -47,6 +47,15 @@ printf '[reconstruct]\nM = 15\x00\n' > "$tmp/nul.ini"
 check "a configuration with a NUL byte" 2 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/o" --config "$tmp/nul.ini"
 
 expect "config.ini writes numbers as typed (soft-tau = 0.3, not 0.29999999999999999)" grep -qx 'soft-tau = 0.3' "$tmp/lp/config.ini"
+# Progress that fits where it goes: stderr is a file here, so timestamped lines per step
+# and per generation; --quiet: none.
+check "progress into a file" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/prog" "${small[@]}" --generations 2
+expect "progress: a timestamped line per generation" bash -c "[ \$(echo \"\$0\" | grep -cE '^\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}\] generation [12]/2: slice') -eq 2 ]" "$LAST_OUT"
+expect "progress: a line as each step ends" bash -c "echo \"\$0\" | grep -qE '^\[.*\] generation 2/2 merge done in [0-9.]+s'" "$LAST_OUT"
+check "--quiet" 0 "$bin" reconstruct "$tmp/d.h5" -o "$tmp/quiet" "${small[@]}" --generations 2 --quiet
+expect "--quiet: no progress lines" bash -c "! echo \"\$0\" | grep -q 'generation [0-9]*/'" "$LAST_OUT"
+check "--quiet 1 in a resume" 0 "$bin" reconstruct --resume "$tmp/quiet" --generations 3 --quiet 1
+expect "--quiet 1 in a resume: no progress lines" bash -c "! echo \"\$0\" | grep -q '^\[.*generation'" "$LAST_OUT"
 check "demo help" 0 "$bin" demo --help
 check "demo rejects an unknown option" 2 "$bin" demo --frobnicate 1
 check "demo rejects too few images" 2 "$bin" demo --images 5

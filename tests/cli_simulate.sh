@@ -46,6 +46,12 @@ if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=12m tmpfs "$full" 2> /dev/null; 
 else
   echo "skip: a full disk (needs root to mount a small tmpfs)"
 fi
+# Progress: stderr is captured here, so timestamped lines (every tenth); --quiet: none.
+expect "progress into a file" 0 any -- $bin simulate --images 300 --pixels 16 -o "$dir/p.h5"
+[ "$(printf '%s\n' "$LAST" | grep -cE '^\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}\] simulate +[0-9]+% [0-9]+/300 images')" -ge 1 ] &&
+  ok "progress: timestamped lines" || bad "progress: no timestamped lines: $LAST"
+expect "--quiet" 0 any -- $bin simulate --images 300 --pixels 16 -o "$dir/q.h5" --quiet
+[ -z "$LAST" ] && ok "--quiet: nothing on stderr" || bad "--quiet printed: $LAST"
 pdb="${SPINIFEL_SHARED_DATA:-$(dirname "$0")/../../shared/data}/2cex.pdb"
 if [ -r "$pdb" ]; then
   expect "simulate 2cex" 0 any -- $bin simulate --pdb "$pdb" --images 10 --pixels 32 -o "$dir/e.h5"
