@@ -209,7 +209,9 @@ static int write_report(const char *outdir, int n_gen, double res05, double res0
   while (lg && fgets(line, sizeof line, lg)) snprintf(last, sizeof last, "%s", line);
   if (lg) fclose(lg);
   const double med = json_value(last, "median_orientation_error_deg"), ch = json_value(last, "fraction_changed");
+  const double p90 = json_value(last, "p90_orientation_error_deg");
   if (isfinite(med)) fprintf(f, "<tr><th>median orientation error</th><td>%.2f&deg;</td></tr>\n", med);
+  if (isfinite(p90)) fprintf(f, "<tr><th>90th percentile orientation error</th><td>%.2f&deg;</td></tr>\n", p90);
   if (isfinite(ch)) fprintf(f, "<tr><th>orientations changed (last generation)</th><td>%.1f%%</td></tr>\n", 100 * ch);
   fprintf(f, "</table>\n");
   const char *pics[][2] = {{"density.png", "Density: central slices and projections"},

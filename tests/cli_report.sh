@@ -26,6 +26,13 @@ if grep -q '<img src="density.png"' "$tmp/r/report.html" && grep -q "refs = 300"
 else
   bad "report.html incomplete"
 fi
+# The orientation error's median and 90th percentile, as the demo prints them (the data hold the truth).
+if grep -q 'median orientation error</th><td>[0-9.]*&deg;' "$tmp/r/report.html" &&
+   grep -q '90th percentile orientation error</th><td>[0-9.]*&deg;' "$tmp/r/report.html"; then
+  ok "report.html gives the median and 90th percentile errors"
+else
+  bad "report.html lacks the orientation errors"
+fi
 rm -f "$tmp/r/density.png"
 if "$bin" plot "$tmp/r" > /dev/null 2>&1 && [ -s "$tmp/r/density.png" ]; then ok "plot draws them again"; else bad "plot"; fi
 if "$bin" plot "$tmp/none" > /dev/null 2>&1; then bad "plot of a missing directory succeeded"; else ok "plot of a missing directory fails"; fi
