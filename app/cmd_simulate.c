@@ -48,7 +48,7 @@ static void usage(FILE *out)
           "                      the attributes of reconstruct's results.h5) on the grid reconstruct uses\n"
           "                      for this dataset with the same M and oversampling (spinifel fsc --intensity)\n"
           "  --intensity-M M     its size, odd (default 31, reconstruct's default)\n"
-          "  --intensity-oversampling X  reconstruct's --oversampling (default 1)\n"
+          "  --intensity-oversampling X  the grid's oversampling (default 1, what reconstruct uses)\n"
           "  --intensity-unit U  e2: |F|^2 in electrons^2 (default); photons-per-sr: times the mean\n"
           "                      fluence and r_e^2; photons-per-pixel: times the solid angle of a pixel\n"
           "                      at the beam, (pixel / distance)^2 (the data's unit at low angle)\n"

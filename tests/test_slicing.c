@@ -6,7 +6,7 @@
 #include "spinifel/slicing.h"
 #include "testing.h"
 
-/* A rotation matrix from a unit quaternion (w, x, y, z), as in mtip.md. */
+/* A rotation matrix from a unit quaternion (w, x, y, z), as in docs/method.md ("Rotations"). */
 static void quat_matrix(const double q[4], double r[9])
 {
   double w = q[0], x = q[1], y = q[2], z = q[3];

@@ -1,5 +1,5 @@
 /* Alignment of two densities on the same centred M^3 grid (M odd). A reconstruction is
- * defined up to a rotation, a translation and the hand (../shared/docs/mtip.md,
+ * defined up to a rotation, a translation and the hand (docs/method.md,
  * "Quality"): mov is turned about its centre of mass (of the positive part) onto ref's,
  * over a near-uniform grid of rotations, for both hands, each rotation followed by the
  * best circular translation (cross-correlation by FFT); the best few are refined

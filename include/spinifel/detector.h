@@ -1,4 +1,4 @@
-/* A flat pixel detector facing the beam (../shared/docs/mtip.md, "Units and geometry").
+/* A flat pixel detector facing the beam (docs/method.md, "Units and geometry").
  * Pixel p = iy * nx + ix (x fastest); its centre is at lab position
  * ((ix - cx) * pixel, (iy - cy) * pixel, D) with the beam along +z through (cx, cy).
  * Scattering vector s = ((x, y, D) / r - (0, 0, 1)) / lambda, in 1/m. */

@@ -1,5 +1,5 @@
 /* Fourier shell correlation of two densities on the same centred M^3 grid
- * (../shared/docs/mtip.md, "Quality"): per shell of integer radius k of the Fourier
+ * (docs/method.md, "Quality"): per shell of integer radius k of the Fourier
  * index, FSC(k) = Re sum F1 F2* / sqrt(sum |F1|^2 sum |F2|^2). Shell k is the
  * resolution d = M voxel / k. */
 #ifndef SPINIFEL_FSC_H

@@ -2,7 +2,7 @@
  *
  *   [A* W A + rho I + phi F* P F] u = A* W b + rho u0
  *
- * (../shared/docs/mtip.md, step 3). A maps u to intensities at the data points,
+ * (docs/method.md, "Step 3: merging"). A maps u to intensities at the data points,
  * (A u)_j = sum_k u_k exp(i k . x_j), k the centred grid index (M odd, k in
  * [-(M-1)/2, (M-1)/2]^3); W the point weights; b the intensities; P keeps the Fourier
  * modes of u outside the ball |q| <= (M-1)/2 (a smoothness prior); F the unitary FFT.

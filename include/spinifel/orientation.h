@@ -4,7 +4,8 @@
  * .model; the method, its departures from the plain loop and what each was measured to
  * do are in reconstruct.h):
  *
- *  - Euclidean (M-TIP, ../shared/docs/mtip.md steps 1-2): slice the model at every
+ *  - Euclidean (M-TIP, docs/method.md, "Step 1: slicing" and
+ *    "Step 2: orientation matching"): slice the model at every
  *    reference of the grid (slicing.h) and match each image to the nearest model image
  *    (matching.h) under a metric weighting pixels by 1 / the mean image
  *    (pixel_weighting), on the pixels within the resolution schedule (res_start ..,

@@ -1,12 +1,12 @@
 /* Phasing: from an autocorrelation u to an electron density rho on the same M^3 grid
- * (../shared/docs/mtip.md, step 4).
+ * (docs/method.md, "Step 4: phasing").
  *
- * Measured amplitudes |F| = sqrt(max(FFT(u), 0)) on every mode but DC. The spec leaves
- * modes outside the resolution ball |q| <= (M-1)/2 free; that lets high-frequency noise
+ * Measured amplitudes |F| = sqrt(max(FFT(u), 0)) on every mode but DC. Plain M-TIP
+ * leaves modes outside the resolution ball |q| <= (M-1)/2 free; that lets high-frequency noise
  * into the cube's corners (48% of the modes): on the test density the aligned
  * correlation with the truth was 0.85 that way and 0.98 constraining them. Merging
  * pushes u's transform there to ~0 (the ball penalty), so constraining them amounts to
- * a band limit at the resolution. free_outside_ball = 1 gives the spec's rule. Alternating
+ * a band limit at the resolution. free_outside_ball = 1 gives the plain rule. Alternating
  * projections: Fourier modulus replacement (keep phases, set amplitudes), then in real
  * space support and positivity, by error reduction (ER), hybrid input-output (HIO,
  * feedback beta) or RAAR; shrinkwrap refreshes the support from |rho| blurred by a

@@ -1,5 +1,5 @@
 /* The M-TIP driver: from images of unknown orientation to a density
- * (../shared/docs/mtip.md, "Outer loop"). The setup resolves the options for the model
+ * (docs/method.md, "The outer loop"). The setup resolves the options for the model
  * (spf_reconstruct_pick_model, spf_reconstruct_resolve), makes the merger and the
  * orientation step's plan (which takes the data's figures over every rank: the
  * fixed-point scales, the mean image, the Poisson model's floors) and starts from
@@ -30,15 +30,16 @@
  *  - a coarse reference grid first, refined geometrically to the final one;
  *  - plain CG stopped at 100 iterations, not the preconditioned one run to its tolerance
  *    (early stopping regularises: 7.8 against 9.4 degrees on the demo's data).
- * Departures from mtip.md, documented here; the plain loop is soft_k = 1, refs_start = 0,
- * slice_merged = 0, pixel_weighting = 0. The pixel weights, the soft assignment and the
- * resolution schedule (res_start) are the orientation step's (orientation.h); which
- * autocorrelation is sliced and the reference grid are the driver's, CG the merge's.
+ * Departures from the plain loop (docs/method.md, "The outer loop"), documented here;
+ * the plain loop is soft_k = 1, refs_start = 0, slice_merged = 0, pixel_weighting = 0.
+ * The pixel weights, the soft assignment and the resolution schedule (res_start) are
+ * the orientation step's (orientation.h); which autocorrelation is sliced and the
+ * reference grid are the driver's, CG the merge's.
  *
  * Two orientation models (model): the Euclidean one above, and for photon-limited data
  * (integer counts, a low mean: the default picks it, spf_reconstruct_pick_model) the
- * Poisson likelihood of EMC (likelihood.h, mtip.md "Photon-limited data"). With it each
- * generation slices every reference, computes each image's probabilities over all of
+ * Poisson likelihood of EMC (likelihood.h, docs/method.md, "Photon-limited data"). With
+ * it each generation slices every reference, computes each image's probabilities over all of
  * them in three passes over the references (the model images are kept between passes
  * when they fit in match_store_mib), and adds every reference's view (the probability-
  * weighted sum of the images over its weight, sum_k P_jk phi_k) to the Toeplitz merge;

@@ -1,5 +1,5 @@
 /* Rotations as unit quaternions q = (w, x, y, z); q and -q are the same rotation.
- * Matrix convention of ../shared/docs/mtip.md (skopi, SpiniFEL files):
+ * Matrix convention of docs/method.md, "Rotations" (skopi, SpiniFEL files):
  *   R = [[1-2(y^2+z^2), 2(xy-wz), 2(xz+wy)], [2(xy+wz), 1-2(x^2+z^2), 2(yz-wx)],
  *        [2(xz-wy), 2(yz+wx), 1-2(x^2+y^2)]],  row-major R[9];
  * an image with orientation R samples the molecule at h = R^T s. */

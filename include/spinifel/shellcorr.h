@@ -1,5 +1,5 @@
 /* Comparison of two 3D intensities on the same centred M^3 grid (M odd, x fastest), the
- * figure EMC users quote (../shared/docs/mtip.md, "Photon-limited data", last paragraph):
+ * figure EMC users quote (docs/method.md, "Comparing two intensities"):
  * align one to the other by a rotation, then the Pearson correlation per shell of |q|, and
  * the radius where it falls below 0.5.
  *

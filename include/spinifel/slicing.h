@@ -1,5 +1,5 @@
 /* Slicing: model images of the current autocorrelation for a batch of orientations
- * (../shared/docs/mtip.md, step 1):
+ * (docs/method.md, "Step 1: slicing"):
  *
  *   I_m(s_p) = Re sum_k u_k exp(i k . x),   x = pi R_m^T s_p / (s_max * oversampling)
  *
