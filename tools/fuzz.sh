@@ -28,7 +28,7 @@ rm -rf "$seeds"
 mkdir -p "$seeds"/{ini,pdb,mrc,hdf5,emc} "$work/artifacts"
 cp "$root"/fuzz/corpus/ini/* "$seeds/ini/"
 cp "$root"/fuzz/corpus/pdb/* "$seeds/pdb/"
-"$dir/spinifel" simulate --images 3 --pixels 8 --seed 1 -o "$seeds/hdf5/d.h5" --emc "$seeds/emc/d.emc" > /dev/null
+"$dir/spinifel" simulate --images 3 --pixels 8 --seed 1 -o "$seeds/hdf5/d.h5" --emc "$seeds/emc/d.emc" --quiet > /dev/null
 mv "$seeds/hdf5/d.truth.mrc" "$seeds/mrc/"
 mv "$seeds/emc/d.det.dat" "$seeds/emc/det.dat" 2>/dev/null || true
 
