@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "fuzz_util.h"
 #include "spinifel/spinifel.h"
+#include "fuzz_util.h"
 
 static void check_images(const float *img, int64_t n)
 {
@@ -40,30 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     spf_dataset_close_reader(d);
   }
 
-  spf_photons *p = NULL;
-  rc = spf_photons_open(in, &p, msg, sizeof msg);
-  FUZZ_CHECK_RC(rc);
-  if (rc == SPF_OK) {
-    const int64_t nf = spf_photons_n_frames(p), np = spf_photons_n_pixels(p);
-    FUZZ_CHECK(nf >= 0 && np > 0);
-    const int64_t k = nf < 3 ? nf : 3;
-    if (k > 0 && (uint64_t)np * (uint64_t)k <= (1u << 24)) {
-      float *img = malloc((size_t)(k * np) * sizeof *img);
-      if (img && spf_photons_read(p, 0, k, img, msg, sizeof msg) == SPF_OK) check_images(img, k * np);
-      free(img);
-    }
-    spf_photons_close_reader(p);
-  }
-
-  spf_photons_detector *det = NULL;
-  rc = spf_photons_detector_read(in, 1e-10, &det, msg, sizeof msg);
-  FUZZ_CHECK_RC(rc);
-  if (rc == SPF_OK) {
-    FUZZ_CHECK(det->n_pixels > 0);
-    for (int64_t i = 0; i < 3 * det->n_pixels; i++) FUZZ_CHECK(isfinite(det->s[i]));
-    for (int64_t i = 0; i < det->n_pixels; i++) FUZZ_CHECK(det->mask[i] <= 1);
-    spf_photons_detector_free(det);
-  }
+  fuzz_photons(in, 3);
+  fuzz_detector(in, 1e-10);
   /* Every file, dataset, attribute, type and space the readers opened is closed again. */
   FUZZ_CHECK(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0);
   return 0;
