@@ -613,6 +613,46 @@ int spf_dataset_open_emc(const char *photons_path, const char *detector_path, sp
   return SPF_OK;
 }
 
+/* Whether the unfiltered chunks holding images first .. last of ds are stored at their
+ * full size: libhdf5 1.10 copies a chunk's declared bytes out of a shorter stored chunk
+ * unchecked, reading past a heap buffer (a crafted file; found by fuzz_hdf5). Chunks with
+ * filters and chunks never written (the fill value) are libhdf5's to check. */
+static int chunks_whole(hid_t ds, int rank, const hsize_t *dims, int64_t first, int64_t last)
+{
+  const hid_t cp = H5Dget_create_plist(ds);
+  if (cp < 0) return 0;
+  hsize_t chunk[4] = {0};
+  const int ok_layout = H5Pget_layout(cp) == H5D_CHUNKED && H5Pget_chunk(cp, rank, chunk) == rank &&
+                        H5Pget_nfilters(cp) == 0;
+  H5Pclose(cp);
+  if (!ok_layout) return 1;
+  const hid_t t = H5Dget_type(ds);
+  hsize_t bytes = t >= 0 ? (hsize_t)H5Tget_size(t) : 0;
+  if (t >= 0) H5Tclose(t);
+  for (int k = 0; k < rank; k++) {
+    if (chunk[k] == 0) return 0;
+    bytes *= chunk[k];
+  }
+  hsize_t off[4] = {0}, n_other = 1;
+  for (int k = 1; k < rank; k++) n_other *= (dims[k] + chunk[k] - 1) / chunk[k];
+  for (hsize_t c0 = (hsize_t)first / chunk[0] * chunk[0]; c0 <= (hsize_t)last; c0 += chunk[0])
+    for (hsize_t j = 0; j < n_other; j++) {
+      off[0] = c0;
+      hsize_t rest = j;
+      for (int k = rank - 1; k >= 1; k--) {
+        const hsize_t nk = (dims[k] + chunk[k] - 1) / chunk[k];
+        off[k] = rest % nk * chunk[k];
+        rest /= nk;
+      }
+      unsigned mask = 0;
+      haddr_t addr = HADDR_UNDEF;
+      hsize_t size = 0;
+      if (H5Dget_chunk_info_by_coord(ds, off, &mask, &addr, &size) < 0) return 0;
+      if (addr != HADDR_UNDEF && size != bytes) return 0;
+    }
+  return 1;
+}
+
 int spf_dataset_read_images(spf_dataset *d, int64_t first, int64_t count, float *out, double *quats, char *msg,
                             size_t msg_len)
 {
@@ -631,6 +671,13 @@ int spf_dataset_read_images(spf_dataset *d, int64_t first, int64_t count, float 
     cnt[0] = (hsize_t)count, cnt[1] = (hsize_t)d->h.ny, cnt[2] = (hsize_t)d->h.nx;
   } else {
     cnt[0] = (hsize_t)count, cnt[1] = 1, cnt[2] = (hsize_t)d->h.ny, cnt[3] = (hsize_t)d->h.nx;
+  }
+  hsize_t dims[4] = {(hsize_t)d->h.n_images, 1, (hsize_t)d->h.ny, (hsize_t)d->h.nx};
+  if (d->is_cxi) dims[1] = (hsize_t)d->h.ny, dims[2] = (hsize_t)d->h.nx;
+  if (!chunks_whole((hid_t)d->data_id, rank, dims, first, first + count - 1)) {
+    say(msg, msg_len, "%s: images %lld..%lld: a chunk of 'intensities' is stored shorter than it declares (damaged file)",
+        d->path, (long long)first, (long long)(first + count - 1));
+    return SPF_ERR_FORMAT;
   }
   hid_t fs = H5Dget_space((hid_t)d->data_id), ms = H5Screate_simple(rank, cnt, NULL);
   H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
