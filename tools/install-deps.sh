@@ -2,7 +2,7 @@
 # Install the Debian 12 packages spinifel needs. Idempotent: installs only what is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfftw3-dev libopenblas-dev libhdf5-dev
-      libopenmpi-dev openmpi-bin libpng-dev)
+      libopenmpi-dev openmpi-bin libpng-dev hdf5-tools python3-numpy)
 # --fuzz: also clang's libFuzzer and OpenMP runtime, for tools/fuzz.sh.
 [ "${1:-}" = "--fuzz" ] && pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()
