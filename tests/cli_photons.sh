@@ -17,41 +17,6 @@ expect "detector header: EMC's three numbers, then spinifel's" \
   grep -qE '^256 [0-9.e+-]+ [0-9.e+-]+ wavelength_m=[0-9.e+-]+ pixel_size_m=[0-9.e+-]+ nx=16 ny=16$' <(head -1 "$tmp/d.det.dat")
 expect "detector: one line per pixel" bash -c "[ \$(wc -l < '$tmp/d.det.dat') -eq 257 ]"
 
-# The same counts in both files: the HDF5 images as raw float32 (h5dump), the EMC lists
-# decoded by hand (Python's struct: little-endian int32, 1024-byte header).
-if command -v h5dump > /dev/null && command -v python3 > /dev/null; then
-  h5dump -d intensities -b LE -o "$tmp/d.bin" "$tmp/d.h5" > /dev/null
-  check "EMC counts equal the HDF5 images" 0 python3 - "$tmp/d.emc" "$tmp/d.bin" <<'EOF'
-import struct, sys
-emc = open(sys.argv[1], 'rb').read()
-n, npix, kind = struct.unpack_from('<3i', emc, 0)
-assert kind == 0 and len(emc) >= 1024
-ones = struct.unpack_from('<%di' % n, emc, 1024)
-multi = struct.unpack_from('<%di' % n, emc, 1024 + 4 * n)
-at = 1024 + 8 * n
-po = struct.unpack_from('<%di' % sum(ones), emc, at); at += 4 * sum(ones)
-pm = struct.unpack_from('<%di' % sum(multi), emc, at); at += 4 * sum(multi)
-cm = struct.unpack_from('<%di' % sum(multi), emc, at); at += 4 * sum(multi)
-assert at == len(emc), 'length'
-raw = open(sys.argv[2], 'rb').read()
-img = struct.unpack('<%df' % (len(raw) // 4), raw)
-assert len(img) == n * npix, (len(img), n, npix)
-o = m = 0
-photons = 0
-for d in range(n):
-    dense = [0.0] * npix
-    for k in range(ones[d]): dense[po[o + k]] += 1
-    for k in range(multi[d]): dense[pm[m + k]] += cm[m + k]
-    o += ones[d]; m += multi[d]
-    assert dense == list(img[d * npix:(d + 1) * npix]), 'frame %d' % d
-    photons += sum(dense)
-assert photons > 0
-print('%d frames, %d photons, identical' % (n, photons))
-EOF
-else
-  echo "skip: h5dump or python3 missing (EMC against HDF5 counts)"
-fi
-
 check "EMC only (no HDF5)" 0 "${sim[@]}" --emc "$tmp/e.emc" --emc-detector "$tmp/e.det.h5"
 expect "EMC only: the same photons, bytes equal" cmp -s "$tmp/d.emc" "$tmp/e.emc"
 expect "EMC only: HDF5 detector, reference map, no dataset" test -s "$tmp/e.det.h5" -a -s "$tmp/e.truth.mrc" -a ! -e "$tmp/e.h5"
@@ -86,11 +51,4 @@ head -n 100 "$tmp/d.det.dat" > "$tmp/t.dat"
 check "truncated detector file" 1 "$bin" reconstruct "$tmp/d.emc" --detector "$tmp/t.dat" -o "$tmp/x" "${small[@]}"
 expect "truncated detector: one line" one_line
 
-pdb="${SPINIFEL_SHARED_DATA:-$(dirname "$0")/../../shared/data}/2cex.pdb"
-if [ -r "$pdb" ]; then
-  check "2cex to EMC" 0 "$bin" simulate --pdb "$pdb" --pixels 33 --distance 0.53 --beamstop 0.00273 --fluence 8e13 \
-    --images 20 --emc "$tmp/c.emc" --threads 2
-else
-  echo "skip: 2cex.pdb not found ($pdb)"
-fi
 finish

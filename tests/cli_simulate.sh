@@ -3,7 +3,7 @@
 set -u
 bin="$1"
 dir="$(mktemp -d)"
-trap 'umount "$dir/full" 2> /dev/null; rm -rf "$dir"' EXIT
+trap 'rm -rf "$dir"' EXIT
 pass=0 fails=0 LAST=""
 ok() { echo "ok   $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; fails=$((fails + 1)); }
@@ -34,29 +34,11 @@ expect "malformed PDB" 1 one-line -- $sim -o "$dir/d.h5" --pdb "$dir/bad.pdb"
 expect "unwritable output" 1 one-line -- $sim -o "$dir/no/such/dir/d.h5"
 ls "$dir" | grep -q '^d\.h5' && bad "a failed run left a file" || ok "failed runs leave no file"
 ls "$dir" | grep -q 'tmp' && bad "temporary files left" || ok "no temporary files left"
-# A disk that fills up mid-write: one line, exit 1, nothing left, no crash at exit
-# (libhdf5 could not close a file a full disk broke, and crashed in its shutdown).
-full="$dir/full"
-mkdir -p "$full"
-if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=12m tmpfs "$full" 2> /dev/null; then
-  expect "a disk that fills up" 1 one-line -- $bin simulate --images 3000 --pixels 64 -o "$full/d.h5"
-  echo "$LAST" | grep -q "free space" && ok "a full disk: said so" || bad "a full disk: $LAST"
-  [ -z "$(ls -A "$full")" ] && ok "a full disk: nothing left" || bad "a full disk left $(ls "$full")"
-  umount "$full"
-else
-  echo "skip: a full disk (needs root to mount a small tmpfs)"
-fi
 # Progress: stderr is captured here, so timestamped lines (every tenth); --quiet: none.
 expect "progress into a file" 0 any -- $bin simulate --images 300 --pixels 16 -o "$dir/p.h5"
 [ "$(printf '%s\n' "$LAST" | grep -cE '^\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}\] simulate +[0-9]+% [0-9]+/300 images')" -ge 1 ] &&
   ok "progress: timestamped lines" || bad "progress: no timestamped lines: $LAST"
 expect "--quiet" 0 any -- $bin simulate --images 300 --pixels 16 -o "$dir/q.h5" --quiet
 [ -z "$LAST" ] && ok "--quiet: nothing on stderr" || bad "--quiet printed: $LAST"
-pdb="${SPINIFEL_SHARED_DATA:-$(dirname "$0")/../../shared/data}/2cex.pdb"
-if [ -r "$pdb" ]; then
-  expect "simulate 2cex" 0 any -- $bin simulate --pdb "$pdb" --images 10 --pixels 32 -o "$dir/e.h5"
-else
-  echo "skip: 2cex.pdb not found ($pdb)"
-fi
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
