@@ -39,7 +39,11 @@ static void config_value(const char *outdir, const char *key, char *out, size_t 
   fclose(f);
 }
 
-/* Convergence: fraction of orientations changed and median orientation error per generation. */
+/* Convergence, in two pictures of one unit each: convergence.png, the percentage of
+ * images whose orientation changed per generation (a vertical line where the reference
+ * grid reaches its final size: before it, images keep moving to the finer grid's
+ * orientations); and, when the data hold the true orientations, orientation_error.png,
+ * the median and 90th percentile error in degrees. */
 static int plot_convergence(const char *outdir, char *msg, size_t len, int *n_gen)
 {
   char path[4200], line[4096];
@@ -49,12 +53,14 @@ static int plot_convergence(const char *outdir, char *msg, size_t len, int *n_ge
     snprintf(msg, len, "%s: cannot open", path);
     return SPF_ERR_IO;
   }
-  static double x[MAX_GEN], changed[MAX_GEN], err[MAX_GEN];
+  static double x[MAX_GEN], changed[MAX_GEN], err[MAX_GEN], p90[MAX_GEN], refs[MAX_GEN];
   int n = 0, have_err = 0;
   while (n < MAX_GEN && fgets(line, sizeof line, f)) {
     x[n] = json_value(line, "generation");
     changed[n] = 100 * json_value(line, "fraction_changed");
     err[n] = json_value(line, "median_orientation_error_deg");
+    p90[n] = json_value(line, "p90_orientation_error_deg");
+    refs[n] = json_value(line, "n_references");
     have_err |= isfinite(err[n]);
     n += isfinite(x[n]);
   }
@@ -64,11 +70,26 @@ static int plot_convergence(const char *outdir, char *msg, size_t len, int *n_ge
     snprintf(msg, len, "%s: no generation logged", path);
     return SPF_ERR_DATA;
   }
-  spf_plot p = {.title = "Convergence", .xlabel = "generation", .ylabel = "percent / degrees", .n_points = n,
-                .n_series = have_err ? 2 : 1, .x = x, .y = {changed, err},
-                .names = {"orientations changed (%)", "median orientation error (deg)"}};
+  int final_from = n - 1; /* first generation on the last generation's grid */
+  while (final_from > 0 && refs[final_from - 1] == refs[n - 1]) final_from--;
+  char name[96];
+  if (final_from > 0)
+    snprintf(name, sizeof name, "final grid (%.0f references) from the line",
+             refs[n - 1]);
+  else
+    snprintf(name, sizeof name, "%.0f references", refs[n - 1]);
+  spf_plot p = {.title = "Convergence: orientations changed per generation", .xlabel = "generation",
+                .ylabel = "orientations changed (%)", .n_points = n, .n_series = 1, .x = x, .y = {changed},
+                .names = {name}, .n_vlines = final_from > 0 ? 1 : 0, .vlines = {x[final_from]}, .ymin = 0,
+                .ymax = 105};
   snprintf(path, sizeof path, "%.4000s/convergence.png", outdir);
-  return spf_picture_plot(path, &p, msg, len);
+  int rc = spf_picture_plot(path, &p, msg, len);
+  if (rc || !have_err) return rc;
+  spf_plot e = {.title = "Orientation error against the data's true orientations", .xlabel = "generation",
+                .ylabel = "orientation error (degrees)", .n_points = n, .n_series = 2, .x = x, .y = {err, p90},
+                .names = {"median", "90th percentile"}, .ymin = 0, .ymax = 180};
+  snprintf(path, sizeof path, "%.4000s/orientation_error.png", outdir);
+  return spf_picture_plot(path, &e, msg, len);
 }
 
 /* The half sets' FSC curve, when the directory has one. *res05 gets its 0.5 resolution. */
@@ -214,15 +235,27 @@ static int write_report(const char *outdir, int n_gen, double res05, double res0
   if (isfinite(p90)) fprintf(f, "<tr><th>90th percentile orientation error</th><td>%.2f&deg;</td></tr>\n", p90);
   if (isfinite(ch)) fprintf(f, "<tr><th>orientations changed (last generation)</th><td>%.1f%%</td></tr>\n", 100 * ch);
   fprintf(f, "</table>\n");
-  const char *pics[][2] = {{"density.png", "Density: central slices and projections"},
+  const char *pics[6][2] = {{"density.png", "Density: central slices and projections"},
                            {"intensity.png", "3D intensity: central slices (log scale) with resolution rings"},
                            {"gallery.png", "Images and the model's slices at their matched orientations"},
                            {"fsc.png", "Fourier shell correlation between the half sets"},
-                           {"convergence.png", "Convergence"}};
-  for (int i = 0; i < 5; i++) {
+                           {"convergence.png", "Convergence"},
+                           {"orientation_error.png", "Orientation error (the data hold the true orientations)"}};
+  /* What a reader needs to read the curves. */
+  const char *notes[7] = {
+      [5] = "The share of images whose orientation moved in each generation. While the reference grid grows "
+            "(up to the vertical line) and while matching is soft, images keep moving to the finer grid's "
+            "orientations, so the share stays high; a move across grids counts only beyond 1.5 times the new "
+            "grid's spacing. On the final grid it falls, and the run stops once it is below stop-fraction.",
+      [6] = "Angle between each image's orientation and its true one (the nearer of it and its Friedel mate), "
+            "after the best global rotation: the median and the 90th percentile. Images left in wrong "
+            "orientations show in the 90th percentile first."};
+  for (int i = 0; i < 6; i++) {
     char pp[4200];
     snprintf(pp, sizeof pp, "%.4000s/%s", outdir, pics[i][0]);
-    if (access(pp, R_OK) == 0) fprintf(f, "<h2>%s</h2>\n<img src=\"%s\" alt=\"%s\">\n", pics[i][1], pics[i][0], pics[i][1]);
+    if (access(pp, R_OK) != 0) continue;
+    fprintf(f, "<h2>%s</h2>\n<img src=\"%s\" alt=\"%s\">\n", pics[i][1], pics[i][0], pics[i][1]);
+    if (notes[i]) fprintf(f, "<p>%s</p>\n", notes[i]);
   }
   fprintf(f, "<h2>Settings</h2>\n<pre>");
   char cp[4200];
