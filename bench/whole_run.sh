@@ -4,7 +4,8 @@
 #
 # usage: bench/whole_run.sh CASE [BUILD_DIR]      (BUILD_DIR default: build)
 #   demo    spinifel demo: 2,000 noise-free 32 x 32 images of the built-in phantom,
-#           reconstructed from random orientations with the defaults
+#           reconstructed from random orientations with the defaults; also checks
+#           the figures (median error < 10 deg, correlation > 0.8): exit 1 otherwise
 #   photon  2cex, 5,000 photon-limited frames of 101 x 101 pixels (about 260 photons,
 #           beam stop), reconstructed from random orientations with the defaults
 #           (needs a PDB file: $SPINIFEL_PDB, default ../shared/data/2cex.pdb)
@@ -65,9 +66,17 @@ echo "# whole_run.sh $case, $(date -u '+%F %T') UTC, $(git -C "$root" describe -
 case "$case" in
   demo)
     echo "\$ spinifel demo -o OUT"
-    timed "$bin" demo -o "$out/demo" 2>&1 | grep -E "reconstructed|orientation error|density vs|references:" || true
+    timed "$bin" demo -o "$out/demo" > "$out/demo.txt" 2>&1 || { cat "$out/demo.txt"; exit 1; }
+    grep -E "reconstructed|orientation error|density vs|references:" "$out/demo.txt" || true
     report_time "demo (simulation and reconstruction)"
     step_split "$out/demo/log.jsonl"
+    # The demo-size end-to-end check (tests/test_end_to_end.c runs it at CI size):
+    # median orientation error below 10 degrees, density correlation above 0.8.
+    awk '/orientation error: median/ { for (i = 1; i <= NF; i++) if ($i == "median") med = $(i + 1) }
+         /correlation/ { for (i = 1; i <= NF; i++) if ($i == "correlation") { c = $(i + 1); sub(/;/, "", c) } }
+         END { ok = med != "" && c != "" && med + 0 < 10 && c + 0 > 0.8
+               printf "demo check (median < 10 deg, correlation > 0.8): median %s deg, correlation %s: %s\n", med, c, ok ? "PASS" : "FAIL"
+               exit !ok }' "$out/demo.txt"
     ;;
   photon)
     pdb="${SPINIFEL_PDB:-$root/../shared/data/2cex.pdb}"
