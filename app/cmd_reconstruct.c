@@ -733,9 +733,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   c.progress = progress_mode(S.quiet);
   c.t_start = omp_get_wtime();
   c.pictures_each = S.pictures_each;
-  double s_max = 0;
-  for (int64_t p = 0; p < np; p++)
-    s_max = fmax(s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
+  const double s_max = spf_s_max(np, s);
   /* Voxel of the grid: x = pi s / (s_max os) <=> spacing 1 / (2 s_max os). */
   const double voxel_a = 1e10 / (2.0 * s_max * o.oversampling);
   c.voxel = voxel_a;

@@ -216,3 +216,10 @@ int spf_dead_pixels(int64_t nx, int64_t ny, const uint8_t *mask, const double *s
   if (n_dead) *n_dead = count;
   return SPF_OK;
 }
+
+double spf_s_max(int64_t n, const double *s)
+{
+  double m = 0;
+  for (int64_t p = 0; p < n; p++) m = fmax(m, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
+  return m;
+}

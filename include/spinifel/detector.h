@@ -56,6 +56,11 @@ void spf_detector_bin2_images(const spf_detector *in, int64_t n_images, const fl
 
 void spf_detector_free(spf_detector *d);
 
+/* The largest |s| of n points s (3 per point, 1/m; 0 when n is 0): the data's resolution
+ * 1 / s_max and the reconstruction's voxel 1 / (2 s_max oversampling). One function, so
+ * the command line and the Python binding round it alike. */
+double spf_s_max(int64_t n, const double *s);
+
 /* Valid pixels that never saw a photon while their neighbours did: an unmasked beam stop,
  * dead pixels. sums: photons per pixel over all images (nx * ny, x fastest). A seed is a
  * valid pixel with sum 0 whose valid 8-neighbours (at least 3) saw at least

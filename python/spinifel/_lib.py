@@ -259,6 +259,7 @@ _PROTOTYPES = {
     "spf_detector_make": (c_int, [P(DetectorGeometry), P(P(Detector))]),
     "spf_detector_bin2": (c_int, [P(Detector), P(P(Detector))]),
     "spf_detector_free": (None, [P(Detector)]),
+    "spf_s_max": (c_double, [i64, vp]),
     "spf_simulate_default_options": (None, [P(SimulateOptions)]),
     "spf_simulate_images": (c_int, [vp, P(SimPixels), P(SimulateOptions), IMAGE_SINK, vp, SIM_PROGRESS_FN, vp,
                                     P(SimulateTiming)]),

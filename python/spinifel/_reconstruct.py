@@ -348,7 +348,7 @@ def reconstruct(images, s, mask=None, progress=None, step=None, true_orientation
     if model.value == MODELS["poisson"] and not given.intersection(_REFS):
         o.n_references, o.refs_start = 3240, 0
     check(lib.spf_reconstruct_resolve(ctypes.byref(o), model.value), "reconstruct: options")
-    s_max = float(np.sqrt(sv[:, 0] * sv[:, 0] + sv[:, 1] * sv[:, 1] + sv[:, 2] * sv[:, 2]).max())
+    s_max = float(lib.spf_s_max(sv.shape[0], addr(sv)))  # the command line's rounding
     voxel = 1e10 / (2.0 * s_max * o.oversampling)
     o.verbose = 0
     o.first_image = 0
