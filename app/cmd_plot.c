@@ -21,11 +21,11 @@ static double json_value(const char *line, const char *key)
   return strtod(p, NULL);
 }
 
-/* The value of `key = ...` in config.ini (a copy, trimmed), or "" when absent. */
-static void config_value(const char *outdir, const char *key, char *out, size_t len)
+/* The value of `key = ...` in OUTDIR/name (a copy, trimmed), or "" when absent. */
+static void file_value(const char *outdir, const char *name, const char *key, char *out, size_t len)
 {
   char path[4200], line[4200];
-  snprintf(path, sizeof path, "%.4000s/config.ini", outdir);
+  snprintf(path, sizeof path, "%.4000s/%s", outdir, name);
   out[0] = 0;
   FILE *f = fopen(path, "r");
   if (!f) return;
@@ -37,6 +37,11 @@ static void config_value(const char *outdir, const char *key, char *out, size_t 
       break;
     }
   fclose(f);
+}
+
+static void config_value(const char *outdir, const char *key, char *out, size_t len)
+{
+  file_value(outdir, "config.ini", key, out, len);
 }
 
 /* Convergence, in two pictures of one unit each: convergence.png, the percentage of
@@ -234,6 +239,30 @@ static int write_report(const char *outdir, int n_gen, double res05, double res0
   if (isfinite(med)) fprintf(f, "<tr><th>median orientation error</th><td>%.2f&deg;</td></tr>\n", med);
   if (isfinite(p90)) fprintf(f, "<tr><th>90th percentile orientation error</th><td>%.2f&deg;</td></tr>\n", p90);
   if (isfinite(ch)) fprintf(f, "<tr><th>orientations changed (last generation)</th><td>%.1f%%</td></tr>\n", 100 * ch);
+  /* The density against a known truth, when a command measured it (spinifel demo). */
+  char corr[64], hand[64], r05[64], r0143[64], nyq[64];
+  file_value(outdir, "vs_truth.txt", "correlation", corr, sizeof corr);
+  file_value(outdir, "vs_truth.txt", "hand", hand, sizeof hand);
+  file_value(outdir, "vs_truth.txt", "fsc_0.5_A", r05, sizeof r05);
+  file_value(outdir, "vs_truth.txt", "fsc_0.143_A", r0143, sizeof r0143);
+  file_value(outdir, "vs_truth.txt", "nyquist_A", nyq, sizeof nyq);
+  if (corr[0] && r05[0] && r0143[0]) {
+    fprintf(f, "<tr><th>density vs the truth (after alignment)</th><td>correlation ");
+    html_escape(f, corr);
+    fprintf(f, " (");
+    html_escape(f, hand[0] ? hand : "?");
+    fprintf(f, " hand); FSC 0.5 at ");
+    html_escape(f, r05);
+    fprintf(f, " &Aring;, 0.143 at ");
+    html_escape(f, r0143);
+    fprintf(f, " &Aring;");
+    if (nyq[0]) {
+      fprintf(f, " (Nyquist ");
+      html_escape(f, nyq);
+      fprintf(f, " &Aring;)");
+    }
+    fprintf(f, "</td></tr>\n");
+  }
   fprintf(f, "</table>\n");
   const char *pics[6][2] = {{"density.png", "Density: central slices and projections"},
                            {"intensity.png", "3D intensity: central slices (log scale) with resolution rings"},

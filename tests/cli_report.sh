@@ -35,6 +35,14 @@ else
 fi
 rm -f "$tmp/r/density.png"
 if "$bin" plot "$tmp/r" > /dev/null 2>&1 && [ -s "$tmp/r/density.png" ]; then ok "plot draws them again"; else bad "plot"; fi
+# A measured comparison with the truth (the demo writes vs_truth.txt) shows in the report.
+printf 'correlation = 0.912\nhand = other\nfsc_0.5_A = 12.5\nfsc_0.143_A = 10.1\nnyquist_A = 9.9\n' > "$tmp/r/vs_truth.txt"
+if "$bin" plot "$tmp/r" > /dev/null 2>&1 &&
+   grep -q 'density vs the truth (after alignment)</th><td>correlation 0.912 (other hand); FSC 0.5 at 12.5 &Aring;, 0.143 at 10.1 &Aring; (Nyquist 9.9 &Aring;)' "$tmp/r/report.html"; then
+  ok "report.html shows the comparison with the truth"
+else
+  bad "report.html: no comparison with the truth"
+fi
 if "$bin" plot "$tmp/none" > /dev/null 2>&1; then bad "plot of a missing directory succeeded"; else ok "plot of a missing directory fails"; fi
 # A valid map that is not a cube (M x 1 x 1) read as M^3 overflowed the heap: refused, one line.
 cp -r "$tmp/r" "$tmp/flat"
