@@ -49,7 +49,11 @@ static void usage(FILE *out)
           "  --interpolation fourier|trilinear  how B is turned: fourier (default) is exact for\n"
           "                              reconstruct's intensity; trilinear for other volumes\n"
           "                              (noisy or measured maps, whose noisy bright centre would\n"
-          "                              ring through a Fourier sum), lower for fine speckles\n");
+          "                              ring through a Fourier sum), lower for fine speckles\n"
+          "examples:\n"
+          "  spinifel fsc run1/density.mrc --pdb 2cex.pdb --png fsc.png\n"
+          "  spinifel fsc run1/half1/density.mrc run1/half2/density.mrc -o halves.csv\n"
+          "  spinifel fsc --intensity truth.h5 run1/results.h5\n");
 }
 
 /* An MRC map as an odd cube of doubles (*out malloc'ed): 0; 1 unreadable (msg says why),

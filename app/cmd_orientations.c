@@ -14,7 +14,9 @@ static void usage(FILE *out)
           "  true orientations of DATA.h5, after fitting the global rotation between the frames;\n"
           "  an image may also take its Friedel mate (180 degrees about the beam). Prints the\n"
           "  median and the 90th percentile.\n"
-          "  --images N   the first N images (as reconstruct --images; default: all)\n");
+          "  --images N   the first N images (as reconstruct --images; default: all)\n"
+          "example:\n"
+          "  spinifel orientations run1/results.h5 data.h5\n");
 }
 
 int cmd_orientations(int argc, char **argv)

@@ -43,9 +43,18 @@ static void usage(FILE *out)
           "  section, NAME = VALUE), then the flags. OUTDIR receives config.ini (the effective\n"
           "  configuration), log.jsonl (a line per generation), checkpoint.h5 (after every\n"
           "  generation), and at the end density.mrc, results.h5, pictures (PNG) and report.html.\n"
-          "  --resume OUTDIR continues a stopped run from its last complete generation.\n"
-          "  --half-sets reconstructs two random halves of the images independently into\n"
-          "  OUTDIR/half1 and OUTDIR/half2 and reports the gold-standard FSC between them.\n"
+          "options:\n"
+          "  -o, --output OUTDIR  the run's directory (created when absent)\n"
+          "  --config FILE.ini    parameters from a file (a run's own config.ini repeats it)\n"
+          "  --resume OUTDIR      continue a stopped run from its last complete generation\n"
+          "  --half-sets          reconstruct two random halves of the images independently into\n"
+          "                       OUTDIR/half1 and OUTDIR/half2 and report the gold-standard FSC\n"
+          "  -h, --help           this text\n"
+          "examples:\n"
+          "  spinifel reconstruct data.h5 -o run1\n"
+          "  spinifel reconstruct data.h5 -o run2 --M 41 --generations 30 --threads 8\n"
+          "  spinifel reconstruct photons.emc --detector det.dat -o run3 --half-sets\n"
+          "  spinifel reconstruct --resume run1 --generations 40\n"
           "parameters (default):\n");
   char def[64];
   for (int i = 0; i < n; i++) {
@@ -458,7 +467,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     const char *name = !strcmp(a, "-o") ? "output" : a + (a[1] == '-' ? 2 : 1);
     if (resume_dir && strcmp(name, "threads") && strcmp(name, "generations") && strcmp(name, "pictures-each") &&
         strcmp(name, "quiet")) {
-      fprintf(stderr, "spinifel reconstruct: --resume takes only --threads and --generations (the run's configuration "
+      fprintf(stderr, "spinifel reconstruct: --resume takes only --threads, --generations, --pictures-each and --quiet (the run's configuration "
                       "is in %s)\n", path);
       return 2;
     }

@@ -54,7 +54,12 @@ static void usage(FILE *out)
           "                      at the beam, (pixel / distance)^2 (the data's unit at low angle)\n"
           "  --compress L        deflate level 0-9 (default 0)\n"
           "  --tol T             structure-factor accuracy (default 1e-4)\n"
-          "  --threads K         threads (default: all)\n");
+          "  --threads K         threads (default: all)\n"
+          "examples:\n"
+          "  spinifel simulate --pdb 2cex.pdb --images 10000 -o 2cex.h5\n"
+          "  spinifel simulate --images 2000 --pixels 32 --distance 0.03 --no-noise -o phantom.h5\n"
+          "  spinifel simulate --pdb 2cex.pdb --pixels 101 --distance 0.53 --beamstop 0.00273 \\\n"
+          "      --fluence 8e13 --images 5000 -o photons.h5 --emc photons.emc   (photon-limited)\n");
 }
 
 typedef struct {

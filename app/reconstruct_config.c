@@ -43,7 +43,7 @@ int config_param_table(settings *s, param *t)
        "clip the merged intensity at 0 (-1: with the poisson model)"},
       {"mask-dead", T_INT, &s->mask_dead, 0, 1, 1,
        "1: mask pixels that saw no photon while their neighbours did (beam stop, dead pixels)"},
-      {"M", T_I64, &o->M, 3, 301, 1, "grid size, odd"},
+      {"M", T_I64, &o->M, 3, 301, 1, "grid size in voxels per side, odd (voxel 1 / (2 s_max oversampling))"},
       {"refs", T_I64, &o->n_references, 0, 1e9, 1,
        "final reference orientations (0: from the particle's size and the data's resolution)"},
       {"refs-max", T_I64, &o->refs_max, 1, 1e9, 1, "the most references --refs 0 may choose"},
