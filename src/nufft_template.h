@@ -52,7 +52,7 @@ struct PLAN_S {
   int64_t n_modes[3], nf[3], n_modes_total, nf_total;
   double inv_nf[3];
   int collapsed[3];              /* a dimension with one mode: coordinate ignored */
-  spf_es_kernel ker;
+  spf_nufft_kernel ker;
   int width, kpad, degree;
   FLT *coef;                     /* (degree + 1) * kpad, Horner order */
   FLT *deconv[3];                /* 1/phihat per centred mode */
@@ -112,7 +112,7 @@ static ALWAYS_INLINE void eval_kernel(const struct PLAN_S *p, FLT u, FLT *ker, c
     const int w = p->width;
     for (int i = 0; i < KP; i++) {
       double z = 2.0 * (((double)u + 1.0) * 0.5 - 0.5 * w + i) / w;
-      ker[i] = (FLT)(i < w ? spf_es_kernel_eval(&p->ker, z) : 0.0);
+      ker[i] = (FLT)(i < w ? spf_nufft_kernel_eval(&p->ker, z) : 0.0);
     }
   }
 }
@@ -380,7 +380,7 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
     if (p->n_modes_total > INT64_MAX / p->n_modes[d]) { rc = SPF_ERR_TOO_BIG; goto fail; }
     p->n_modes_total *= p->n_modes[d];
   }
-  if ((rc = spf_es_kernel_choose(tol, o.upsampfac, &p->ker)) != SPF_OK) goto fail;
+  if ((rc = spf_nufft_kernel_choose(tol, o.upsampfac, &p->ker)) != SPF_OK) goto fail;
   p->width = p->ker.width;
   p->kpad = SPF_NUFFT_KPAD(p->width);
 
@@ -401,10 +401,9 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   /* Kernel: polynomial fit to well below the tolerance, and its Fourier transform. */
   {
     double coef[(SPF_NUFFT_MAX_DEGREE + 1) * SPF_NUFFT_KPAD(SPF_NUFFT_MAX_WIDTH)], fit_err;
-    /* The fit stalls near the kernel's own truncation error (~exp(-beta)); tol/10 is
-     * reachable for every width and keeps the fit's share of the error small. */
+    /* tol/10 is reachable for every width and keeps the fit's share of the error small. */
     double target = tol * 0.1 > 1e-14 ? tol * 0.1 : 1e-14;
-    p->degree = spf_es_kernel_fit(&p->ker, target, coef, &fit_err);
+    p->degree = spf_nufft_kernel_fit(&p->ker, target, coef, &fit_err);
     if (p->degree < 0) { /* every width 2..16 fits (tested); never fall back silently */
       rc = SPF_ERR_TOLERANCE;
       goto fail;
@@ -419,7 +418,7 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
     p->deconv[d] = malloc(sizeof(FLT) * (size_t)n);
     if (!ph || !p->deconv[d]) { free(ph); rc = SPF_ERR_ALLOC; goto fail; }
     if (p->collapsed[d]) ph[0] = 1.0;
-    else spf_es_kernel_fourier(&p->ker, n, p->nf[d], ph);
+    else spf_nufft_kernel_fourier(&p->ker, n, p->nf[d], ph);
     for (int64_t k = 0; k < n; k++) p->deconv[d][k] = (FLT)(1.0 / ph[k]);
     free(ph);
   }
@@ -735,7 +734,7 @@ void PUB(get_info)(const struct PLAN_S *p, spf_nufft_info *info)
   info->dim = p->dim;
   info->width = p->width;
   info->poly_degree = p->kernel_eval ? p->degree : 0;
-  info->beta = p->ker.beta;
+  info->beta = p->ker.c;
   info->upsampfac = p->ker.upsampfac;
   for (int d = 0; d < 3; d++) {
     info->n_modes[d] = p->n_modes[d];

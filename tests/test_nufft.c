@@ -471,35 +471,58 @@ static void bad_arguments_return_distinct_codes(void)
   CHECK(strcmp(spf_strerror(-5), "unknown error code") == 0, "unknown code");
 }
 
-/* The kernel numerics on their own: polynomial fit and Fourier transform. */
+/* The kernel numerics on their own: psi_0 itself, the polynomial fit and the Fourier
+ * transform. */
 static void kernel_fit_and_fourier_transform_are_accurate(void)
 {
   const double tols[] = {1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8,
                          1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14};
   for (int up = 0; up < 2; up++)
     for (int t = 0; t < 14; t++) {
-      spf_es_kernel k;
+      spf_nufft_kernel k;
       double sigma = up ? 1.25 : 2.0;
-      if (spf_es_kernel_choose(tols[t], sigma, &k) != SPF_OK) {
+      if (spf_nufft_kernel_choose(tols[t], sigma, &k) != SPF_OK) {
         CHECK(up == 1 && tols[t] < 1e-8, "only 1.25 at small tolerances may refuse: %.0e", tols[t]);
         continue;
       }
+      /* psi_0 is the finite Fourier transform's eigenfunction (Slepian):
+       * int_{-1}^{1} psi(t) cos(c x t) dt = lambda psi(x) for |x| <= 1; by Simpson's rule
+       * with 20,000 intervals (error ~1e-11 at c <= 38), lambda from x = 0 (psi(0) = 1),
+       * checked at several x, relative to lambda. */
+      const double xs[] = {0.1, 0.37, 0.6, 0.85, 1.0};
+      double lambda0 = 0, worst = 0;
+      for (int ix = -1; ix < 5; ix++) {
+        const double x = ix < 0 ? 0 : xs[ix];
+        const int q = 20000;
+        double s = 0;
+        for (int i = 0; i <= q; i++) {
+          const double tt = fmin(1.0, -1 + 2.0 * i / q); /* not past 1 by rounding */
+          s += (i == 0 || i == q ? 1 : (i % 2 ? 4 : 2)) * spf_nufft_kernel_eval(&k, tt) * cos(k.c * x * tt);
+        }
+        s *= 2.0 / q / 3;
+        if (ix < 0) lambda0 = s; /* psi(0) = 1 */
+        else worst = fmax(worst, fabs(s - lambda0 * spf_nufft_kernel_eval(&k, x)) / lambda0);
+      }
+      CHECK(worst < 1e-9, "psi_0 (c %.2f, w %d) is the Fourier transform's eigenfunction: %.1e", k.c, k.width, worst);
+      CHECK(spf_nufft_kernel_eval(&k, 0) == 1 || fabs(spf_nufft_kernel_eval(&k, 0) - 1) < 1e-14, "psi(0) = 1");
+      CHECK(spf_nufft_kernel_eval(&k, 1.0001) == 0 && spf_nufft_kernel_eval(&k, 1.0) > 0 && spf_nufft_kernel_eval(&k, 1.0) < 0.2,
+            "support [-1, 1], falling to its edge: psi(1) %.2e", spf_nufft_kernel_eval(&k, 1.0));
       double coef[(SPF_NUFFT_MAX_DEGREE + 1) * SPF_NUFFT_KPAD(SPF_NUFFT_MAX_WIDTH)], err = -1;
       double target = fmax(tols[t] * 0.1, 1e-14);
-      int deg = spf_es_kernel_fit(&k, target, coef, &err);
+      int deg = spf_nufft_kernel_fit(&k, target, coef, &err);
       CHECK(deg > 0 && err <= target, "fit at tol %.0e sigma %.2f w %d: degree %d error %.2e", tols[t],
             sigma, k.width, deg, err);
-      /* phihat against composite Simpson in theta (z = sin theta) with 200000 intervals. */
+      /* phihat against composite Simpson in z with 200000 intervals. */
       const int64_t n = 9, nf = 20;
       double ph[9];
-      spf_es_kernel_fourier(&k, n, nf, ph);
+      spf_nufft_kernel_fourier(&k, n, nf, ph);
       for (int64_t j = 0; j < n; j++) {
         double xi = 2 * M_PI * (double)(j - n / 2) / nf, s = 0;
         const int q = 200000;
-        const double h = M_PI / q;
+        const double h = 2.0 / q;
         for (int i = 0; i <= q; i++) {
-          double th = -0.5 * M_PI + i * h;
-          double g = exp(k.beta * (cos(th) - 1)) * cos(th) * cos(xi * 0.5 * k.width * sin(th));
+          double z = fmin(1.0, -1 + i * h); /* not past 1 by rounding: psi(1) is not 0 */
+          double g = spf_nufft_kernel_eval(&k, z) * cos(xi * 0.5 * k.width * z);
           s += (i == 0 || i == q ? 1 : (i % 2 ? 4 : 2)) * g;
         }
         s *= 0.5 * k.width * h / 3;

@@ -12,10 +12,12 @@
  * The plan follows FINUFFT's guru interface: make a plan once (sizes, sign,
  * tolerance, threads: this plans the FFT), set points (sorts them; may be
  * called again with new points without re-planning), execute as often as
- * needed (ntransf vectors per call), destroy. The method is the
- * exponential-of-semicircle kernel of Barnett, Magland and af Klinteberg,
- * SIAM J. Sci. Comput. 41 (2019) C479: spread onto an upsampled grid, FFT,
- * divide by the kernel's Fourier transform.
+ * needed (ntransf vectors per call), destroy. The method is FINUFFT's (Barnett,
+ * Magland and af Klinteberg, SIAM J. Sci. Comput. 41 (2019) C479): spread onto an
+ * upsampled grid, FFT, divide by the kernel's Fourier transform; the kernel is the
+ * prolate spheroidal wave function psi_0 (docs/method.md), which meets the requested
+ * tolerance where the exponential-of-semicircle kernel of that paper, at the same
+ * width, does not quite.
  *
  * Precision is a prefix: spf_nufft_* is double, spf_nufftf_* is float.
  * A plan must not be used from two threads at once; different plans can.
@@ -37,7 +39,7 @@ typedef struct {
   int nthreads;         /* OpenMP threads; 0: omp_get_max_threads() (default) */
   int fftw_measure;     /* 1: plan the FFT with FFTW_MEASURE (default, fastest execute);
                            0: FFTW_ESTIMATE (instant planning, slower FFTs) */
-  int kernel_eval;      /* 1: piecewise-polynomial kernel (default); 0: direct exp(beta sqrt(1-z^2)) */
+  int kernel_eval;      /* 1: piecewise-polynomial kernel (default); 0: its Legendre series, directly (slow) */
   int sort;             /* 1: sort points into cache-sized bins (default); 0: input order */
   int max_subproblem;   /* points per spreading subproblem; 0: default (8192, tuned at 128^3) */
   int pow2_fine_grid;   /* fine-grid sizes are 2,3,5-smooth; may they be powers of two?
@@ -58,7 +60,7 @@ void spf_nufft_default_opts(spf_nufft_opts *opts);
 typedef struct {
   int type, dim, width;       /* transform type, dimension, kernel width in fine-grid points */
   int poly_degree;            /* degree of the piecewise polynomial (0 when direct) */
-  double beta;                /* kernel shape parameter */
+  double beta;                /* kernel shape parameter: psi_0's bandwidth c */
   double upsampfac;
   int64_t n_modes[3];         /* N1, N2, N3 (1 for unused dimensions) */
   int64_t n_fine[3];          /* fine-grid sizes */
