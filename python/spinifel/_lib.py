@@ -395,32 +395,34 @@ def check_layouts():
         if got != want and not (isinstance(want, float) and abs(got - want) <= 1e-12 * abs(want)):
             problems.append("%s = %r, expected %r" % (name, got, want))
 
-    o, buf, size = _guarded(ReconstructOptions, 0x5A)
-    lib.spf_reconstruct_default_options(ctypes.byref(o))
-    if buf.raw[size:size + 64] != bytes([0x5A]) * 64:
-        problems.append("spf_reconstruct_options is larger in C than in python/spinifel/_lib.py")
-    for name, want in [("model", -1), ("poisson_mean", 2.0), ("beta_max", 0.5), ("positive_intensity", -1),
-                       ("M", 31), ("oversampling", 1.0), ("refs_max", 1000000), ("refs_start", 2000),
-                       ("refs_generations", 16), ("ref_batch", 1000), ("stop_fraction", 0.01), ("n_rho", 5),
-                       ("rho_min", 1e-3), ("rho_max", 10.0), ("phi", 10.0), ("res_start", 1.0),
-                       ("res_generations", 5), ("use_prior", 1), ("pixel_weighting", 1), ("soft_k", 64),
-                       ("soft_tau", 0.3), ("soft_generations", 8), ("slice_merged", 1), ("seed", 1),
-                       ("match_store_mib", 4096)]:
-        expect("spf_reconstruct_options." + name, getattr(o, name), want)
-    expect("spf_reconstruct_options.merge.cg_max_iter", o.merge.cg_max_iter, 100)
-    expect("spf_reconstruct_options.merge.cg_tol", o.merge.cg_tol, 1e-6)
-    expect("spf_reconstruct_options.phase.n_cycles", o.phase.n_cycles, 10)
-    expect("spf_reconstruct_options.phase.beta", o.phase.beta, 0.3)
+    def defaults(cls, fill, cname, wants):
+        """The library's defaults into a guarded mirror: each field as documented, and
+        nothing written past the mirror's end."""
+        obj, buf, size = _guarded(cls, 0x5A)
+        fill(ctypes.byref(obj))
+        if buf.raw[size:size + 64] != bytes([0x5A]) * 64:
+            problems.append("%s is larger in C than in python/spinifel/_lib.py" % cname)
+        for name, want in wants:
+            value = obj
+            for part in name.split("."):
+                value = getattr(value, part)
+            expect("%s.%s" % (cname, name), value, want)
+        return obj
+
+    o = defaults(ReconstructOptions, lib.spf_reconstruct_default_options, "spf_reconstruct_options", [
+        ("model", -1), ("poisson_mean", 2.0), ("beta_max", 0.5), ("positive_intensity", -1),
+        ("M", 31), ("oversampling", 1.0), ("refs_max", 1000000), ("refs_start", 2000),
+        ("refs_generations", 16), ("ref_batch", 1000), ("stop_fraction", 0.01), ("n_rho", 5),
+        ("rho_min", 1e-3), ("rho_max", 10.0), ("phi", 10.0), ("res_start", 1.0),
+        ("res_generations", 5), ("use_prior", 1), ("pixel_weighting", 1), ("soft_k", 64),
+        ("soft_tau", 0.3), ("soft_generations", 8), ("slice_merged", 1), ("seed", 1),
+        ("match_store_mib", 4096), ("merge.cg_max_iter", 100), ("merge.cg_tol", 1e-6),
+        ("phase.n_cycles", 10), ("phase.beta", 0.3)])
     expect("spf_reconstruct_options.comm", bool(o.comm), False)
     expect("spf_reconstruct_options.step_ctx", o.step_ctx, None)
-
-    n, buf, size = _guarded(NufftOpts, 0x5A)
-    lib.spf_nufft_default_opts(ctypes.byref(n))
-    if buf.raw[size:size + 64] != bytes([0x5A]) * 64:
-        problems.append("spf_nufft_opts is larger in C than in python/spinifel/_lib.py")
-    for name, want in [("modeord", 0), ("upsampfac", 2.0), ("fftw_measure", 1), ("kernel_eval", 1), ("sort", 1),
-                       ("pow2_fine_grid", -1), ("deterministic", 1)]:
-        expect("spf_nufft_opts." + name, getattr(n, name), want)
+    defaults(NufftOpts, lib.spf_nufft_default_opts, "spf_nufft_opts", [
+        ("modeord", 0), ("upsampfac", 2.0), ("fftw_measure", 1), ("kernel_eval", 1), ("sort", 1),
+        ("pow2_fine_grid", -1), ("deterministic", 1)])
 
     s, buf, size = _guarded(RunState, 0x5A)
     rc = lib.spf_run_state_make(3, 2, ctypes.byref(s))
@@ -435,27 +437,12 @@ def check_layouts():
                 problems.append("spf_run_state.%s is NULL after spf_run_state_make" % name)
         lib.spf_run_state_free(ctypes.byref(s))
 
-    a, buf, size = _guarded(AlignOptions, 0x5A)
-    lib.spf_align_default_options(ctypes.byref(a))
-    expect("spf_align_options.n_rotations", a.n_rotations, 4000)
-    expect("spf_align_options.refine_steps", a.refine_steps, 7)
-    if buf.raw[size:size + 64] != bytes([0x5A]) * 64:
-        problems.append("spf_align_options is larger in C than in python/spinifel/_lib.py")
-
-    g, buf, size = _guarded(DetectorGeometry, 0x5A)
-    lib.spf_detector_default_geometry(ctypes.byref(g))
-    expect("spf_detector_geometry.nx", g.nx, 128)
-    expect("spf_detector_geometry.distance_m", g.distance_m, 0.1)
-    if buf.raw[size:size + 64] != bytes([0x5A]) * 64:
-        problems.append("spf_detector_geometry is larger in C than in python/spinifel/_lib.py")
-
-    so, buf, size = _guarded(SimulateOptions, 0x5A)
-    lib.spf_simulate_default_options(ctypes.byref(so))
-    expect("spf_simulate_options.fluence", so.fluence, 1e24)
-    expect("spf_simulate_options.poisson", so.poisson, 1)
-    expect("spf_simulate_options.batch_images", so.batch_images, 64)
-    if buf.raw[size:size + 64] != bytes([0x5A]) * 64:
-        problems.append("spf_simulate_options is larger in C than in python/spinifel/_lib.py")
+    defaults(AlignOptions, lib.spf_align_default_options, "spf_align_options",
+             [("n_rotations", 4000), ("refine_steps", 7)])
+    defaults(DetectorGeometry, lib.spf_detector_default_geometry, "spf_detector_geometry",
+             [("nx", 128), ("distance_m", 0.1)])
+    defaults(SimulateOptions, lib.spf_simulate_default_options, "spf_simulate_options",
+             [("fluence", 1e24), ("poisson", 1), ("batch_images", 64)])
     if problems:
         more = " (and %d more)" % (len(problems) - 4) if len(problems) > 4 else ""
         raise Error("spinifel: the binding's structures do not match %s: %s%s" % (LIB_PATH, "; ".join(problems[:4]),
