@@ -83,7 +83,7 @@ case "$case" in
     [ -r "$pdb" ] || { echo "whole_run.sh: no PDB file $pdb (set SPINIFEL_PDB)" >&2; exit 2; }
     sim=(simulate --pdb "$pdb" --pixels 101 --distance 0.53 --beamstop 0.00273 --fluence 8e13 --images 5000)
     echo "\$ spinifel ${sim[*]} -o OUT/data.h5"
-    "$bin" "${sim[@]}" -o "$out/data.h5" | grep -E "photons|detector" || true
+    "$bin" "${sim[@]}" -o "$out/data.h5" --quiet | grep -E "photons|detector" || true
     echo "\$ spinifel reconstruct OUT/data.h5 -o OUT/run"
     timed "$bin" reconstruct "$out/data.h5" -o "$out/run" 2>&1 | grep -vE "^\s*$|generation [0-9]+/" | tail -n 4 || true
     report_time "reconstruction"
