@@ -160,15 +160,6 @@ int cmd_simulate(int argc, char **argv)
       return 2;
     }
   }
-  /* An output that is a directory would only fail at the rename, after all the work. */
-  const char *outs[4] = {out, emc, mrc, iout};
-  for (int k = 0; k < 4; k++) {
-    struct stat sb;
-    if (outs[k] && stat(outs[k], &sb) == 0 && S_ISDIR(sb.st_mode)) {
-      fprintf(stderr, "spinifel simulate: %s is a directory, not a file name\n", outs[k]);
-      return 1;
-    }
-  }
   if (emc && !noise) {
     fprintf(stderr, "spinifel simulate: --emc stores integer photon counts: drop --no-noise\n");
     return 2;
@@ -190,6 +181,16 @@ int cmd_simulate(int argc, char **argv)
     if (n > 4 && !strcmp(emc + n - 4, ".emc")) n -= 4;
     snprintf(det_default, sizeof det_default, "%.*s.det.dat", (int)n, emc);
     emc_det = det_default;
+  }
+  /* An output that is a directory, default names included, would only fail at the
+   * rename, after all the work. */
+  const char *outs[5] = {out, emc, mrc, iout, emc_det};
+  for (int k = 0; k < 5; k++) {
+    struct stat sb;
+    if (outs[k] && stat(outs[k], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+      fprintf(stderr, "spinifel simulate: %s is a directory, not a file name\n", outs[k]);
+      return 1;
+    }
   }
   const int nthreads = threads > 0 ? (int)threads : omp_get_max_threads();
   char msg[1024] = "";

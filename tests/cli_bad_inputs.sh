@@ -174,6 +174,10 @@ done
 case_ "simulate into a missing directory" 1 "$bin" simulate -o "$dir/no/such/x.h5" --images 2 --pixels 8
 mkdir -p "$dir/adir.h5"
 case_ "simulate onto a directory" 1 "$bin" simulate -o "$dir/adir.h5" --images 2 --pixels 8
+mkdir -p "$dir/ymap.truth.mrc" "$dir/yph.det.dat"
+case_ "simulate: the default truth map's name is a directory" 1 "$bin" simulate -o "$dir/ymap.h5" --images 2 --pixels 8
+case_ "simulate: the default EMC detector file's name is a directory" 1 "$bin" simulate --emc "$dir/yph.emc" --images 2 --pixels 8
+[ ! -e "$dir/ymap.h5" ] && [ ! -e "$dir/yph.emc" ] || { echo "FAIL simulate wrote before finding its output was a directory"; fails=$((fails + 1)); }
 case_ "simulate -o without .h5 (a dataset under another kind's name)" 2 "$bin" simulate -o "$dir/x.txt" --images 2 --pixels 8
 case_ "simulate -o ending in a directory's dot" 2 "$bin" simulate -o "$dir/v1.h5/x" --images 2 --pixels 8
 case_ "reconstruct into a file" 1 "$bin" reconstruct "$dir/good.h5" -o "$dir/text" --M 7 --refs 50 --generations 1
