@@ -725,6 +725,10 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     }
     resumed = 1;
   }
+  /* A fresh run's report must not show a comparison measured on an earlier run here
+   * (spinifel demo writes it after the run). */
+  snprintf(path, sizeof path, "%s/vs_truth.txt", outdir);
+  if (cw.rank == 0 && !resumed) remove(path);
   snprintf(path, sizeof path, "%s/config.ini", outdir);
   if (cw.rank == 0 && write_text_file(path, config)) {
     fprintf(stderr, "spinifel reconstruct: cannot write %s\n", path);

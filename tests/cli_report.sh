@@ -43,6 +43,14 @@ if "$bin" plot "$tmp/r" > /dev/null 2>&1 &&
 else
   bad "report.html: no comparison with the truth"
 fi
+# A new run in the same directory does not keep the earlier run's comparison.
+"$bin" reconstruct "$tmp/d.h5" -o "$tmp/r" --M 15 --refs 300 --refs-start 0 --soft-k 8 --soft-gens 1 \
+  --phase-cycles 2 --generations 1 --threads 2 --quiet > /dev/null 2>&1
+if [ ! -e "$tmp/r/vs_truth.txt" ] && ! grep -q 'density vs the truth' "$tmp/r/report.html"; then
+  ok "a new run drops the earlier comparison with the truth"
+else
+  bad "a new run kept the earlier run's comparison with the truth"
+fi
 if "$bin" plot "$tmp/none" > /dev/null 2>&1; then bad "plot of a missing directory succeeded"; else ok "plot of a missing directory fails"; fi
 # A valid map that is not a cube (M x 1 x 1) read as M^3 overflowed the heap: refused, one line.
 cp -r "$tmp/r" "$tmp/flat"
