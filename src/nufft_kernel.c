@@ -54,7 +54,8 @@ static void pswf_coefficients(spf_nufft_kernel *k)
     else lo = mid;
   }
   /* Inverse iteration just below the eigenvalue (the Thomas algorithm: T - shift is
-   * positive definite there, no pivoting needed); two steps reach rounding. */
+   * positive definite there, no pivoting needed); two steps reach rounding, a third
+   * costs nothing. */
   const double shift = lo - 1e-10 * fmax(1.0, fabs(lo));
   for (int i = 0; i < n; i++) v[i] = 1.0;
   for (int it = 0; it < 3; it++) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "spinifel/error.h"
+#include "spinifel/detector.h"
 #include "spinifel/orientation.h"
 
 void spf_reconstruct_default_options(spf_reconstruct_options *o)
@@ -316,9 +317,7 @@ static int run_options(int64_t n_images, int64_t np, const float *images, const 
   o->merge.nthreads = o->phase.nthreads = o->nthreads;
   if (out->M != o->M || out->n_images != n_images) return SPF_ERR_SIZE;
   if (resume && (resume->M != o->M || resume->n_images != n_images || resume->generation < 0)) return SPF_ERR_DATA;
-  *s_max = 0;
-  for (int64_t p = 0; p < np; p++)
-    *s_max = fmax(*s_max, sqrt(s[3 * p] * s[3 * p] + s[3 * p + 1] * s[3 * p + 1] + s[3 * p + 2] * s[3 * p + 2]));
+  *s_max = spf_s_max(np, s);
   if (!(*s_max > 0)) return SPF_ERR_DATA;
   int model = SPF_MODEL_EUCLIDEAN;
   const int rc = spf_reconstruct_pick_model(n_images, np, images, o, &model, NULL, 0);
