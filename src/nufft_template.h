@@ -245,6 +245,7 @@ static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
   const int64_t m = p->n_points;
+  const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
   for (int64_t j = j0; j < j1; j++) {
     int32_t l0[3] = {0, 0, 0};
     FLT u;
@@ -256,8 +257,43 @@ static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int
     }
     for (int i = 0; i < wd[1]; i++) iy[i] = wrap(l0[1] + i, nf2);
     for (int i = 0; i < wd[2]; i++) iz[i] = wrap(l0[2] + i, nf3);
-    for (int m = 0; m < 2 * KP; m++) acc[m] = 0;
     const int contiguous_x = l0[0] >= 0 && l0[0] + wd[0] <= nf1;
+    if (full3d && contiguous_x) {
+      /* The common case, every loop of compile-time length: one accumulator per y row,
+       * each summed over z, so W chains of W FMAs run side by side instead of one of W^2
+       * (the FMA latency, not the loads, bounded the single chain). Reads past the
+       * kernel's end (into the next row, or the grid's zeroed tail) meet zero kernel
+       * values (kx is zero-padded to KP). */
+      FLT accy[KPMAX][2 * KPMAX];
+      for (int dy = 0; dy < W; dy++)
+#pragma omp simd
+        for (int q = 0; q < 2 * KP; q++) accy[dy][q] = 0;
+      for (int dz = 0; dz < W; dz++) {
+        const FLT kzz = kz[dz];
+        const FLT *plane = fine + 2 * (iz[dz] * nf2 * nf1 + l0[0]);
+        for (int dy = 0; dy < W; dy++) {
+          const FLT *r = plane + 2 * iy[dy] * nf1;
+#pragma omp simd
+          for (int q = 0; q < 2 * KP; q++) accy[dy][q] += kzz * r[q];
+        }
+      }
+      FLT kxx[2 * KPMAX];
+      for (int i = 0; i < KP; i++) kxx[2 * i] = kxx[2 * i + 1] = kx[i];
+#pragma omp simd
+      for (int q = 0; q < 2 * KP; q++) {
+        FLT a = 0;
+        for (int dy = 0; dy < W; dy++) a += ky[dy] * accy[dy][q];
+        acc[q] = a * kxx[q];
+      }
+      FLT re = 0, im = 0;
+      for (int i = 0; i < KP; i++) {
+        re += acc[2 * i];
+        im += acc[2 * i + 1];
+      }
+      c[j] = re + im * I;
+      continue;
+    }
+    for (int m = 0; m < 2 * KP; m++) acc[m] = 0;
     for (int dz = 0; dz < wd[2]; dz++) {
       for (int dy = 0; dy < wd[1]; dy++) {
         const FLT k = ky[dy] * kz[dz];
