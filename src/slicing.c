@@ -16,7 +16,6 @@ struct spf_slicer_s {
   double *s;          /* 3 * np, pixel-major */
   spf_nufftf_plan plan;
   float *x;           /* 3 * max_orient * np coordinates */
-  float complex *c;   /* max_orient * np values */
   double t_sort, t_interp;
   int loaded;
 };
@@ -27,7 +26,6 @@ void spf_slicer_free(spf_slicer *sl)
   spf_nufftf_destroy(sl->plan);
   free(sl->s);
   free(sl->x);
-  free(sl->c);
   free(sl);
 }
 
@@ -53,8 +51,7 @@ int spf_slicer_make(int64_t M, int64_t n_pixels, const double *s, double s_max, 
   sl->scale = M_PI / (s_max * oversampling);
   sl->s = malloc(sizeof(double) * 3 * (size_t)n_pixels);
   sl->x = malloc(sizeof(float) * 3 * (size_t)(max_orient * n_pixels));
-  sl->c = malloc(sizeof(float complex) * (size_t)(max_orient * n_pixels));
-  if (!sl->s || !sl->x || !sl->c) {
+  if (!sl->s || !sl->x) {
     spf_slicer_free(sl);
     return SPF_ERR_ALLOC;
   }
@@ -119,10 +116,9 @@ int spf_slicer_slice(spf_slicer *sl, int64_t n_orient, const double *rot, float 
   double t0 = omp_get_wtime();
   int rc = spf_nufftf_set_points(sl->plan, npts, x, y, z);
   double t1 = omp_get_wtime();
-  if (!rc) rc = spf_nufftf_interpolate(sl->plan, sl->c);
+  /* u is real and even, so its slices are real: only Re of the sums is computed. */
+  if (!rc) rc = spf_nufftf_interpolate_real(sl->plan, images);
   if (rc) return rc;
-#pragma omp parallel for num_threads(sl->nthreads) schedule(static)
-  for (int64_t j = 0; j < npts; j++) images[j] = crealf(sl->c[j]);
   sl->t_sort += t1 - t0;
   sl->t_interp += omp_get_wtime() - t1;
   return SPF_OK;

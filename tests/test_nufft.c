@@ -573,6 +573,63 @@ static void load_modes_then_interpolate_many_point_sets(void)
   free(x); free(f); free(a); free(b);
 }
 
+/* interpolate_real against the real part of the direct sum (complex modes, so Re is not
+ * all of it), in both precisions, 3D and 2D (a collapsed dimension), with points over the
+ * whole period (kernels wrapping round the grid), and after new modes are loaded (the real
+ * grid must follow them). */
+static void interpolate_real_matches_direct_real_part(void)
+{
+  for (int prec_float = 0; prec_float <= 1; prec_float++)
+    for (int dim = 2; dim <= 3; dim++) {
+      const double tol = prec_float ? 1e-4 : 1e-9;
+      int64_t n[3] = {11, 12, dim == 3 ? 9 : 1}, ntot = n[0] * n[1] * n[2], m = 900;
+      double *x = malloc(sizeof(double) * 3 * m);
+      float *xf = malloc(sizeof(float) * 3 * m);
+      double complex *f = malloc(sizeof(double complex) * ntot), *ref = malloc(sizeof(double complex) * m);
+      double *c = malloc(sizeof(double) * m);
+      float *cf = malloc(sizeof(float) * m);
+      float complex *ff = malloc(sizeof(float complex) * ntot);
+      spf_rng r;
+      spf_rng_seed(&r, 40 + dim, (uint64_t)prec_float);
+      for (int64_t j = 0; j < 3 * m; j++) {
+        xf[j] = (float)(M_PI * (2 * spf_rng_uniform(&r) - 1));
+        x[j] = prec_float ? (double)xf[j] : M_PI * (2 * spf_rng_uniform(&r) - 1);
+      }
+      spf_nufft_plan p = NULL;
+      spf_nufftf_plan pf = NULL;
+      int rc = prec_float ? spf_nufftf_make_plan(2, dim, n, 1, 1, tol, NULL, &pf) : spf_nufft_make_plan(2, dim, n, 1, 1, tol, NULL, &p);
+      CHECK(rc == SPF_OK, "plan");
+      rc = prec_float ? spf_nufftf_set_points(pf, m, xf, xf + m, xf + 2 * m) : spf_nufft_set_points(p, m, x, x + m, x + 2 * m);
+      CHECK(rc == SPF_OK, "points");
+      rc = prec_float ? spf_nufftf_interpolate_real(pf, cf) : spf_nufft_interpolate_real(p, c);
+      CHECK(rc == SPF_ERR_NO_MODES, "interpolate_real before load_modes");
+      for (int load = 0; load < 2; load++) {
+        for (int64_t k = 0; k < ntot; k++) {
+          f[k] = rnd_c(&r);
+          ff[k] = (float complex)f[k];
+          if (prec_float) f[k] = ff[k];
+        }
+        rc = prec_float ? spf_nufftf_load_modes(pf, ff) : spf_nufft_load_modes(p, f);
+        if (!rc) rc = prec_float ? spf_nufftf_interpolate_real(pf, cf) : spf_nufft_interpolate_real(p, c);
+        CHECK(rc == SPF_OK, "load and interpolate_real");
+        if (prec_float)
+          for (int64_t j = 0; j < m; j++) c[j] = cf[j];
+        spf_nufft_direct(2, dim, n, 1, 0, m, x, x + m, x + 2 * m, ref, f);
+        double err = 0, nrm = 0;
+        for (int64_t j = 0; j < m; j++) {
+          err += pow(c[j] - creal(ref[j]), 2);
+          nrm += pow(creal(ref[j]), 2);
+        }
+        const double bound = prec_float ? 2e-5 > 10 * tol ? 2e-5 : 10 * tol : 10 * tol;
+        CHECK(sqrt(err / nrm) <= bound, "%s %dD modes %d: Re error %.2e > %.2e", prec_float ? "float" : "double", dim,
+              load, sqrt(err / nrm), bound);
+      }
+      spf_nufft_destroy(p);
+      spf_nufftf_destroy(pf);
+      free(x); free(xf); free(f); free(ref); free(c); free(cf); free(ff);
+    }
+}
+
 int main(void)
 {
   RUN_TEST(kernel_fit_and_fourier_transform_are_accurate);
@@ -587,5 +644,6 @@ int main(void)
   RUN_TEST(new_points_without_replanning_match_fresh_plan);
   RUN_TEST(bad_arguments_return_distinct_codes);
   RUN_TEST(load_modes_then_interpolate_many_point_sets);
+  RUN_TEST(interpolate_real_matches_direct_real_part);
   return test_summary();
 }

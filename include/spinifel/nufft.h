@@ -118,6 +118,11 @@ int spf_nufft_load_modes(spf_nufft_plan plan, const double complex *f);
 int spf_nufftf_load_modes(spf_nufftf_plan plan, const float complex *f);
 int spf_nufft_interpolate(spf_nufft_plan plan, double complex *c);
 int spf_nufftf_interpolate(spf_nufftf_plan plan, float complex *c);
+/* The real parts of interpolate's values (Re c), at half its cost: the kernel is real, so
+ * they come from the real part of the fine grid alone. For a real, centrosymmetric
+ * volume (an autocorrelation) the values are real and this is all of them. */
+int spf_nufft_interpolate_real(spf_nufft_plan plan, double *c);
+int spf_nufftf_interpolate_real(spf_nufftf_plan plan, float *c);
 
 void spf_nufft_destroy(spf_nufft_plan plan);
 void spf_nufftf_destroy(spf_nufftf_plan plan);
