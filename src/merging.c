@@ -35,7 +35,7 @@ struct spf_merger_s {
    * one array kernel | rhs | wb2 so that one MPI sum reduces them. */
   int64_t *fixed;
   int exp_kernel, exp_rhs, exp_wb2;
-  double complex *cbuf;    /* NUFFT strengths */
+  double *cbuf;            /* NUFFT strengths (real: w, then w b) */
   double complex *big_out, *small_out;
   int64_t cbuf_cap;
 };
@@ -222,7 +222,7 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
   if (!x || !y || !z || !b) return SPF_ERR_NULL;
   if (n > mg->cbuf_cap) {
     free(mg->cbuf);
-    mg->cbuf = malloc(sizeof(double complex) * (size_t)n);
+    mg->cbuf = malloc(sizeof(double) * (size_t)n);
     mg->cbuf_cap = mg->cbuf ? n : 0;
     if (!mg->cbuf) return SPF_ERR_ALLOC;
   }
@@ -237,7 +237,7 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
   }
   if (bad) return SPF_ERR_DATA;
   int rc = spf_nufft_set_points(mg->t1_big, n, x, y, z);
-  if (!rc) rc = spf_nufft_execute(mg->t1_big, mg->cbuf, mg->big_out);
+  if (!rc) rc = spf_nufft_execute_real(mg->t1_big, mg->cbuf, mg->big_out);
   if (rc) return rc;
   /* Centred slot a of the 2M grid is d = a - M; store it at d mod 2M. */
   const int64_t m = mg->m, m2 = mg->m2;
@@ -256,7 +256,7 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
 #pragma omp parallel for num_threads(mg->o.nthreads)
   for (int64_t j = 0; j < n; j++) mg->cbuf[j] = (w ? w[j] : 1.0) * b[j];
   rc = spf_nufft_set_points(mg->t1_small, n, x, y, z);
-  if (!rc) rc = spf_nufft_execute(mg->t1_small, mg->cbuf, mg->small_out);
+  if (!rc) rc = spf_nufft_execute_real(mg->t1_small, mg->cbuf, mg->small_out);
   if (rc) return rc;
   /* Re of sum w b e^{+ikx} equals Re of sum w b e^{-ikx}: the Friedel-symmetric sum. */
   if (mg->fixed) {

@@ -33,7 +33,8 @@
 #define DEFAULT_MAX_SUB 8192
 #define INTERP_CHUNK 4096
 
-typedef void (*spread_fn)(struct PLAN_S *p, int64_t j0, int64_t j1, const CPX *c, int thread);
+/* c: strengths as FLTs, interleaved (re, im) for complex strengths, one per point for real. */
+typedef void (*spread_fn)(struct PLAN_S *p, int64_t j0, int64_t j1, const FLT *c, int thread);
 typedef void (*interp_fn)(const struct PLAN_S *p, int64_t j0, int64_t j1, CPX *c);
 typedef void (*interp_real_fn)(const struct PLAN_S *p, int64_t j0, int64_t j1, FLT *c);
 
@@ -41,10 +42,11 @@ typedef void (*interp_real_fn)(const struct PLAN_S *p, int64_t j0, int64_t j1, F
 typedef struct {
   int32_t *l0;        /* 3 * max_sub first grid index touched, per dimension */
   FLT *u;             /* 3 * max_sub offsets in [-1, 1) for the polynomial */
-  FLT *box;           /* interleaved complex box */
+  FLT *box;           /* interleaved complex box, or real (box_nv 1) */
   size_t box_cap;     /* in FLT */
   int32_t box_lo[3];  /* the box's place on the fine grid, its sizes and row length */
   int64_t box_n[3], box_row;
+  int box_nv;         /* FLTs per box point: 2 complex, 1 real */
 } scratch_t;
 
 struct PLAN_S {
@@ -61,7 +63,7 @@ struct PLAN_S {
   FLT *fine_re;                  /* interpolate_real: Re fine, nf_total + kpad, made on demand */
   int fine_re_valid;             /*   1: it holds the loaded modes' grid */
   FFTW(plan) fft;
-  spread_fn spread;
+  spread_fn spread, spread_real;
   interp_fn interp;
   interp_real_fn interp_real;
   int64_t n_points;
@@ -131,8 +133,10 @@ static ALWAYS_INLINE void point_offset(double t, int w, int32_t *l0, FLT *u)
 
 /* ---------------------------------------------------------------- spreading */
 
-static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j1, const CPX *c,
-                                         int thread, const int W)
+/* NV: FLTs per strength and box point, 2 for complex strengths, 1 for real ones (half the
+ * FMAs, box and additions; the fine grid's imaginary part stays zero). */
+static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j1, const FLT *c,
+                                         int thread, const int W, const int NV)
 {
   enum { KPMAX = SPF_NUFFT_KPAD(SPF_NUFFT_MAX_WIDTH) };
   const int KP = SPF_NUFFT_KPAD(W);
@@ -160,7 +164,7 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
    * numbers, whose power-of-two strides make the w rows fight over cache sets. */
   int64_t row = bn[0] + KP;
   if (row % 64 == 0) row += 4;
-  const size_t need = (size_t)(2 * row * bn[1] * bn[2]);
+  const size_t need = (size_t)(NV * row * bn[1] * bn[2]);
   if (need > s->box_cap) {
     free(s->box);
     s->box = alloc_aligned(need * sizeof(FLT));
@@ -174,23 +178,28 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
   for (int64_t jj = 0; jj < n; jj++) {
-    const FLT cre = CREAL(c[j0 + jj]), cim = CIMAG(c[j0 + jj]);
+    const FLT cre = c[NV * (j0 + jj)], cim = NV == 2 ? c[NV * (j0 + jj) + 1] : 0;
     if (!p->collapsed[0]) eval_kernel(p, s->u[3 * jj], kx, KP);
     if (!p->collapsed[1]) eval_kernel(p, s->u[3 * jj + 1], ky, KP);
     if (!p->collapsed[2]) eval_kernel(p, s->u[3 * jj + 2], kz, KP);
+    if (NV == 2) {
 #pragma omp simd
-    for (int i = 0; i < KP; i++) {
-      kc[2 * i] = cre * kx[i];
-      kc[2 * i + 1] = cim * kx[i];
+      for (int i = 0; i < KP; i++) {
+        kc[2 * i] = cre * kx[i];
+        kc[2 * i + 1] = cim * kx[i];
+      }
+    } else {
+#pragma omp simd
+      for (int i = 0; i < KP; i++) kc[i] = cre * kx[i];
     }
     const int64_t ix = s->l0[3 * jj] - lo[0], iy = s->l0[3 * jj + 1] - lo[1],
                   iz = s->l0[3 * jj + 2] - lo[2];
     for (int dz = 0; dz < wd[2]; dz++) {
       for (int dy = 0; dy < wd[1]; dy++) {
         const FLT k = ky[dy] * kz[dz];
-        FLT *restrict r = box + 2 * (((iz + dz) * bn[1] + iy + dy) * row + ix);
+        FLT *restrict r = box + NV * (((iz + dz) * bn[1] + iy + dy) * row + ix);
 #pragma omp simd
-        for (int m = 0; m < 2 * KP; m++) r[m] += k * kc[m];
+        for (int m = 0; m < NV * KP; m++) r[m] += k * kc[m];
       }
     }
   }
@@ -200,6 +209,7 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
     s->box_n[d] = bn[d];
   }
   s->box_row = row;
+  s->box_nv = NV;
 }
 
 /* Add a thread's box to the periodic fine grid. Boxes of different subproblems overlap
@@ -212,21 +222,26 @@ static void add_box(struct PLAN_S *p, int thread)
   const int64_t *bn = s->box_n, row = s->box_row;
   const FLT *box = s->box;
   const int64_t nf1 = p->nf[0], nf2 = p->nf[1], nf3 = p->nf[2];
+  const int nv = s->box_nv;
   FLT *fine = (FLT *)p->fine;
   for (int64_t z = 0; z < bn[2]; z++) {
     const int64_t gz = wrap(lo[2] + z, nf3);
     for (int64_t y = 0; y < bn[1]; y++) {
       const int64_t gy = wrap(lo[1] + y, nf2);
       FLT *g = fine + 2 * ((gz * nf2 + gy) * nf1);
-      const FLT *b = box + 2 * ((z * bn[1] + y) * row);
+      const FLT *b = box + nv * ((z * bn[1] + y) * row);
       /* A box row may wrap around the periodic grid: add it in contiguous pieces. */
       for (int64_t x = 0; x < bn[0];) {
         const int64_t gx = wrap(lo[0] + x, nf1);
         const int64_t len = bn[0] - x < nf1 - gx ? bn[0] - x : nf1 - gx;
         FLT *restrict gp = g + 2 * gx;
-        const FLT *restrict bp = b + 2 * x;
+        const FLT *restrict bp = b + nv * x;
+        if (nv == 2) {
 #pragma omp simd
-        for (int64_t q = 0; q < 2 * len; q++) gp[q] += bp[q];
+          for (int64_t q = 0; q < 2 * len; q++) gp[q] += bp[q];
+        } else {
+          for (int64_t q = 0; q < len; q++) gp[2 * q] += bp[q];
+        }
         x += len;
       }
     }
@@ -405,9 +420,13 @@ static ALWAYS_INLINE void interp_real_generic(const struct PLAN_S *p, int64_t j0
 /* One specialisation per width, so every inner loop has a compile-time length. */
 #define SPF_WIDTH_INSTANCES(X) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
 #define DEFINE_KERNELS(W)                                                                    \
-  static void spread_w##W(struct PLAN_S *p, int64_t j0, int64_t j1, const CPX *c, int t) \
+  static void spread_w##W(struct PLAN_S *p, int64_t j0, int64_t j1, const FLT *c, int t) \
   {                                                                                          \
-    spread_generic(p, j0, j1, c, t, W);                                                      \
+    spread_generic(p, j0, j1, c, t, W, 2);                                                   \
+  }                                                                                          \
+  static void spread_real_w##W(struct PLAN_S *p, int64_t j0, int64_t j1, const FLT *c, int t) \
+  {                                                                                          \
+    spread_generic(p, j0, j1, c, t, W, 1);                                                   \
   }                                                                                          \
   static void interp_w##W(const struct PLAN_S *p, int64_t j0, int64_t j1, CPX *c)           \
   {                                                                                          \
@@ -421,6 +440,8 @@ SPF_WIDTH_INSTANCES(DEFINE_KERNELS)
 #define SPREAD_ENTRY(W) [W] = spread_w##W,
 #define INTERP_ENTRY(W) [W] = interp_w##W,
 static const spread_fn spread_table[SPF_NUFFT_MAX_WIDTH + 1] = {SPF_WIDTH_INSTANCES(SPREAD_ENTRY)};
+#define SPREAD_REAL_ENTRY(W) [W] = spread_real_w##W,
+static const spread_fn spread_real_table[SPF_NUFFT_MAX_WIDTH + 1] = {SPF_WIDTH_INSTANCES(SPREAD_REAL_ENTRY)};
 static const interp_fn interp_table[SPF_NUFFT_MAX_WIDTH + 1] = {SPF_WIDTH_INSTANCES(INTERP_ENTRY)};
 #define INTERP_REAL_ENTRY(W) [W] = interp_real_w##W,
 static const interp_real_fn interp_real_table[SPF_NUFFT_MAX_WIDTH + 1] = {SPF_WIDTH_INSTANCES(INTERP_REAL_ENTRY)};
@@ -560,6 +581,7 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   }
   p->spread = spread_table[p->width];
   p->interp = interp_table[p->width];
+  p->spread_real = spread_real_table[p->width];
   p->interp_real = interp_real_table[p->width];
   p->scratch = calloc((size_t)p->nthreads, sizeof(scratch_t));
   if (!p->scratch) { rc = SPF_ERR_ALLOC; goto fail; }
@@ -737,15 +759,25 @@ static void zero_fine(struct PLAN_S *p)
   for (int64_t i = 0; i < n; i++) p->fine[i] = 0;
 }
 
-static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
+/* c: complex strengths (c_real NULL) or real ones (c NULL). */
+static int execute_type1(struct PLAN_S *p, const CPX *c, const FLT *c_real, CPX *f)
 {
   double t0 = omp_get_wtime();
   zero_fine(p);
   const int64_t m = p->n_points, nsub = (m + p->max_sub - 1) / p->max_sub;
   const int64_t *perm = p->perm;
-  CPX *cs = p->c_sorted;
+  const FLT *cs = (const FLT *)p->c_sorted;
+  spread_fn spread = p->spread;
+  if (c_real) {
+    FLT *csr = (FLT *)p->c_sorted; /* perm_cap complex numbers hold m reals */
 #pragma omp parallel for num_threads(p->nthreads) schedule(static)
-  for (int64_t j = 0; j < m; j++) cs[j] = c[perm ? perm[j] : j];
+    for (int64_t j = 0; j < m; j++) csr[j] = c_real[perm ? perm[j] : j];
+    spread = p->spread_real;
+  } else {
+    CPX *csc = p->c_sorted;
+#pragma omp parallel for num_threads(p->nthreads) schedule(static)
+    for (int64_t j = 0; j < m; j++) csc[j] = c[perm ? perm[j] : j];
+  }
   int failed = 0;
 #pragma omp parallel num_threads(p->nthreads) reduction(|| : failed)
   {
@@ -754,7 +786,7 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
 #pragma omp for ordered schedule(static, 1)
       for (int64_t s = 0; s < nsub; s++) {
         const int64_t j0 = s * p->max_sub, j1 = j0 + p->max_sub < m ? j0 + p->max_sub : m;
-        p->spread(p, j0, j1, cs, t);
+        spread(p, j0, j1, cs, t);
         const int ok = p->scratch[t].box_cap != 0;
         failed = failed || !ok;
 #pragma omp ordered
@@ -764,7 +796,7 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, CPX *f)
 #pragma omp for schedule(dynamic, 1)
       for (int64_t s = 0; s < nsub; s++) {
         const int64_t j0 = s * p->max_sub, j1 = j0 + p->max_sub < m ? j0 + p->max_sub : m;
-        p->spread(p, j0, j1, cs, t);
+        spread(p, j0, j1, cs, t);
         const int ok = p->scratch[t].box_cap != 0;
         failed = failed || !ok;
 #pragma omp critical(spf_nufft_add_box)
@@ -822,7 +854,7 @@ int PUB(execute)(struct PLAN_S *p, CPX *c, CPX *f)
     CPX *cv = c ? c + (size_t)v * p->n_points : NULL;
     CPX *fv = f + (size_t)v * p->n_modes_total;
     if (p->type == 1) {
-      int rc = execute_type1(p, cv, fv);
+      int rc = execute_type1(p, cv, NULL, fv);
       if (rc) return rc;
     } else {
       load_modes(p, fv);
@@ -849,6 +881,15 @@ int PUB(interpolate)(struct PLAN_S *p, CPX *c)
   if (!c && p->n_points > 0) return SPF_ERR_NULL;
   interpolate(p, c);
   return SPF_OK;
+}
+
+int PUB(execute_real)(struct PLAN_S *p, const FLT *c, CPX *f)
+{
+  if (!p) return SPF_ERR_NULL;
+  if (p->type != 1 || p->ntransf != 1) return SPF_ERR_ARG;
+  if (p->n_points < 0) return SPF_ERR_NO_POINTS;
+  if (!f || (!c && p->n_points > 0)) return SPF_ERR_NULL;
+  return execute_type1(p, NULL, c, f);
 }
 
 int PUB(interpolate_real)(struct PLAN_S *p, FLT *c)

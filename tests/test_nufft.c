@@ -630,6 +630,69 @@ static void interpolate_real_matches_direct_real_part(void)
     }
 }
 
+/* execute_real (type 1, real strengths) against the direct sum, both precisions, 3D and 2D,
+ * points over the whole period (boxes wrapping round the grid), and against execute with
+ * the same strengths as complex numbers (the same sums but for rounding). */
+static void type1_real_strengths_match_direct_sum(void)
+{
+  for (int prec_float = 0; prec_float <= 1; prec_float++)
+    for (int dim = 2; dim <= 3; dim++) {
+      const double tol = prec_float ? 1e-4 : 1e-9;
+      int64_t n[3] = {11, 12, dim == 3 ? 9 : 1}, ntot = n[0] * n[1] * n[2], m = 900;
+      double *x = malloc(sizeof(double) * 3 * m), *c = malloc(sizeof(double) * m);
+      float *xf = malloc(sizeof(float) * 3 * m), *cf = malloc(sizeof(float) * m);
+      double complex *cc = malloc(sizeof(double complex) * m), *ref = malloc(sizeof(double complex) * ntot),
+                     *f = malloc(sizeof(double complex) * ntot), *g = malloc(sizeof(double complex) * ntot);
+      float complex *ccf = malloc(sizeof(float complex) * m), *ff = malloc(sizeof(float complex) * ntot),
+                    *gf = malloc(sizeof(float complex) * ntot);
+      spf_rng r;
+      spf_rng_seed(&r, 50 + dim, (uint64_t)prec_float);
+      for (int64_t j = 0; j < 3 * m; j++) {
+        xf[j] = (float)(M_PI * (2 * spf_rng_uniform(&r) - 1));
+        x[j] = prec_float ? (double)xf[j] : M_PI * (2 * spf_rng_uniform(&r) - 1);
+      }
+      for (int64_t j = 0; j < m; j++) {
+        cf[j] = (float)spf_rng_normal(&r);
+        c[j] = prec_float ? (double)cf[j] : spf_rng_normal(&r);
+        cc[j] = c[j];
+        ccf[j] = cf[j];
+      }
+      spf_nufft_plan p = NULL;
+      spf_nufftf_plan pf = NULL;
+      int rc = prec_float ? spf_nufftf_make_plan(1, dim, n, -1, 1, tol, NULL, &pf) : spf_nufft_make_plan(1, dim, n, -1, 1, tol, NULL, &p);
+      if (!rc) rc = prec_float ? spf_nufftf_set_points(pf, m, xf, xf + m, xf + 2 * m) : spf_nufft_set_points(p, m, x, x + m, x + 2 * m);
+      if (!rc) rc = prec_float ? spf_nufftf_execute_real(pf, cf, ff) : spf_nufft_execute_real(p, c, f);
+      if (!rc) rc = prec_float ? spf_nufftf_execute(pf, ccf, gf) : spf_nufft_execute(p, cc, g);
+      CHECK(rc == SPF_OK, "plan, points and both executes: %s", spf_strerror(rc));
+      if (prec_float)
+        for (int64_t k = 0; k < ntot; k++) f[k] = ff[k], g[k] = gf[k];
+      spf_nufft_direct(1, dim, n, -1, 0, m, x, x + m, x + 2 * m, cc, ref);
+      double err = 0, dif = 0, nrm = 0;
+      for (int64_t k = 0; k < ntot; k++) {
+        err += pow(cabs(f[k] - ref[k]), 2);
+        dif += pow(cabs(f[k] - g[k]), 2);
+        nrm += pow(cabs(ref[k]), 2);
+      }
+      const double bound = prec_float ? 2e-5 > 10 * tol ? 2e-5 : 10 * tol : 10 * tol;
+      CHECK(sqrt(err / nrm) <= bound, "%s %dD: error %.2e > %.2e", prec_float ? "float" : "double", dim,
+            sqrt(err / nrm), bound);
+      CHECK(sqrt(dif / nrm) <= (prec_float ? 1e-6 : 1e-14), "%s %dD: real vs complex strengths differ by %.2e",
+            prec_float ? "float" : "double", dim, sqrt(dif / nrm));
+      if (prec_float) CHECK(spf_nufftf_execute_real(pf, NULL, ff) == SPF_ERR_NULL, "NULL strengths");
+      spf_nufft_destroy(p);
+      spf_nufftf_destroy(pf);
+      free(x); free(c); free(xf); free(cf); free(cc); free(ref); free(f); free(g); free(ccf); free(ff); free(gf);
+    }
+  spf_nufft_plan t2 = NULL;
+  int64_t n2[3] = {8, 8, 8};
+  double one = 1, zero3[3] = {0, 0, 0};
+  double complex out[512];
+  spf_nufft_make_plan(2, 3, n2, 1, 1, 1e-6, NULL, &t2);
+  spf_nufft_set_points(t2, 1, zero3, zero3 + 1, zero3 + 2);
+  CHECK(spf_nufft_execute_real(t2, &one, out) == SPF_ERR_ARG, "execute_real on a type 2 plan");
+  spf_nufft_destroy(t2);
+}
+
 int main(void)
 {
   RUN_TEST(kernel_fit_and_fourier_transform_are_accurate);
@@ -645,5 +708,6 @@ int main(void)
   RUN_TEST(bad_arguments_return_distinct_codes);
   RUN_TEST(load_modes_then_interpolate_many_point_sets);
   RUN_TEST(interpolate_real_matches_direct_real_part);
+  RUN_TEST(type1_real_strengths_match_direct_sum);
   return test_summary();
 }

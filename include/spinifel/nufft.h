@@ -123,6 +123,10 @@ int spf_nufftf_interpolate(spf_nufftf_plan plan, float complex *c);
  * volume (an autocorrelation) the values are real and this is all of them. */
 int spf_nufft_interpolate_real(spf_nufft_plan plan, double *c);
 int spf_nufftf_interpolate_real(spf_nufftf_plan plan, float *c);
+/* Type 1 with real strengths c (n_points of them): execute's result for c + 0i, with half
+ * its spreading work. Only for type 1 plans with ntransf = 1 (else SPF_ERR_ARG). */
+int spf_nufft_execute_real(spf_nufft_plan plan, const double *c, double complex *f);
+int spf_nufftf_execute_real(spf_nufftf_plan plan, const float *c, float complex *f);
 
 void spf_nufft_destroy(spf_nufft_plan plan);
 void spf_nufftf_destroy(spf_nufftf_plan plan);
