@@ -2,12 +2,15 @@
  *
  *   nufft_bench [--type 1|2] [--n N] [--m M] [--prec double|float] [--tol T]
  *               [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P] [--nondeterministic]
+ *               [--real]
  *
  * Points are uniform random in [-pi, pi)^3, modes N^3. Throughput counts execute only
  * (points per second), as FINUFFT reports it; set_points (the sort) is timed apart.
  * The accuracy column compares 200 outputs (type 2; 60 for type 1) with the direct sum. The last column is the
  * ratio to FINUFFT measured on this kind of machine (128^3 modes, 1e7 points,
- * 2 threads; 1 thread taken as half), where the settings match those measurements. */
+ * 2 threads; 1 thread taken as half), where the settings match those measurements.
+ * --real: the real-valued paths (type 1 execute_real with real strengths; type 2
+ * load_modes + interpolate_real, Re of the sums), as merging and slicing use them. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -18,7 +21,7 @@
 #include "spinifel/spinifel.h"
 
 typedef struct {
-  int type, prec_float, threads, reps, measure, pow2, maxsub, nondet;
+  int type, prec_float, threads, reps, measure, pow2, maxsub, nondet, real;
   int64_t n, m;
   double tol, upsampfac;
 } bench_args;
@@ -37,7 +40,8 @@ static double finufft_reference(const bench_args *a)
 static int usage(void)
 {
   fprintf(stderr, "usage: nufft_bench [--type 1|2] [--n N] [--m M] [--prec double|float] [--tol T]\n"
-                  "                   [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P] [--nondeterministic]\n");
+                  "                   [--threads K] [--reps R] [--upsampfac 2|1.25] [--estimate] [--pow2|--no-pow2] [--maxsub P] [--nondeterministic]\n"
+                  "                   [--real]\n");
   return 2;
 }
 
@@ -49,6 +53,7 @@ int main(int argc, char **argv)
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(k, "--estimate")) { a.measure = 0; continue; }
     if (!strcmp(k, "--nondeterministic")) { a.nondet = 1; continue; }
+    if (!strcmp(k, "--real")) { a.real = 1; continue; }
     if (!strcmp(k, "--pow2")) { a.pow2 = 1; continue; }
     if (!strcmp(k, "--no-pow2")) { a.pow2 = -2; continue; }
     if (!v) return usage();
@@ -70,7 +75,8 @@ int main(int argc, char **argv)
   const size_t cs = a.prec_float ? sizeof(float complex) : sizeof(double complex);
   const size_t rs = a.prec_float ? sizeof(float) : sizeof(double);
   void *pts = malloc(rs * 3 * (size_t)m), *c = malloc(cs * (size_t)m), *f = malloc(cs * (size_t)ntot);
-  if (!pts || !c || !f) {
+  void *cr = malloc(rs * (size_t)m); /* --real: real strengths (type 1) or values (type 2) */
+  if (!pts || !c || !f || !cr) {
     fprintf(stderr, "nufft_bench: out of memory\n");
     return 1;
   }
@@ -85,9 +91,16 @@ int main(int argc, char **argv)
   void *in = a.type == 1 ? c : f;
   for (int64_t j = 0; j < nin; j++) {
     double re = spf_rng_normal(&r), im = spf_rng_normal(&r);
+    if (a.real && a.type == 1) im = 0; /* real strengths */
     if (a.prec_float) ((float complex *)in)[j] = (float)re + (float)im * I;
     else ((double complex *)in)[j] = re + im * I;
   }
+
+  if (a.real && a.type == 1)
+    for (int64_t j = 0; j < m; j++) {
+      if (a.prec_float) ((float *)cr)[j] = crealf(((float complex *)c)[j]);
+      else ((double *)cr)[j] = creal(((double complex *)c)[j]);
+    }
 
   spf_nufft_opts o;
   spf_nufft_default_opts(&o);
@@ -135,7 +148,12 @@ int main(int argc, char **argv)
     if (a.prec_float) spf_nufftf_reset_timing(pf);
     else spf_nufft_reset_timing(pd);
     t0 = omp_get_wtime();
-    rc = a.prec_float ? spf_nufftf_execute(pf, c, f) : spf_nufft_execute(pd, c, f);
+    if (!a.real) rc = a.prec_float ? spf_nufftf_execute(pf, c, f) : spf_nufft_execute(pd, c, f);
+    else if (a.type == 1) rc = a.prec_float ? spf_nufftf_execute_real(pf, cr, f) : spf_nufft_execute_real(pd, cr, f);
+    else {
+      rc = a.prec_float ? spf_nufftf_load_modes(pf, f) : spf_nufft_load_modes(pd, f);
+      if (!rc) rc = a.prec_float ? spf_nufftf_interpolate_real(pf, cr) : spf_nufft_interpolate_real(pd, cr);
+    }
     double t = omp_get_wtime() - t0;
     if (rc) {
       fprintf(stderr, "nufft_bench: execute: %s\n", spf_strerror(rc));
@@ -166,6 +184,10 @@ int main(int argc, char **argv)
         exact += fq * (cos(ph) + I * sin(ph));
       }
       got = a.prec_float ? ((float complex *)c)[j] : ((double complex *)c)[j];
+      if (a.real) { /* the real path gives Re of the sums */
+        got = a.prec_float ? ((float *)cr)[j] : ((double *)cr)[j];
+        exact = creal(exact);
+      }
     } else {
       int64_t q = (int64_t)(spf_rng_uniform(&r) * (double)ntot);
       int64_t k[3] = {q % n - n / 2, (q / n) % n - n / 2, q / (n * n) - n / 2};
@@ -191,12 +213,14 @@ int main(int argc, char **argv)
          (long long)info.n_fine[0], t_plan, t_setpts, best, mpts, t_setpts_warm, tbest.spread, tbest.fft,
          tbest.deconvolve, sqrt(err / nrm), peak_rss_mib() / 1024.0);
   if (a.type == 1) printf(" | %s adds", a.nondet ? "unordered" : "ordered");
+  if (a.real) printf(" | real");
   if (ref > 0) printf(" | vs FINUFFT %.2fx", mpts / ref);
   printf("\n");
   if (a.prec_float) spf_nufftf_destroy(pf);
   else spf_nufft_destroy(pd);
   free(pts);
   free(c);
+  free(cr);
   free(f);
   return 0;
 }
