@@ -42,7 +42,8 @@ typedef struct {
   char name[256];         /* file name in INDIR */
   int64_t n_images;       /* images in the file */
   int64_t n_half[2];      /* of them in each half */
-  double res143, res05;   /* half sets' FSC resolution after it, A */
+  double res;             /* half sets' FSC resolution after it at --fsc-threshold, A: the trend's */
+  double res143, res05;   /*   and at 0.143 and 0.5 */
   double low_conf;        /* fraction of its images of low confidence */
   double mean_photons;    /* its mean photons (intensity sum) per image */
   unsigned warnings;      /* SPF_WATCH_WARN_* */
@@ -59,7 +60,7 @@ typedef struct {
   settings S;              /* reconstruct's parameters */
   spf_reconstruct_options o; /* resolved once the model is known */
   const char *indir, *outdir;
-  double target, idle, poll;
+  double target, idle, poll, threshold;
   int refine, quiet, progress;
   int64_t align_rotations;
   char config[16384], config_results[16384];
@@ -106,6 +107,8 @@ static void usage(FILE *out)
           "  --stop-after-idle S        exit 0 when no new burst has come for S seconds (default 0: never)\n"
           "  --poll S                   look for new files every S seconds (default 1)\n"
           "  --refine-generations K     generations per later burst (default 3)\n"
+          "  --fsc-threshold T          the half sets' FSC level that defines the resolution the trend, the\n"
+          "                             projection and the warnings use (default 0.5; 0.143 is reported too)\n"
           "  --align-rotations N        rotations of the half sets' alignment search (default 2000)\n"
           "  --detector FILE            the EMC detector file, for bursts that are EMC photon files\n"
           "  --config FILE.ini          reconstruct's parameters from a file ([reconstruct] section)\n"
@@ -435,11 +438,11 @@ static int write_state(const watch *w, int n_bursts, const burst_rec *b)
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "w");
   if (!f) return SPF_ERR_IO;
-  fprintf(f, "%s\nmodel %s\nrefine_generations %d\nbursts %d\n", STATE_FORMAT,
-          w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, n_bursts);
+  fprintf(f, "%s\nmodel %s\nrefine_generations %d\nfsc_threshold %.17g\nbursts %d\n", STATE_FORMAT,
+          w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, w->threshold, n_bursts);
   for (int i = 0; i < n_bursts; i++)
-    fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
-            (long long)b[i].n_half[0], (long long)b[i].n_half[1], b[i].res143, b[i].res05, b[i].low_conf,
+    fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
+            (long long)b[i].n_half[0], (long long)b[i].n_half[1], b[i].res, b[i].res143, b[i].res05, b[i].low_conf,
             b[i].mean_photons, b[i].warnings, b[i].name);
   int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = fclose(f) == 0 && ok;
@@ -458,10 +461,12 @@ static int read_state(watch *w)
   FILE *f = fopen(path, "r");
   if (!f) return errno == ENOENT ? SPF_OK : SPF_ERR_IO;
   int rc = SPF_ERR_FORMAT, bursts = -1, refine = -1;
+  double threshold = NAN;
   char model[32] = "";
   if (fgets(line, sizeof line, f) && !strncmp(line, STATE_FORMAT, strlen(STATE_FORMAT)) && fgets(line, sizeof line, f) &&
       sscanf(line, "model %31s", model) == 1 && fgets(line, sizeof line, f) &&
       sscanf(line, "refine_generations %d", &refine) == 1 && fgets(line, sizeof line, f) &&
+      sscanf(line, "fsc_threshold %lf", &threshold) == 1 && fgets(line, sizeof line, f) &&
       sscanf(line, "bursts %d", &bursts) == 1 && bursts >= 0 && bursts < 10000000)
     rc = SPF_OK;
   w->b = rc ? NULL : calloc((size_t)(bursts + 1), sizeof(burst_rec));
@@ -472,8 +477,8 @@ static int read_state(watch *w)
     long long n, h0, h1;
     int used = 0;
     if (!fgets(line, sizeof line, f) ||
-        sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res143, &r->res05, &r->low_conf,
-               &r->mean_photons, &r->warnings, &used) < 8 || used == 0) {
+        sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res, &r->res143, &r->res05,
+               &r->low_conf, &r->mean_photons, &r->warnings, &used) < 9 || used == 0) {
       rc = SPF_ERR_FORMAT;
       break;
     }
@@ -488,9 +493,9 @@ static int read_state(watch *w)
     snprintf(w->msg, sizeof w->msg, "%.1500s: not a watch state this version reads", path);
     return rc;
   }
-  if (refine != w->refine) {
-    snprintf(w->msg, sizeof w->msg, "%.1500s was made with --refine-generations %d, not %d: use another OUTDIR or the same "
-                                    "setting", path, refine, w->refine);
+  if (refine != w->refine || threshold != w->threshold) {
+    snprintf(w->msg, sizeof w->msg, "%.1500s was made with --refine-generations %d --fsc-threshold %g, not %d and %g: use "
+                                    "another OUTDIR or the same settings", path, refine, threshold, w->refine, w->threshold);
     return SPF_ERR_OPTION;
   }
   w->n_bursts = bursts;
@@ -708,9 +713,9 @@ static void project(const watch *w, int n, const burst_rec *b, spf_watch_project
   int64_t total = 0;
   for (int i = 0; x && y && i < n; i++) {
     total += b[i].n_images;
-    if (isfinite(b[i].res143) && b[i].res143 > nyq * (1 + 1e-9)) {
+    if (isfinite(b[i].res) && b[i].res > nyq * (1 + 1e-9)) {
       x[m] = (double)total;
-      y[m++] = b[i].res143;
+      y[m++] = b[i].res;
     }
   }
   *unreachable = w->target > 0 && w->target < nyq;
@@ -719,7 +724,7 @@ static void project(const watch *w, int n, const burst_rec *b, spf_watch_project
   p->a = p->b = p->n_target = p->n_low = p->n_high = NAN;
   if (x && y && w->target > 0) spf_watch_project(m, x, y, 6, w->target, p);
   /* The FSC at Nyquist: the target (coarser than Nyquist) is reached. */
-  if (x && y && w->target >= nyq && n > 0 && isfinite(b[n - 1].res143) && b[n - 1].res143 <= w->target) {
+  if (x && y && w->target >= nyq && n > 0 && isfinite(b[n - 1].res) && b[n - 1].res <= w->target) {
     p->status = SPF_WATCH_REACHED;
     p->n_target = p->n_low = p->n_high = (double)total;
   }
@@ -734,13 +739,15 @@ static int plot_trend(const watch *w, int n, const burst_rec *b, const spf_watch
 {
   double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y1 = malloc(sizeof(double) * (size_t)(n + 1));
   double *y2 = malloc(sizeof(double) * (size_t)(n + 1)), *yf = malloc(sizeof(double) * (size_t)(n + 1));
-  int rc = x && y1 && y2 && yf ? SPF_OK : SPF_ERR_ALLOC;
+  double *yr = malloc(sizeof(double) * (size_t)(n + 1));
+  int rc = x && y1 && y2 && yf && yr ? SPF_OK : SPF_ERR_ALLOC;
   int64_t total = 0;
   for (int i = 0; !rc && i < n; i++) {
     total += b[i].n_images;
     x[i] = (double)total;
     y1[i] = b[i].res143;
     y2[i] = b[i].res05;
+    yr[i] = b[i].res;
     yf[i] = isfinite(p->b) ? exp(-(p->a + p->b * log(x[i]))) : NAN;
   }
   char name_fit[160] = "trend";
@@ -749,8 +756,13 @@ static int plot_trend(const watch *w, int n, const burst_rec *b, const spf_watch
   if (p->status == SPF_WATCH_PROJECTED && w->target > 0)
     snprintf(title, sizeof title, "Half sets' resolution; %.1f A projected at %.0f images", w->target, p->n_target);
   else snprintf(title, sizeof title, "Half sets' resolution against the images so far");
+  char name_res[64];
+  snprintf(name_res, sizeof name_res, "FSC %g (the trend's)", w->threshold);
+  const int other = w->threshold == 0.5 || w->threshold == 0.143;
   spf_plot pl = {.title = title, .xlabel = "images so far", .ylabel = "resolution (A)", .n_points = n,
-                 .n_series = 3, .x = x, .y = {y1, y2, yf}, .names = {"FSC 0.143", "FSC 0.5", name_fit}};
+                 .n_series = other ? 3 : 4, .x = x, .y = {w->threshold == 0.5 ? y2 : y1, w->threshold == 0.5 ? y1 : y2, yf, yr},
+                 .names = {w->threshold == 0.5 ? "FSC 0.5 (the trend's)" : w->threshold == 0.143 ? "FSC 0.143 (the trend's)" : "FSC 0.143",
+                           w->threshold == 0.5 ? "FSC 0.143" : "FSC 0.5", name_fit, name_res}};
   if (w->target > 0) {
     pl.n_hlines = 1;
     pl.hlines[0] = w->target;
@@ -766,6 +778,7 @@ static int plot_trend(const watch *w, int n, const burst_rec *b, const spf_watch
   free(y1);
   free(y2);
   free(yf);
+  free(yr);
   return rc;
 }
 
@@ -811,9 +824,9 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
   fprintf(f, "<tr><th>bursts</th><td>%d (last: ", n);
   for (const char *c = last->name; *c; c++) fputs(*c == '<' ? "&lt;" : *c == '&' ? "&amp;" : (char[2]){*c, 0}, f);
   fprintf(f, ")</td></tr>\n<tr><th>images</th><td>%lld</td></tr>\n", (long long)total);
-  fprintf(f, "<tr><th>gold-standard resolution</th><td>FSC 0.143 at %.1f &Aring;, 0.5 at %.1f &Aring; (grid's "
-             "Nyquist %.1f &Aring;)</td></tr>\n",
-          last->res143, last->res05, 2 * w->voxel * (double)w->S.o.M / (double)(w->S.o.M - 1));
+  fprintf(f, "<tr><th>gold-standard resolution</th><td>%.1f &Aring; (FSC %g; 0.143 at %.1f &Aring;, 0.5 at %.1f "
+             "&Aring;; the grid's Nyquist %.1f &Aring;)</td></tr>\n",
+          last->res, w->threshold, last->res143, last->res05, 2 * w->voxel * (double)w->S.o.M / (double)(w->S.o.M - 1));
   if (w->target > 0) {
     fprintf(f, "<tr><th>target</th><td>%.1f &Aring;: ", w->target);
     if (unreachable) fprintf(f, "finer than the grid's Nyquist: raise --M (and the data must reach it)");
@@ -846,13 +859,13 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
     if (access(pp, R_OK) == 0)
       fprintf(f, "<h2>%s</h2>\n<img src=\"%s?b=%d\" alt=\"%s\">\n", pics[i][1], pics[i][0], n, pics[i][1]);
   }
-  fprintf(f, "<h2>Bursts</h2>\n<table><tr><th>burst</th><th>images</th><th>so far</th><th>FSC 0.143 (&Aring;)</th>"
+  fprintf(f, "<h2>Bursts</h2>\n<table><tr><th>burst</th><th>images</th><th>so far</th><th>resolution (&Aring;)</th>"
              "<th>low confidence</th><th>photons per image</th><th>warnings</th></tr>\n");
   total = 0;
   for (int i = 0; i < n; i++) {
     total += b[i].n_images;
     fprintf(f, "<tr><td>%d</td><td>%lld</td><td>%lld</td><td>%.2f</td><td>%.1f%%</td><td>%.4g</td><td>", i + 1,
-            (long long)b[i].n_images, (long long)total, b[i].res143, 100 * b[i].low_conf, b[i].mean_photons);
+            (long long)b[i].n_images, (long long)total, b[i].res, 100 * b[i].low_conf, b[i].mean_photons);
     for (unsigned bit = 1; bit <= SPF_WATCH_WARN_PHOTONS; bit <<= 1)
       if (b[i].warnings & bit) fprintf(f, "%s ", warning_text(bit));
     fprintf(f, "</td></tr>\n");
@@ -951,10 +964,12 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
   json_str(f, "file", r->name);
   fprintf(f, ",\"images_in_burst\":%lld,\"images\":%lld,\"images_half1\":%lld,\"images_half2\":%lld",
           (long long)r->n_images, (long long)total, (long long)halves[0], (long long)halves[1]);
-  json_num(f, "resolution_A", r->res143);
+  json_num(f, "resolution_A", r->res);
+  json_num(f, "fsc_threshold", w->threshold);
+  json_num(f, "resolution_fsc0143_A", r->res143);
   json_num(f, "resolution_fsc05_A", r->res05);
   json_num(f, "nyquist_A", nyq);
-  fprintf(f, ",\"at_nyquist\":%s", r->res143 <= nyq * (1 + 1e-9) ? "true" : "false");
+  fprintf(f, ",\"at_nyquist\":%s", r->res <= nyq * (1 + 1e-9) ? "true" : "false");
   json_num(f, "halves_correlation", c->correlation);
   json_num(f, "low_confidence_fraction", r->low_conf);
   json_num(f, "mean_photons_per_image", r->mean_photons);
@@ -1102,6 +1117,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     const int64_t M = w->S.o.M;
     r.res143 = spf_fsc_resolution(M, c.fsc, w->voxel, 0.143);
     r.res05 = spf_fsc_resolution(M, c.fsc, w->voxel, 0.5);
+    r.res = spf_fsc_resolution(M, c.fsc, w->voxel, w->threshold);
     const double nh = (double)(r.n_half[0] + r.n_half[1]);
     r.low_conf = nh > 0 ? ((r.n_half[0] ? low[0] * (double)r.n_half[0] : 0) +
                            (r.n_half[1] ? low[1] * (double)r.n_half[1] : 0)) / nh
@@ -1120,7 +1136,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     int64_t total = 0;
     for (int i = 0; hist && i < n; i++) {
       total += all[i].n_images;
-      hist[i] = (spf_watch_point){total, all[i].res143, all[i].low_conf, all[i].mean_photons};
+      hist[i] = (spf_watch_point){total, all[i].res, all[i].low_conf, all[i].mean_photons};
     }
     rc = hist ? spf_watch_assess(n, hist, NULL, &all[n - 1].warnings) : SPF_ERR_ALLOC;
     free(hist);
@@ -1153,8 +1169,8 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     const burst_rec *rr = &w->b[w->n_bursts - 1];
     int64_t total = 0;
     for (int i = 0; i < w->n_bursts; i++) total += w->b[i].n_images;
-    fprintf(stderr, "burst %d (%s): %lld images so far, half sets' FSC 0.143 at %.2f A, 0.5 at %.2f A", w->n_bursts,
-            rr->name, (long long)total, rr->res143, rr->res05);
+    fprintf(stderr, "burst %d (%s): %lld images so far, half sets' FSC 0.5 at %.2f A, 0.143 at %.2f A", w->n_bursts,
+            rr->name, (long long)total, rr->res05, rr->res143);
     if (w->target > 0 && p.status == SPF_WATCH_PROJECTED && !unreachable)
       fprintf(stderr, "; %.1f A projected at %.0f images", w->target, p.n_target);
     if (w->target > 0 && p.status == SPF_WATCH_REACHED) fprintf(stderr, "; %.1f A reached", w->target);
@@ -1214,6 +1230,7 @@ static int parse(int argc, char **argv, watch *w)
     else if (!strcmp(a, "--target-resolution")) rc = arg_double(C_NAME, a, v, 1e-3, 1e6, &w->target);
     else if (!strcmp(a, "--stop-after-idle")) rc = arg_double(C_NAME, a, v, 0, 1e9, &w->idle);
     else if (!strcmp(a, "--poll")) rc = arg_double(C_NAME, a, v, 0.01, 3600, &w->poll);
+    else if (!strcmp(a, "--fsc-threshold")) rc = arg_double(C_NAME, a, v, 0.01, 0.99, &w->threshold);
     else if (!strcmp(a, "--align-rotations")) rc = arg_int64(C_NAME, a, v, 10, 10000000, &w->align_rotations);
     else if (!strcmp(a, "--refine-generations")) {
       int64_t k;
@@ -1285,6 +1302,7 @@ int cmd_watch(int argc, char **argv)
   memset(&w, 0, sizeof w);
   config_defaults(&w.S);
   w.poll = 1;
+  w.threshold = 0.5;
   w.refine = 3;
   w.align_rotations = 2000;
   w.model = -1;
@@ -1341,8 +1359,9 @@ int cmd_watch(int argc, char **argv)
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     int ok = f && fputs(w.config, f) >= 0 &&
-             fprintf(f, "\n[watch]\nindir = %s\ntarget-resolution = %g\nrefine-generations = %d\nalign-rotations = %lld\n",
-                     w.indir, w.target, w.refine, (long long)w.align_rotations) > 0;
+             fprintf(f, "\n[watch]\nindir = %s\ntarget-resolution = %g\nrefine-generations = %d\nalign-rotations = %lld\n"
+                     "fsc-threshold = %g\n",
+                     w.indir, w.target, w.refine, (long long)w.align_rotations, w.threshold) > 0;
     if (f) ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
       remove(tmp);
