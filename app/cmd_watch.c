@@ -574,6 +574,7 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
 typedef struct {
   double median_error; /* against the files' orientations (NaN without) */
   int generation;
+  double *quats;       /* the files' orientations of the half's images (NULL without) */
 } half_figures;
 
 /* Refine half h with the new burst r: its images loaded, its state extended (or the
@@ -635,8 +636,8 @@ static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, d
   if (!rc) rc = spf_watch_low_confidence(n, st->gap, 0.25, before, r->n_half[h], low);
   fig->generation = st->generation;
   fig->median_error = quats ? spf_orientation_error_median(n, quats, st->orientations, NULL) : NAN;
+  fig->quats = quats;
   free(img);
-  free(quats);
   return rc;
 }
 
@@ -879,7 +880,8 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
 }
 
 /* The outputs after a burst: density.mrc, results.h5, fsc_halves.csv, pictures. */
-static int write_outputs(watch *w, const spf_run_state *h[2], const burst_rec *all, int n, const comparison *c)
+static int write_outputs(watch *w, const spf_run_state *h[2], const burst_rec *all, int n, const comparison *c,
+                         half_figures fig[2], double *combined_error)
 {
   const int64_t M = h[0]->M, n3 = M * M * M;
   int64_t total = 0;
@@ -888,7 +890,9 @@ static int write_outputs(watch *w, const spf_run_state *h[2], const burst_rec *a
   double *q = malloc(sizeof(double) * 4 * (size_t)total), *fl = malloc(sizeof(double) * (size_t)total);
   float *bd = malloc(sizeof(float) * (size_t)total), *gap = malloc(sizeof(float) * (size_t)total);
   float *ent = malloc(sizeof(float) * (size_t)total);
-  int rc = map && q && fl && bd && gap && ent ? SPF_OK : SPF_ERR_ALLOC;
+  const int truth = fig[0].quats && fig[1].quats;
+  double *qt = truth ? malloc(sizeof(double) * 4 * (size_t)total) : NULL;
+  int rc = map && q && fl && bd && gap && ent && (!truth || qt) ? SPF_OK : SPF_ERR_ALLOC;
   if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for the outputs");
   /* Every image in arrival order, from its half's state; half 2's orientations turned
    * into half 1's frame: the slicer reads the volume at R^T s, half 2's volume turned by
@@ -905,7 +909,12 @@ static int write_outputs(watch *w, const spf_run_state *h[2], const burst_rec *a
       gap[k] = h[hh]->gap[t];
       fl[k] = h[hh]->fluence[t];
       ent[k] = h[hh]->entropy[t];
+      if (qt) memcpy(qt + 4 * k, fig[hh].quats + 4 * t, sizeof(double) * 4);
     }
+  /* Against the files' orientations, both halves in half 1's frame: a wrong frame for
+   * half 2 would show here and not in the halves' own figures. */
+  *combined_error = !rc && qt ? spf_orientation_error_median(total, qt, q, NULL) : NAN;
+  free(qt);
   char path[4200];
   const double voxel = w->voxel;
   for (int64_t v = 0; !rc && v < n3; v++) map[v] = (float)c->rho[v];
@@ -945,7 +954,7 @@ static int write_outputs(watch *w, const spf_run_state *h[2], const burst_rec *a
 
 /* Append the burst's line to feedback.jsonl (flushed and synced). */
 static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_watch_projection *p, int unreachable,
-                           const half_figures fig[2], double arrival, double t_read, double t_refine[2],
+                           const half_figures fig[2], double combined_error, double arrival, double t_read, double t_refine[2],
                            double t_compare, double t_outputs, const comparison *c)
 {
   char path[4200];
@@ -974,6 +983,7 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
   json_num(f, "low_confidence_fraction", r->low_conf);
   json_num(f, "mean_photons_per_image", r->mean_photons);
   fprintf(f, ",\"generations\":%d", fig[0].generation);
+  json_num(f, "median_orientation_error_deg", combined_error);
   json_num(f, "median_orientation_error_deg_half1", fig[0].median_error);
   json_num(f, "median_orientation_error_deg_half2", fig[1].median_error);
   fprintf(f, ",\"projection\":{");
@@ -1090,6 +1100,8 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   spf_run_state st[2];
   memset(st, 0, sizeof st);
   half_figures fig[2];
+  memset(fig, 0, sizeof fig);
+  double combined_error = NAN;
   double low[2], t_refine[2] = {0, 0};
   int interrupted = 0;
   rc = SPF_OK;
@@ -1102,6 +1114,8 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   if (rc || interrupted) {
     spf_run_state_free(&st[0]);
     spf_run_state_free(&st[1]);
+    free(fig[0].quats);
+    free(fig[1].quats);
     if (interrupted) return 2;
     return -1;
   }
@@ -1142,14 +1156,14 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     free(hist);
     project(w, n, all, &p, &unreachable);
     const spf_run_state *hs[2] = {&st[0], &st[1]};
-    if (!rc) rc = write_outputs(w, hs, all, n, &c);
+    if (!rc) rc = write_outputs(w, hs, all, n, &c, fig, &combined_error);
     if (!rc) rc = plot_trend(w, n, all, &p, w->msg, sizeof w->msg);
     if (!rc && write_report(w, n, all, &p, unreachable, skipped_list)) {
       snprintf(w->msg, sizeof w->msg, "%s/report.html: cannot write", w->outdir);
       rc = SPF_ERR_IO;
     }
     const double t_outputs = omp_get_wtime() - t;
-    if (!rc && append_feedback(w, n, all, &p, unreachable, fig, arrival, t_read, t_refine, t_compare, t_outputs, &c)) {
+    if (!rc && append_feedback(w, n, all, &p, unreachable, fig, combined_error, arrival, t_read, t_refine, t_compare, t_outputs, &c)) {
       snprintf(w->msg, sizeof w->msg, "%s/feedback.jsonl: cannot append", w->outdir);
       rc = SPF_ERR_IO;
     }
@@ -1185,6 +1199,8 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   free(c.u);
   spf_run_state_free(&st[0]);
   spf_run_state_free(&st[1]);
+  free(fig[0].quats);
+  free(fig[1].quats);
   return rc ? -1 : 0;
 }
 
