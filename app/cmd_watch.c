@@ -806,8 +806,7 @@ static const char *warning_sentence(unsigned bit)
 }
 
 /* report.html: refreshes itself; the trend, the projection, the warnings, the pictures. */
-static int write_report(const watch *w, int n, const burst_rec *b, const spf_watch_projection *p, int unreachable,
-                        const char *skipped_list)
+static int write_report(const watch *w, int n, const burst_rec *b, const spf_watch_projection *p, int unreachable)
 {
   char path[4200], tmp[4300];
   snprintf(path, sizeof path, "%.4000s/report.html", w->outdir);
@@ -845,9 +844,14 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
   fprintf(f, "<tr><th>photons per image (last burst)</th><td>%.4g</td></tr>\n</table>\n", last->mean_photons);
   for (unsigned bit = 1; bit <= SPF_WATCH_WARN_PHOTONS; bit <<= 1)
     if (last->warnings & bit) fprintf(f, "<p class=\"warn\">Warning: %s.</p>\n", warning_sentence(bit));
-  if (skipped_list && skipped_list[0]) {
-    fprintf(f, "<p class=\"warn\">Skipped files (not ingested): ");
-    for (const char *c = skipped_list; *c; c++) fputs(*c == '<' ? "&lt;" : *c == '&' ? "&amp;" : (char[2]){*c, 0}, f);
+  if (w->n_skip > 0) {
+    fprintf(f, "<p class=\"warn\">Skipped files (malformed, half-written or another geometry; the watch's log says "
+               "why):");
+    for (int i = 0; i < w->n_skip; i++) {
+      fputc(' ', f);
+      for (const char *c = w->skip[i].name; *c; c++)
+        fputs(*c == '<' ? "&lt;" : *c == '&' ? "&amp;" : (char[2]){*c, 0}, f);
+    }
     fprintf(f, "</p>\n");
   }
   const char *pics[4][2] = {{"resolution.png", "Resolution against the images so far, the fit and the projection"},
@@ -955,7 +959,7 @@ static int write_outputs(watch *w, const spf_run_state *h[2], const burst_rec *a
 /* Append the burst's line to feedback.jsonl (flushed and synced). */
 static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_watch_projection *p, int unreachable,
                            const half_figures fig[2], double combined_error, double arrival, double t_read, double t_refine[2],
-                           double t_compare, double t_outputs, const comparison *c)
+                           double t_compare, double t_outputs, const comparison *c, const char *skipped_list)
 {
   char path[4200];
   snprintf(path, sizeof path, "%.4000s/feedback.jsonl", w->outdir);
@@ -1005,6 +1009,18 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
       fprintf(f, "%s\"%s\"", first ? "" : ",", warning_text(bit));
       first = 0;
     }
+  fprintf(f, "],\"skipped\":[");
+  /* The files skipped since the previous line (names separated by '/', which no file name holds). */
+  for (const char *c = skipped_list; *c;) {
+    const size_t k = strcspn(c, "/");
+    fprintf(f, "%s\"", c == skipped_list ? "" : ",");
+    for (size_t i = 0; i < k; i++) {
+      if (c[i] == '"' || c[i] == '\\') fputc('\\', f);
+      if ((unsigned char)c[i] >= 0x20) fputc(c[i], f);
+    }
+    fputc('"', f);
+    c += k + (c[k] == '/');
+  }
   fprintf(f, "]");
   const double t = now_s();
   fprintf(f, ",\"arrived_unix\":%.3f,\"written_unix\":%.3f", arrival, t);
@@ -1084,7 +1100,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     if (stat(path, &sb) == 0) remember_skip(w, name, &sb);
     fprintf(stderr, "spinifel watch: skipped %s: %s\n", name, msg[0] ? msg : spf_strerror(rc));
     const size_t used = strlen(skipped_list);
-    if (used + strlen(name) + 3 < skipped_len) snprintf(skipped_list + used, skipped_len - used, "%s%s", used ? ", " : "", name);
+    if (used + strlen(name) + 3 < skipped_len) snprintf(skipped_list + used, skipped_len - used, "%s%s", used ? "/" : "", name);
     return 1;
   }
   if (w->model < 0 || w->n_bursts == 0) {
@@ -1158,12 +1174,12 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     const spf_run_state *hs[2] = {&st[0], &st[1]};
     if (!rc) rc = write_outputs(w, hs, all, n, &c, fig, &combined_error);
     if (!rc) rc = plot_trend(w, n, all, &p, w->msg, sizeof w->msg);
-    if (!rc && write_report(w, n, all, &p, unreachable, skipped_list)) {
+    if (!rc && write_report(w, n, all, &p, unreachable)) {
       snprintf(w->msg, sizeof w->msg, "%s/report.html: cannot write", w->outdir);
       rc = SPF_ERR_IO;
     }
     const double t_outputs = omp_get_wtime() - t;
-    if (!rc && append_feedback(w, n, all, &p, unreachable, fig, combined_error, arrival, t_read, t_refine, t_compare, t_outputs, &c)) {
+    if (!rc && append_feedback(w, n, all, &p, unreachable, fig, combined_error, arrival, t_read, t_refine, t_compare, t_outputs, &c, skipped_list)) {
       snprintf(w->msg, sizeof w->msg, "%s/feedback.jsonl: cannot append", w->outdir);
       rc = SPF_ERR_IO;
     }

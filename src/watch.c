@@ -124,7 +124,7 @@ int spf_watch_project(int n, const double *n_images, const double *d, int window
   p->b = sxy / sxx;
   p->a = my - p->b * mx;
   if (p->status == SPF_WATCH_REACHED) return SPF_OK;
-  if (!(p->b > 0)) {
+  if (!(p->b >= SPF_WATCH_MIN_EXPONENT)) {
     p->status = SPF_WATCH_NOT_IMPROVING;
     return SPF_OK;
   }

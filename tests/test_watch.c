@@ -109,6 +109,10 @@ static void projection_recovers_a_power_law(void)
         "reached: %d %g", p.status, p.n_target);
   const double flat_d[3] = {20, 21, 22};
   CHECK(spf_watch_project(3, n, flat_d, 4, 10, &p) == SPF_OK && p.status == SPF_WATCH_NOT_IMPROVING, "not improving");
+  const double slow_d[2] = {26.1, 25.3}; /* six times the images, 3% better: 1/d ~ N^0.017 */
+  const double slow_n[2] = {40, 240};
+  CHECK(spf_watch_project(2, slow_n, slow_d, 4, 15, &p) == SPF_OK && p.status == SPF_WATCH_NOT_IMPROVING,
+        "a slope too small to project from: status %d, %g images", p.status, p.n_target);
   CHECK(spf_watch_project(1, n, d, 4, 10, &p) == SPF_OK && p.status == SPF_WATCH_FEW_POINTS, "one point");
   CHECK(spf_watch_project(2, n, d, 4, 10, &p) == SPF_OK && p.status == SPF_WATCH_PROJECTED && isnan(p.n_low),
         "two points: a projection, no spread");
