@@ -1341,6 +1341,14 @@ int cmd_watch(int argc, char **argv)
   int rc = parse(argc, argv, &w);
   if (rc) return rc < 0 ? 0 : rc;
   w.progress = progress_mode(w.quiet);
+  /* One process: under mpirun every rank would write the same files (docs/watch.md, "MPI"). */
+  const char *ranks[2] = {getenv("OMPI_COMM_WORLD_SIZE"), getenv("PMI_SIZE")};
+  for (int k = 0; k < 2; k++)
+    if (ranks[k] && atoi(ranks[k]) > 1) {
+      fprintf(stderr, "spinifel watch: runs in one process (threads: --threads); not under mpirun with %s ranks\n",
+              ranks[k]);
+      return 2;
+    }
   struct stat sb;
   if (stat(w.indir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
     fprintf(stderr, "spinifel watch: %s: %s\n", w.indir, errno ? strerror(errno) : "not a directory");
