@@ -319,6 +319,7 @@ static int check_burst(watch *w, const char *name, burst_rec *r, char *msg, size
   spf_dataset *d = NULL;
   int rc = open_burst(w, name, &d, msg, len);
   if (rc) return rc;
+  const int first = !w->have_geom;
   if (d->h.n_images < 1) {
     snprintf(msg, len, "%s: no images", name);
     spf_dataset_close_reader(d);
@@ -346,6 +347,15 @@ static int check_burst(watch *w, const char *name, burst_rec *r, char *msg, size
   }
   free(buf);
   spf_dataset_close_reader(d);
+  if (rc && first && w->have_geom) {
+    /* A first burst that fails gives no geometry: the next one does. */
+    free(w->s_all);
+    free(w->s);
+    free(w->mask);
+    w->s_all = w->s = NULL;
+    w->mask = NULL;
+    w->have_geom = 0;
+  }
   if (rc) return rc;
   snprintf(r->name, sizeof r->name, "%s", name);
   r->n_images = n;
@@ -583,10 +593,8 @@ typedef struct {
 static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, double *low, half_figures *fig,
                        int *interrupted)
 {
-  const int64_t n_old = w->n_bursts ? 0 : 0;
   int64_t before = 0;
   for (int k = 0; k < w->n_bursts; k++) before += w->b[k].n_half[h];
-  (void)n_old;
   const int64_t n = before + r->n_half[h];
   memset(st, 0, sizeof *st);
   *low = NAN;
@@ -1093,6 +1101,17 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     snprintf(msg, sizeof msg, "%s: %lld images, too few to start two half sets", name, (long long)r.n_images);
     rc = SPF_ERR_DATA;
   }
+  if (!rc && (w->model < 0 || w->n_bursts == 0)) {
+    /* The model from the first burst's images; data it cannot use (all zero) are a skip. */
+    w->msg[0] = 0;
+    rc = choose_model(w, &r);
+    if (rc == SPF_ERR_DATA) snprintf(msg, sizeof msg, "%s: %s", name, w->msg[0] ? w->msg : spf_strerror(rc));
+    else if (rc) {
+      if (!w->msg[0]) snprintf(w->msg, sizeof w->msg, "%s", spf_strerror(rc));
+      return -1;
+    }
+    if (rc) w->model = -1;
+  }
   if (rc) {
     char path[4400];
     struct stat sb;
@@ -1102,13 +1121,6 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     const size_t used = strlen(skipped_list);
     if (used + strlen(name) + 3 < skipped_len) snprintf(skipped_list + used, skipped_len - used, "%s%s", used ? "/" : "", name);
     return 1;
-  }
-  if (w->model < 0 || w->n_bursts == 0) {
-    rc = choose_model(w, &r);
-    if (rc) {
-      if (!w->msg[0]) snprintf(w->msg, sizeof w->msg, "%s", spf_strerror(rc));
-      return -1;
-    }
   }
   const double t_read = omp_get_wtime() - t0;
   say(w, "burst %d: %s, %lld images (%lld and %lld in the half sets), %.4g photons per image", w->n_bursts + 1, name,
