@@ -1105,7 +1105,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     /* The model from the first burst's images; data it cannot use (all zero) are a skip. */
     w->msg[0] = 0;
     rc = choose_model(w, &r);
-    if (rc == SPF_ERR_DATA) snprintf(msg, sizeof msg, "%s: %s", name, w->msg[0] ? w->msg : spf_strerror(rc));
+    if (rc == SPF_ERR_DATA) snprintf(msg, sizeof msg, "%.255s: %.1700s", name, w->msg[0] ? w->msg : spf_strerror(rc));
     else if (rc) {
       if (!w->msg[0]) snprintf(w->msg, sizeof w->msg, "%s", spf_strerror(rc));
       return -1;
