@@ -56,6 +56,11 @@ done
 expect "restart: the same feedback but for the times" bash -c "diff <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/a/feedback.jsonl') <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/b/feedback.jsonl')"
 expect "restart: no temporary or stale state left" bash -c "[ \$(ls '$tmp/b/state' | wc -l) -eq 3 ] && ! ls '$tmp/b' | grep -q tmp"
 
+# A burst of another geometry (20 x 20 pixels) among them: skipped by name, the state
+# untouched (the run below still ends with the bytes of the run without it).
+"$bin" simulate --bursts 1 --burst-prefix odd_ --images 20 --pixels 20 --distance 0.03 --no-noise -o "$tmp/odd" \
+  --quiet > /dev/null 2>&1
+mv "$tmp/odd/odd_0001.h5" "$tmp/in/burst_0002b.h5"
 # SIGTERM: ends after the current step with exit 0; the same command continues.
 (cd "$tmp/rc" && exec "$bin" watch ../in -o out "${small[@]}" > "$tmp/c.log" 2>&1) &
 pid=$!
@@ -71,8 +76,10 @@ expect "SIGTERM: exit 0 (got $rc)" test "$rc" -eq 0
 expect "SIGTERM: says it stopped" grep -q "stopped by a signal" "$tmp/c.log"
 check "continues after SIGTERM" 0 bash -c 'cd "$0/rc" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
 for f in density.mrc results.h5; do
-  expect "after SIGTERM: $f as uninterrupted" cmp "$tmp/a/$f" "$tmp/c/$f"
+  expect "after SIGTERM and a skipped burst: $f as uninterrupted" cmp "$tmp/a/$f" "$tmp/c/$f"
 done
+expect "the burst of another geometry is skipped by name" \
+  bash -c "cat '$tmp/c.log' - <<< \"\$0\" | grep -q 'skipped burst_0002b.h5: .*not the same geometry'" "$LAST_OUT"
 check "another configuration in the same OUTDIR is refused" 2 "$bin" watch "$tmp/in" -o "$tmp/c" --stop-after-idle 0.3 \
   "${small[@]}" --refine-generations 3
 expect "another configuration: one line" one_line
