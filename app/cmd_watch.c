@@ -1057,7 +1057,7 @@ static int choose_model(watch *w, const burst_rec *r)
     float *all = rc ? NULL : malloc(sizeof(float) * (size_t)(r->n_images * w->np));
     if (!rc && !all) rc = SPF_ERR_ALLOC;
     if (!rc) {
-      memcpy(all, img[0], sizeof(float) * (size_t)(r->n_half[0] * w->np));
+      if (r->n_half[0]) memcpy(all, img[0], sizeof(float) * (size_t)(r->n_half[0] * w->np));
       if (r->n_half[1]) memcpy(all + r->n_half[0] * w->np, img[1], sizeof(float) * (size_t)(r->n_half[1] * w->np));
     }
     char why[256] = "";
@@ -1171,7 +1171,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   int unreachable = 0;
   t = omp_get_wtime();
   if (!rc) {
-    memcpy(all, w->b, sizeof(burst_rec) * (size_t)w->n_bursts);
+    if (w->n_bursts) memcpy(all, w->b, sizeof(burst_rec) * (size_t)w->n_bursts);
     all[w->n_bursts] = r;
     const int n = w->n_bursts + 1;
     spf_watch_point *hist = malloc(sizeof *hist * (size_t)n);
