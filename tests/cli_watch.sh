@@ -17,8 +17,8 @@ sim=(--pixels 24 --distance 0.03 --no-noise --quiet)
 # burst of 40 images (generation 0 only: every later image, and every later generation,
 # is matched against the model): the images' number, not the search from random
 # orientations, limits the half sets here, so the resolution must improve as they come.
-"$bin" watch "$tmp/in" -o "$tmp/out" --M 19 --refs 4000 --refs-start 0 --soft-gens 0 --phase-cycles 10 --threads 2 \
-  --generations 3 --start-from-truth 1 --refine-generations 2 --poll 0.1 --target-resolution 15 \
+"$bin" watch "$tmp/in" -o "$tmp/out" --M 19 --refs 2000 --refs-start 0 --soft-gens 0 --phase-cycles 5 --threads 2 \
+  --generations 3 --start-from-truth 1 --refine-generations 2 --poll 0.1 --target-resolution 15 --align-rotations 1000 \
   --stop-after-idle 120 > "$tmp/watch.log" 2>&1 &
 pid=$!
 pids+=("$pid")
