@@ -77,7 +77,6 @@ done
 kill -TERM "$wpid" 2>/dev/null || true
 wait "$wpid" 2>/dev/null || true
 wpid=""
-if [ -x /usr/bin/time ]; then :; fi
 
 # The projection's honesty: the count projected after burst k against the count at the
 # first burst whose resolution reached the target.
@@ -94,4 +93,30 @@ for d in lines:
         err = "%+.0f%%" % (100.0 * (p["images"] / reached - 1)) if reached else "-"
         rng = ("[%.0f, %.0f]" % (p["images_low"], p["images_high"])) if p.get("images_low") is not None else "[-]"
         print("  after burst %d (%d images): projected %.0f %s, vs actual: %s" % (d["burst"], d["images"], p["images"], rng, err))
+# The same fit (spf_watch_project: the last 6 bursts inside the grid, log(1/d) against
+# log N) after bursts 3 and 4, for every resolution the stream reached later: how far
+# the early projection is from the count that reached it.
+import math
+def project(pts, target):
+    pts = pts[-6:]
+    if len(pts) < 2: return None
+    x = [math.log(n) for n, d in pts]; y = [-math.log(d) for n, d in pts]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxx = sum((a - mx) ** 2 for a in x); sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    if sxx <= 0: return None
+    b = sxy / sxx; a = my - b * mx
+    return math.exp((-math.log(target) - a) / b) if b >= 0.05 else None
+usable = [(d["images"], d["resolution_A"]) for d in lines if d["resolution_A"] is not None and not d["at_nyquist"]]
+for k in (3, 4):
+    if len(lines) <= k: continue
+    early = [(d["images"], d["resolution_A"]) for d in lines[:k] if d["resolution_A"] is not None and not d["at_nyquist"]]
+    for d in lines[k:]:
+        t = d["resolution_A"]
+        if t is None or d["at_nyquist"]: continue
+        actual = next(e["images"] for e in lines if e["resolution_A"] is not None and e["resolution_A"] <= t)
+        if actual <= lines[k - 1]["images"]: continue
+        n = project(early, t)
+        print("  post hoc, target %.2f A (reached at %d images): after burst %d projected %s%s" % (
+            t, actual, k, "%.0f" % n if n else "nothing",
+            " (%+.0f%%)" % (100.0 * (n / actual - 1)) if n else ""))
 EOF
