@@ -731,7 +731,9 @@ static void project(const watch *w, int n, const burst_rec *b, spf_watch_project
   memset(p, 0, sizeof *p);
   p->status = SPF_WATCH_FEW_POINTS;
   p->a = p->b = p->n_target = p->n_low = p->n_high = NAN;
-  if (x && y && w->target > 0) spf_watch_project(m, x, y, 6, w->target, p);
+  /* Without a target the trend is still fitted (for the picture), nothing projected. */
+  if (x && y && m > 0) spf_watch_project(m, x, y, 6, w->target > 0 ? w->target : y[0], p);
+  if (w->target <= 0) p->status = SPF_WATCH_FEW_POINTS, p->n_target = p->n_low = p->n_high = NAN;
   /* The FSC at Nyquist: the target (coarser than Nyquist) is reached. */
   if (x && y && w->target >= nyq && n > 0 && isfinite(b[n - 1].res) && b[n - 1].res <= w->target) {
     p->status = SPF_WATCH_REACHED;
@@ -749,6 +751,7 @@ static int plot_trend(const watch *w, int n, const burst_rec *b, const spf_watch
   double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y1 = malloc(sizeof(double) * (size_t)(n + 1));
   double *y2 = malloc(sizeof(double) * (size_t)(n + 1)), *yf = malloc(sizeof(double) * (size_t)(n + 1));
   double *yr = malloc(sizeof(double) * (size_t)(n + 1));
+  int points = n;
   int rc = x && y1 && y2 && yf && yr ? SPF_OK : SPF_ERR_ALLOC;
   int64_t total = 0;
   for (int i = 0; !rc && i < n; i++) {
@@ -776,13 +779,20 @@ static int plot_trend(const watch *w, int n, const burst_rec *b, const spf_watch
     pl.n_hlines = 1;
     pl.hlines[0] = w->target;
   }
-  if (p->status == SPF_WATCH_PROJECTED && isfinite(p->n_target) && p->n_target <= 4 * (double)total) {
+  if (!rc && p->status == SPF_WATCH_PROJECTED && isfinite(p->n_target) && p->n_target > (double)total &&
+      p->n_target <= 4 * (double)total) {
+    /* The trend drawn on to the projected count, marked by a vertical line. */
+    x[n] = p->n_target;
+    y1[n] = y2[n] = yr[n] = NAN;
+    yf[n] = w->target;
+    points = n + 1;
+    pl.n_points = points;
     pl.n_vlines = 1;
     pl.vlines[0] = p->n_target;
   }
   char path[4200];
   snprintf(path, sizeof path, "%.4000s/resolution.png", w->outdir);
-  if (!rc && n > 0) rc = spf_picture_plot(path, &pl, msg, len);
+  if (!rc && points > 0) rc = spf_picture_plot(path, &pl, msg, len);
   free(x);
   free(y1);
   free(y2);
