@@ -569,12 +569,14 @@ typedef struct {
   const watch *w;
   int half, burst;
   double t0;
+  double changed; /* the last generation's fraction of images whose orientation changed */
 } gen_ctx;
 
 static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_state *st)
 {
   (void)st;
   gen_ctx *c = ctx;
+  c->changed = g->fraction_changed;
   say(c->w, "burst %d, half %d: generation %d done (changed %.3f) in %.1fs", c->burst + 1, c->half + 1,
       g->generation + 1, g->fraction_changed, omp_get_wtime() - c->t0);
   return stop_requested ? 1 : 0;
@@ -584,6 +586,7 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
 typedef struct {
   double median_error; /* against the files' orientations (NaN without) */
   int generation;
+  double changed;      /* the last generation's fraction of images whose orientation changed */
   double *quats;       /* the files' orientations of the half's images (NULL without) */
 } half_figures;
 
@@ -629,7 +632,7 @@ static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, d
     spf_run_state_free(&old);
   }
   if (!rc) rc = spf_run_state_make(o.M, n, st);
-  gen_ctx gc = {w, h, w->n_bursts, omp_get_wtime()};
+  gen_ctx gc = {w, h, w->n_bursts, omp_get_wtime(), NAN};
   if (!rc) {
     rc = spf_reconstruct(n, w->np, img, w->s, quats, &o, resume, on_generation, &gc, st);
     if (rc) snprintf(w->msg, sizeof w->msg, "half %d: %s", h + 1, spf_strerror(rc));
@@ -643,6 +646,7 @@ static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, d
   }
   if (!rc) rc = spf_watch_low_confidence(n, st->gap, 0.25, before, r->n_half[h], low);
   fig->generation = st->generation;
+  fig->changed = gc.changed;
   fig->median_error = quats ? spf_orientation_error_median(n, quats, st->orientations, NULL) : NAN;
   fig->quats = quats;
   free(img);
@@ -709,6 +713,7 @@ static const char *projection_status(int s)
   case SPF_WATCH_PROJECTED: return "projected";
   case SPF_WATCH_REACHED: return "reached";
   case SPF_WATCH_NOT_IMPROVING: return "not_improving";
+  case SPF_WATCH_UNCERTAIN: return "uncertain";
   default: return "few_points";
   }
 }
@@ -855,6 +860,9 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
     else if (p->status == SPF_WATCH_PROJECTED)
       fprintf(f, "about %.0f images projected (two points: no uncertainty yet)", p->n_target);
     else if (p->status == SPF_WATCH_NOT_IMPROVING) fprintf(f, "no projection: the resolution is not improving with data");
+    else if (p->status == SPF_WATCH_UNCERTAIN)
+      fprintf(f, "no reliable projection: the bursts scatter about the trend as much as it moves (%.3g images, "
+                 "%.3g to %.3g)", p->n_target, p->n_low, p->n_high);
     else fprintf(f, "no projection yet: it needs two bursts whose FSC falls below 0.143 inside the grid");
     fprintf(f, "</td></tr>\n");
   }
@@ -1005,6 +1013,8 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
   json_num(f, "low_confidence_fraction", r->low_conf);
   json_num(f, "mean_photons_per_image", r->mean_photons);
   fprintf(f, ",\"generations\":%d", fig[0].generation);
+  json_num(f, "fraction_changed_half1", fig[0].changed);
+  json_num(f, "fraction_changed_half2", fig[1].changed);
   json_num(f, "median_orientation_error_deg", combined_error);
   json_num(f, "median_orientation_error_deg_half1", fig[0].median_error);
   json_num(f, "median_orientation_error_deg_half2", fig[1].median_error);

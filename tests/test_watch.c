@@ -113,6 +113,11 @@ static void projection_recovers_a_power_law(void)
   const double slow_n[2] = {40, 240};
   CHECK(spf_watch_project(2, slow_n, slow_d, 4, 15, &p) == SPF_OK && p.status == SPF_WATCH_NOT_IMPROVING,
         "a slope too small to project from: status %d, %g images", p.status, p.n_target);
+  /* Scatter as large as the trend: a number, flagged as meaning little. */
+  const double noisy_n[4] = {1000, 2000, 3000, 4000}, noisy_d[4] = {18.5, 25.3, 19.2, 14.6};
+  CHECK(spf_watch_project(4, noisy_n, noisy_d, 6, 12, &p) == SPF_OK && p.status == SPF_WATCH_UNCERTAIN &&
+            p.n_high / p.n_low > 100,
+        "uncertain: status %d, %g .. %g", p.status, p.n_low, p.n_high);
   CHECK(spf_watch_project(1, n, d, 4, 10, &p) == SPF_OK && p.status == SPF_WATCH_FEW_POINTS, "one point");
   CHECK(spf_watch_project(2, n, d, 4, 10, &p) == SPF_OK && p.status == SPF_WATCH_PROJECTED && isnan(p.n_low),
         "two points: a projection, no spread");

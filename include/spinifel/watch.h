@@ -64,8 +64,10 @@ enum {
   SPF_WATCH_PROJECTED = 0,  /* n_target projected from the trend */
   SPF_WATCH_REACHED = 1,    /* the last point is already at or below d_target: n_target its N */
   SPF_WATCH_FEW_POINTS = 2, /* fewer than two usable points */
-  SPF_WATCH_NOT_IMPROVING = 3 /* the fitted exponent b is below SPF_WATCH_MIN_EXPONENT: more data
-                                 hardly helped (ten times the images would gain less than 12%) */
+  SPF_WATCH_NOT_IMPROVING = 3, /* the fitted exponent b is below SPF_WATCH_MIN_EXPONENT: more data
+                                  hardly helped (ten times the images would gain less than 12%) */
+  SPF_WATCH_UNCERTAIN = 4      /* projected, but one standard error spans more than a factor 10
+                                  either way: n_target and the range are given, and mean little */
 };
 #define SPF_WATCH_MIN_EXPONENT 0.05
 
