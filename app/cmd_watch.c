@@ -536,6 +536,28 @@ static void tidy_state(const watch *w, int keep)
   closedir(d);
 }
 
+/* Remove "NAME.tmp.PID" files in dir whose process is gone (a killed watch's), as the
+ * library's writers do for their own outputs (src/tempfile.c); a live one's stay. */
+static void remove_dead_temporaries(const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    const char *t = strstr(e->d_name, ".tmp.");
+    if (!t) continue;
+    char *end;
+    errno = 0;
+    const long pid = strtol(t + 5, &end, 10);
+    if (end == t + 5 || *end || errno || pid <= 0 || pid == (long)getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    char p[4400];
+    snprintf(p, sizeof p, "%.4000s/%.255s", dir, e->d_name);
+    unlink(p);
+  }
+  closedir(d);
+}
+
 /* Keep the first n lines of feedback.jsonl (the bursts the state holds). */
 static int trim_feedback(const watch *w, int n)
 {
@@ -1418,6 +1440,8 @@ int cmd_watch(int argc, char **argv)
     return 1;
   }
   tidy_state(&w, w.n_bursts);
+  remove_dead_temporaries(w.outdir);
+  remove_dead_temporaries(path); /* OUTDIR/state */
   if (w.n_bursts > 0) {
     int64_t total = 0;
     for (int i = 0; i < w.n_bursts; i++) total += w.b[i].n_images;

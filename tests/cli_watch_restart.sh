@@ -46,6 +46,9 @@ kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 lines_at_kill=$(wc -l < "$tmp/b/feedback.jsonl")
 expect "killed before the end (feedback lines at the kill: $lines_at_kill)" test "$lines_at_kill" -lt 4
+# A killed writer's temporaries (no such process) go at the next start.
+printf 'x' > "$tmp/b/report.html.tmp.2147483646"
+printf 'x' > "$tmp/b/state/watch.state.tmp.2147483646"
 check "restart after SIGKILL" 0 bash -c 'cd "$0/rb" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
 expect "restart: four feedback lines, one per burst" bash -c "[ \$(wc -l < '$tmp/b/feedback.jsonl') -eq 4 ]"
 expect "restart: the bursts in order" bash -c "[ \"\$(grep -o '\"burst\":[0-9]*' '$tmp/b/feedback.jsonl' | tr '\n' ' ')\" = '\"burst\":1 \"burst\":2 \"burst\":3 \"burst\":4 ' ]"
