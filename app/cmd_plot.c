@@ -328,6 +328,9 @@ int plot_outdir(const char *outdir, char *msg, size_t len)
       return rc;
     }
   }
+  /* A watch's directory (docs/watch.md): the pictures again, its own report kept. */
+  snprintf(path, sizeof path, "%.4000s/state/watch.state", outdir);
+  if (access(path, R_OK) == 0) return plot_pictures(outdir, msg, len);
   int n_gen = 0;
   int64_t M = 0;
   double r05, r0143, voxel;

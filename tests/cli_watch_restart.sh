@@ -59,6 +59,8 @@ done
 expect "restart: the same feedback but for the times" bash -c "diff <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/a/feedback.jsonl') <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/b/feedback.jsonl')"
 expect "restart: no temporary or stale state left" bash -c "[ \$(ls '$tmp/b/state' | wc -l) -eq 3 ] && ! ls '$tmp/b' | grep -q tmp"
 
+check "plot on a watch's directory redraws the pictures" 0 "$bin" plot "$tmp/a"
+expect "plot keeps the watch's own report" grep -q 'http-equiv="refresh"' "$tmp/a/report.html"
 # A burst of another geometry (20 x 20 pixels) among them: skipped by name, the state
 # untouched (the run below still ends with the bytes of the run without it).
 "$bin" simulate --bursts 1 --burst-prefix odd_ --images 20 --pixels 20 --distance 0.03 --no-noise -o "$tmp/odd" \
