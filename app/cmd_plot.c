@@ -305,6 +305,12 @@ static int write_report(const char *outdir, int n_gen, double res05, double res0
   return SPF_OK;
 }
 
+/* The pictures of a directory with density.mrc and results.h5; need_log: log.jsonl is
+ * required (a reconstruction's), else convergence.png is drawn only when it is there.
+ * The figures report.html shows come back in n_gen, res05, res0143, voxel and M. */
+static int draw_pictures(const char *outdir, int need_log, char *msg, size_t len, int *n_gen_out, double *res05,
+                         double *res0143, double *voxel_out, int64_t *M_out);
+
 int plot_outdir(const char *outdir, char *msg, size_t len)
 {
   char path[4200];
@@ -321,8 +327,37 @@ int plot_outdir(const char *outdir, char *msg, size_t len)
       }
       return rc;
     }
-    snprintf(path, sizeof path, "%.4000s/density.mrc", outdir);
   }
+  /* A watch's directory (docs/watch.md): the pictures again, its own report kept. */
+  snprintf(path, sizeof path, "%.4000s/state/watch.state", outdir);
+  if (access(path, R_OK) == 0) return plot_pictures(outdir, msg, len);
+  int n_gen = 0;
+  int64_t M = 0;
+  double r05, r0143, voxel;
+  int rc = draw_pictures(outdir, 1, msg, len, &n_gen, &r05, &r0143, &voxel, &M);
+  if (!rc && write_report(outdir, n_gen, r05, r0143, voxel, M)) {
+    snprintf(msg, len, "%s/report.html: cannot write", outdir);
+    rc = SPF_ERR_IO;
+  }
+  return rc;
+}
+
+int plot_pictures(const char *outdir, char *msg, size_t len)
+{
+  int n_gen = 0;
+  int64_t M = 0;
+  double r05, r0143, voxel;
+  return draw_pictures(outdir, 0, msg, len, &n_gen, &r05, &r0143, &voxel, &M);
+}
+
+static int draw_pictures(const char *outdir, int need_log, char *msg, size_t len, int *n_gen_out, double *res05,
+                         double *res0143, double *voxel_out, int64_t *M_out)
+{
+  char path[4200];
+  *n_gen_out = 0;
+  *res05 = *res0143 = *voxel_out = NAN;
+  *M_out = 0;
+  snprintf(path, sizeof path, "%.4000s/density.mrc", outdir);
   float *map = NULL;
   int64_t dims[3];
   double voxel, origin[3];
@@ -362,14 +397,11 @@ int plot_outdir(const char *outdir, char *msg, size_t len)
   snprintf(path, sizeof path, "%.4000s/results.h5", outdir);
   if (!rc) rc = spf_results_read_volume(path, "autocorrelation", M, vol, msg, len);
   if (!rc) rc = plot_gallery(outdir, vol, M, msg, len);
-  int n_gen = 0;
-  double r05, r0143;
-  if (!rc) rc = plot_convergence(outdir, msg, len, &n_gen);
-  if (!rc) rc = plot_fsc(outdir, msg, len, &r05, &r0143);
-  if (!rc && write_report(outdir, n_gen, r05, r0143, voxel, M)) {
-    snprintf(msg, len, "%s/report.html: cannot write", outdir);
-    rc = SPF_ERR_IO;
-  }
+  snprintf(path, sizeof path, "%.4000s/log.jsonl", outdir);
+  if (!rc && (need_log || access(path, R_OK) == 0)) rc = plot_convergence(outdir, msg, len, n_gen_out);
+  if (!rc) rc = plot_fsc(outdir, msg, len, res05, res0143);
+  *voxel_out = voxel;
+  *M_out = M;
   free(rho);
   free(vol);
   return rc;

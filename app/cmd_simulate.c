@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -53,14 +54,32 @@ static void usage(FILE *out)
           "                      fluence and r_e^2; photons-per-pixel: times the solid angle of a pixel\n"
           "                      at the beam, (pixel / distance)^2 (the data's unit at low angle)\n"
           "  --compress L        deflate level 0-9 (default 0)\n"
+          "  --bursts N          a stream for spinifel watch: -o names a folder (created) that receives N\n"
+          "                      files PREFIX0001.h5 .. of --images images each, each written under a\n"
+          "                      temporary name and renamed when complete; together they are the images\n"
+          "                      of one run of N x --images images with the same seed\n"
+          "  --burst-delay S     wait S seconds after each burst but the last (default 0)\n"
+          "  --burst-prefix P    the bursts' file names start with P (default burst_)\n"
           "  --tol T             structure-factor accuracy (default 1e-4)\n"
           "  --threads K         threads (default: all)\n"
           "examples:\n"
           "  spinifel simulate --pdb 2cex.pdb --images 10000 -o 2cex.h5\n"
           "  spinifel simulate --images 2000 --pixels 32 --distance 0.03 --no-noise -o phantom.h5\n"
+          "  spinifel simulate --bursts 5 --burst-delay 60 --images 2000 --pixels 64 -o incoming\n"
           "  spinifel simulate --pdb 2cex.pdb --pixels 101 --distance 0.53 --beamstop 0.00273 \\\n"
           "      --fluence 8e13 --images 5000 -o photons.h5 --emc photons.emc   (photon-limited)\n");
 }
+
+/* --bursts: the images go to one file per burst, each renamed into place when complete. */
+typedef struct {
+  const char *dir, *prefix;
+  int64_t per, count, current; /* images per burst, bursts, the open burst (-1: none) */
+  double delay;                /* seconds after each burst but the last */
+  spf_dataset_header h;        /* n_images: per */
+  const double *s;
+  const uint8_t *mask;
+  int quiet;
+} bursts_ctx;
 
 typedef struct {
   spf_dataset_writer *w;       /* NULL: no HDF5 output */
@@ -69,11 +88,82 @@ typedef struct {
   char *msg;
   size_t msg_len;
   const char *out; /* the HDF5 output's name, for messages */
+  bursts_ctx *bursts; /* NULL: one file */
 } sink_ctx;
+
+static void burst_path(const bursts_ctx *b, int64_t k, char *out, size_t len)
+{
+  snprintf(out, len, "%.3000s/%.200s%04lld.h5", b->dir, b->prefix, (long long)(k + 1));
+}
+
+/* Close the open burst (renamed into place), say so, wait the delay before the next. */
+static int burst_close(sink_ctx *s)
+{
+  bursts_ctx *b = s->bursts;
+  if (b->current < 0) return SPF_OK;
+  const int rc = spf_dataset_close(s->w, s->msg, s->msg_len);
+  s->w = NULL;
+  if (rc) return rc;
+  char path[3300];
+  burst_path(b, b->current, path, sizeof path);
+  if (!b->quiet) {
+    const int mode = progress_mode(0);
+    if (mode == PROGRESS_LINES) progress_stamp();
+    fprintf(stderr, "%swrote burst %lld of %lld: %s\n", mode == PROGRESS_LIVE ? "\r" : "",
+            (long long)b->current + 1, (long long)b->count, path);
+    fflush(stderr);
+  }
+  if (b->current + 1 < b->count && b->delay > 0) {
+    struct timespec t = {(time_t)b->delay, (long)((b->delay - floor(b->delay)) * 1e9)};
+    nanosleep(&t, NULL);
+  }
+  b->current = -1;
+  return SPF_OK;
+}
+
+static int burst_open(sink_ctx *s, int64_t k)
+{
+  bursts_ctx *b = s->bursts;
+  char path[3300];
+  burst_path(b, k, path, sizeof path);
+  int rc = spf_dataset_create(path, &b->h, &s->w, s->msg, s->msg_len);
+  if (!rc && (rc = spf_dataset_write_geometry(s->w, b->s, b->mask)) == SPF_ERR_IO)
+    snprintf(s->msg, s->msg_len, "%s: cannot write the detector geometry (disk full?)", path);
+  if (rc && s->w) {
+    spf_dataset_abort(s->w);
+    s->w = NULL;
+  }
+  if (!rc) b->current = k;
+  return rc;
+}
+
+/* The batch split over the bursts it falls in. */
+static int burst_sink(sink_ctx *s, int64_t first, int64_t count, const float *images, const double *quats,
+                      int64_t n_pixels)
+{
+  bursts_ctx *b = s->bursts;
+  int rc = SPF_OK;
+  while (!rc && count > 0) {
+    const int64_t k = first / b->per, local = first - k * b->per;
+    const int64_t take = b->per - local < count ? b->per - local : count;
+    if (k != b->current) {
+      rc = burst_close(s);
+      if (!rc) rc = burst_open(s, k);
+    }
+    if (!rc) rc = spf_dataset_write_images(s->w, local, take, images, quats);
+    if (rc == SPF_ERR_IO) snprintf(s->msg, s->msg_len, "burst %lld: cannot write images (disk full?)", (long long)k + 1);
+    first += take;
+    count -= take;
+    images += take * n_pixels;
+    quats += 4 * take;
+  }
+  return rc;
+}
 
 static int sink(void *ctx, int64_t first, int64_t count, const float *images, const double *quats)
 {
   sink_ctx *s = ctx;
+  if (s->bursts) return burst_sink(s, first, count, images, quats, s->bursts->h.nx * s->bursts->h.ny);
   int rc = s->w ? spf_dataset_write_images(s->w, first, count, images, quats) : SPF_OK;
   if (rc == SPF_ERR_IO)
     snprintf(s->msg, s->msg_len, "%s: cannot write images %lld to %lld (disk full?)", s->out, (long long)first,
@@ -88,6 +178,9 @@ int cmd_simulate(int argc, char **argv)
 {
   const char *C = "simulate";
   const char *pdb = NULL, *out = NULL, *mrc = NULL, *iout = NULL, *iunit = "e2", *emc = NULL, *emc_det = NULL;
+  const char *burst_prefix = "burst_";
+  int64_t bursts = 0;
+  double burst_delay = 0;
   int assembly = 0, bin2 = 0, noise = 1, quiet = 0;
   int64_t atoms = 2000, pixels = 128, images = 1000, seed = 1, compress = 0, threads = 0, intensity_M = 31;
   double pixel_size = 3e-4, distance = 0.1, energy = 6000, beamstop = 0, fluence = 1e12, jitter = 0,
@@ -104,7 +197,7 @@ int cmd_simulate(int argc, char **argv)
     else if (!strcmp(a, "--quiet")) quiet = 1;
     else if (!strcmp(a, "--pdb") || !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--mrc") ||
              !strcmp(a, "--intensity-out") || !strcmp(a, "--intensity-unit") || !strcmp(a, "--emc") ||
-             !strcmp(a, "--emc-detector")) {
+             !strcmp(a, "--emc-detector") || !strcmp(a, "--burst-prefix")) {
       if (!(v = arg_value(C, argc, argv, &i))) return 2;
       if (!strcmp(a, "--pdb")) pdb = v;
       else if (!strcmp(a, "--mrc")) mrc = v;
@@ -112,6 +205,7 @@ int cmd_simulate(int argc, char **argv)
       else if (!strcmp(a, "--intensity-unit")) iunit = v;
       else if (!strcmp(a, "--emc")) emc = v;
       else if (!strcmp(a, "--emc-detector")) emc_det = v;
+      else if (!strcmp(a, "--burst-prefix")) burst_prefix = v;
       else out = v;
     } else {
       if (!(v = arg_value(C, argc, argv, &i))) return 2;
@@ -131,6 +225,8 @@ int cmd_simulate(int argc, char **argv)
       else if (!strcmp(a, "--voxel")) rc = arg_double(C, a, v, 0.05, 100, &voxel);
       else if (!strcmp(a, "--tol")) rc = arg_double(C, a, v, 1e-5, 0.1, &tol);
       else if (!strcmp(a, "--intensity-M")) rc = arg_int64(C, a, v, 3, 1001, &intensity_M);
+      else if (!strcmp(a, "--bursts")) rc = arg_int64(C, a, v, 1, 1000000, &bursts);
+      else if (!strcmp(a, "--burst-delay")) rc = arg_double(C, a, v, 0, 86400, &burst_delay);
       else if (!strcmp(a, "--intensity-oversampling")) rc = arg_double(C, a, v, 1, 16, &intensity_os);
       else {
         fprintf(stderr, "spinifel simulate: unknown option '%s' (try --help)\n", a);
@@ -152,8 +248,32 @@ int cmd_simulate(int argc, char **argv)
             iunit);
     return 2;
   }
+  if (bursts && (!out || emc)) {
+    fprintf(stderr, "spinifel simulate: --bursts writes HDF5 bursts into the folder -o names (no --emc)\n");
+    return 2;
+  }
+  if (!bursts && (burst_delay > 0 || strcmp(burst_prefix, "burst_"))) {
+    fprintf(stderr, "spinifel simulate: --burst-delay and --burst-prefix go with --bursts\n");
+    return 2;
+  }
+  if (strchr(burst_prefix, '/') || burst_prefix[0] == '.') {
+    fprintf(stderr, "spinifel simulate: --burst-prefix '%s': a file name start, without '/' or a leading '.'\n",
+            burst_prefix);
+    return 2;
+  }
+  char burst_dir[3000] = "";
+  if (bursts) {
+    /* The folder, without trailing slashes (its name gives the truth map's). */
+    snprintf(burst_dir, sizeof burst_dir, "%s", out);
+    for (size_t n = strlen(burst_dir); n > 1 && burst_dir[n - 1] == '/'; n--) burst_dir[n - 1] = 0;
+    struct stat sb;
+    if (mkdir(burst_dir, 0777) != 0 && (stat(burst_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+      fprintf(stderr, "spinifel simulate: cannot create the folder %s\n", burst_dir);
+      return 1;
+    }
+  }
   /* The dataset is HDF5: a name that says otherwise misleads whoever finds the file. */
-  if (out) {
+  if (out && !bursts) {
     const char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
     if (!dot || (slash && dot < slash) || (strcmp(dot, ".h5") && strcmp(dot, ".hdf5"))) {
       fprintf(stderr, "spinifel simulate: -o %s: the dataset is HDF5; give it a name ending in .h5 or .hdf5\n", out);
@@ -170,7 +290,7 @@ int cmd_simulate(int argc, char **argv)
   }
   char mrc_default[4096], det_default[4096];
   if (!mrc) {
-    const char *base = out ? out : emc, *ext = out ? ".h5" : ".emc";
+    const char *base = bursts ? burst_dir : out ? out : emc, *ext = bursts ? "" : out ? ".h5" : ".emc";
     size_t n = strlen(base);
     if (n > strlen(ext) && !strcmp(base + n - strlen(ext), ext)) n -= strlen(ext);
     snprintf(mrc_default, sizeof mrc_default, "%.*s.truth.mrc", (int)n, base);
@@ -184,7 +304,7 @@ int cmd_simulate(int argc, char **argv)
   }
   /* An output that is a directory, default names included, would only fail at the
    * rename, after all the work. */
-  const char *outs[5] = {out, emc, mrc, iout, emc_det};
+  const char *outs[5] = {bursts ? NULL : out, emc, mrc, iout, emc_det};
   for (int k = 0; k < 5; k++) {
     struct stat sb;
     if (outs[k] && stat(outs[k], &sb) == 0 && S_ISDIR(sb.st_mode)) {
@@ -254,20 +374,25 @@ int cmd_simulate(int argc, char **argv)
   }
 
   /* The dataset, written as the images come. */
-  spf_dataset_header h = {.n_images = images, .ny = det->g.ny, .nx = det->g.nx, .photon_energy_ev = energy,
+  spf_dataset_header h = {.n_images = bursts ? images * bursts : images, .ny = det->g.ny, .nx = det->g.nx, .photon_energy_ev = energy,
                           .distance_m = distance, .pixel_size_m = det->g.pixel_size_m, .has_orientations = 1,
                           .compression = (int)compress};
   snprintf(h.generator, sizeof h.generator,
            "spinifel %s simulate: molecule=%s atoms=%lld images=%lld pixels=%lldx%lld pixel_size=%g distance=%g "
            "energy=%g beamstop=%g fluence=%g/um2 jitter=%g background=%g noise=%s seed=%lld tol=%g bin2=%d",
-           SPINIFEL_VERSION, pdb ? pdb : "phantom", (long long)mol->n_atoms, (long long)images, (long long)det->g.nx,
+           SPINIFEL_VERSION, pdb ? pdb : "phantom", (long long)mol->n_atoms, (long long)h.n_images, (long long)det->g.nx,
            (long long)det->g.ny, det->g.pixel_size_m, distance, energy, beamstop, fluence, jitter, background,
            noise ? "poisson" : "none", (long long)seed, tol, bin2);
   spf_dataset_writer *w = NULL;
   spf_photons_writer *pw = NULL;
   msg[0] = 0; /* messages below are the writers' */
-  if (out) rc = spf_dataset_create(out, &h, &w, msg, sizeof msg);
-  if (!rc && out && (rc = spf_dataset_write_geometry(w, det->s, det->mask)) == SPF_ERR_IO)
+  bursts_ctx bc = {burst_dir, burst_prefix, images, bursts, -1, burst_delay, h, det->s, det->mask, quiet};
+  bc.h.n_images = images;
+  if (bursts)
+    snprintf(bc.h.generator + strlen(bc.h.generator), sizeof bc.h.generator - strlen(bc.h.generator),
+             " bursts=%lld", (long long)bursts);
+  if (out && !bursts) rc = spf_dataset_create(out, &h, &w, msg, sizeof msg);
+  if (!rc && out && !bursts && (rc = spf_dataset_write_geometry(w, det->s, det->mask)) == SPF_ERR_IO)
     snprintf(msg, sizeof msg, "%s: cannot write the detector geometry (disk full?)", out);
   if (!rc && emc) rc = spf_photons_create(emc, det->n_pixels, &pw, msg, sizeof msg);
   if (rc) {
@@ -278,7 +403,7 @@ int cmd_simulate(int argc, char **argv)
   }
   spf_simulate_options so;
   spf_simulate_default_options(&so);
-  so.n_images = images;
+  so.n_images = h.n_images;
   so.seed = (uint64_t)seed;
   so.fluence = fluence * 1e12;
   so.fluence_jitter = jitter;
@@ -292,9 +417,11 @@ int cmd_simulate(int argc, char **argv)
   px.weight_sr = weight;
   progress_bar bar;
   progress_start(&bar, "simulate", "images", progress_mode(quiet));
-  sink_ctx sctx = {w, pw, &bar, msg, sizeof msg, out};
+  sink_ctx sctx = {w, pw, &bar, msg, sizeof msg, out, bursts ? &bc : NULL};
   spf_simulate_timing tm = {0, 0, 0};
   if (!rc) rc = spf_simulate_images(sc, &px, &so, sink, &sctx, progress, &bar, &tm);
+  if (!rc && bursts) rc = burst_close(&sctx);
+  if (bursts) w = sctx.w; /* a burst left open by a failure: aborted below */
   progress_finish(&bar);
   free(weight);
   /* The EMC detector file first: if it fails, no photon file appears without it. */
@@ -370,8 +497,9 @@ int cmd_simulate(int argc, char **argv)
          (long long)det->g.ny, det->resolution_edge_m * 1e10, det->resolution_corner_m * 1e10);
   printf("images: %lld in %.2f s = %.0f images/s (structure factor volume %.2f s, slicing %.2f s, noise %.2f s, "
          "I/O %.2f s) with %d threads\n",
-         (long long)images, total, (double)images / total, t_sf, tm.slicing, tm.noise, tm.output + t_close, nthreads);
-  if (out) printf("wrote %s and %s\n", out, mrc);
+         (long long)h.n_images, total, (double)h.n_images / total, t_sf, tm.slicing, tm.noise, tm.output + t_close, nthreads);
+  if (bursts) printf("wrote %lld bursts of %lld images into %s, and %s\n", (long long)bursts, (long long)images, burst_dir, mrc);
+  else if (out) printf("wrote %s and %s\n", out, mrc);
   else printf("wrote %s\n", mrc);
   if (emc) printf("wrote %s (EMC photons) and %s (its detector)\n", emc, emc_det);
   if (iout)

@@ -15,5 +15,9 @@ int cmd_orientations(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 /* The pictures and report.html of a reconstruction's output directory (plot). */
 int plot_outdir(const char *outdir, char *msg, size_t len);
+/* The same pictures without report.html (watch writes its own); convergence.png only
+ * when OUTDIR/log.jsonl is there. */
+int plot_pictures(const char *outdir, char *msg, size_t len);
+int cmd_watch(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static void usage(FILE *out)
           "  fsc         align two densities (or one and a PDB / the phantom), FSC resolution\n"
           "  orientations  accuracy of reconstructed orientations against a dataset's truth\n"
           "  plot        pictures and report.html of a reconstruction's output directory\n"
+          "  watch       reconstruct while bursts of images arrive in a folder; feedback per burst\n"
           "  help        this message\n"
           "\n"
           "Run 'spinifel <command> --help' for a command's options.\n");
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
   if (!strcmp(cmd, "fsc")) return cmd_fsc(argc - 1, argv + 1);
   if (!strcmp(cmd, "orientations")) return cmd_orientations(argc - 1, argv + 1);
   if (!strcmp(cmd, "plot")) return cmd_plot(argc - 1, argv + 1);
+  if (!strcmp(cmd, "watch")) return cmd_watch(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     /* 'spinifel help COMMAND' is 'spinifel COMMAND --help'. */
     if (argc > 2 && strcmp(argv[2], "help") && argv[2][0] != '-') {

@@ -40,5 +40,23 @@ expect "progress into a file" 0 any -- $bin simulate --images 300 --pixels 16 -o
   ok "progress: timestamped lines" || bad "progress: no timestamped lines: $LAST"
 expect "--quiet" 0 any -- $bin simulate --images 300 --pixels 16 -o "$dir/q.h5" --quiet
 [ -z "$LAST" ] && ok "--quiet: nothing on stderr" || bad "--quiet printed: $LAST"
+# --bursts: N files in a folder, the images of one run of N x --images split in order.
+expect "bursts" 0 any -- $bin simulate --bursts 3 --images 50 --pixels 16 --quiet -o "$dir/stream"
+[ "$(ls "$dir/stream")" = "$(printf 'burst_0001.h5\nburst_0002.h5\nburst_0003.h5')" ] && ok "bursts: three files, nothing else" ||
+  bad "bursts: $(ls "$dir/stream")"
+expect "the same images in one file" 0 any -- $bin simulate --images 150 --pixels 16 --quiet -o "$dir/whole.h5"
+if command -v h5dump > /dev/null; then
+  # Image 149 of the whole run is the last image of the third burst, and only those.
+  img() { h5dump -d /intensities -s "$2,0,0,0" -c "1,1,16,16" "$1" | sed -n '/DATA {/,/}/p' | sed 's/([0-9, ]*)://'; }
+  [ "$(img "$dir/whole.h5" 149)" = "$(img "$dir/stream/burst_0003.h5" 49)" ] && ok "bursts: the third's last image is the run's 150th" ||
+    bad "bursts: the third's last image is not the run's 150th"
+  [ "$(img "$dir/whole.h5" 148)" != "$(img "$dir/stream/burst_0003.h5" 49)" ] && ok "bursts: ... and not its 149th" ||
+    bad "bursts: the comparison cannot tell images apart"
+else
+  ok "bursts: image contents not compared (no h5dump)"
+fi
+expect "--bursts with --emc is a usage error" 2 one-line -- $bin simulate --bursts 2 --images 5 --pixels 16 -o "$dir/s2" --emc "$dir/x.emc"
+expect "--burst-delay without --bursts is a usage error" 2 one-line -- $sim -o "$dir/e.h5" --burst-delay 1
+expect "a dotted --burst-prefix is a usage error" 2 one-line -- $bin simulate --bursts 2 --images 5 --pixels 16 -o "$dir/s3" --burst-prefix .x
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

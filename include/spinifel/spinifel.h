@@ -31,5 +31,6 @@
 #include "spinifel/shellcorr.h"
 #include "spinifel/simulate.h"
 #include "spinifel/slicing.h"
+#include "spinifel/watch.h"
 
 #endif

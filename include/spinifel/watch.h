@@ -1,0 +1,108 @@
+/* Reconstruction while the data arrive (spinifel watch, docs/watch.md): the pieces the
+ * command's loop is made of, each a pure function of its arguments.
+ *
+ *  - the half sets: each image belongs to one of two halves for good, from its burst
+ *    file's name and its index in the file (spf_watch_half), so the two reconstructions
+ *    stay independent however the bursts arrive and whatever came before;
+ *  - continuation: a run's state grown by the images of a new burst
+ *    (spf_run_state_extend); spf_reconstruct resumed from it matches every image,
+ *    the new ones included, against the current model in its next generation and refines
+ *    all of them in the generations after;
+ *  - feedback: the fraction of low-confidence images (spf_watch_low_confidence), the
+ *    trend of resolution against the number of images and the count projected for a
+ *    target resolution with its uncertainty (spf_watch_project), and the warnings
+ *    (spf_watch_assess).
+ *
+ * Units: resolutions in Angstrom (d, smaller is better), image counts as doubles. */
+#ifndef SPINIFEL_WATCH_H
+#define SPINIFEL_WATCH_H
+
+#include <stdint.h>
+
+#include "spinifel/results.h"
+
+/* The half set (0 or 1) of image `index` of the burst file called `name` (its name
+ * without the directory): bit 0 of a 64-bit FNV-1a hash of the name and the index,
+ * mixed (splitmix64). Depends on nothing else: not on arrival order, other files or the
+ * number of images so far. Halves are equal in size on average (binomial spread). */
+int spf_watch_half(const char *name, int64_t index);
+
+/* A state for old->n_images + n_new images (out is allocated here; free it with
+ * spf_run_state_free): old's volumes, counters and per-image state first, then n_new
+ * images as generation 0 would start them: a random orientation from (seed, first_new + i)
+ * (spf_random_rotation), best -1, best_dist and gap NaN, fluence 1, entropy NaN.
+ * last_fraction_changed is set to 1 (the new images are not matched yet), so that a
+ * resume from out does not take the old run's stopping rule as met. n_new >= 0. */
+int spf_run_state_extend(const spf_run_state *old, int64_t n_new, uint64_t seed, int64_t first_new,
+                         spf_run_state *out);
+
+/* Low-confidence images: the confidence of an image is its gap (best_dist of the second
+ * best reference minus the best's, or the log-likelihood gap with the Poisson model); an
+ * image is low-confidence when its gap is below `fraction` of the median gap of all n
+ * images (or not finite). *low receives the fraction of images first .. first + count - 1
+ * that are (0 when count is 0). */
+int spf_watch_low_confidence(int64_t n, const float *gap, double fraction, int64_t first, int64_t count,
+                             double *low);
+
+/* The trend of resolution with data: a least-squares line log(1/d) = a + b log N over the
+ * last `window` (>= 2) of the n points (N images, d Angstrom, both finite and > 0; points
+ * where the FSC never fell below its threshold say nothing of the trend and should be
+ * left out by the caller), and the count N* where it reaches d_target:
+ * log N* = (log(1/d_target) - a) / b. Its uncertainty is the inverse prediction's
+ * standard error, s / |b| sqrt(1/n + (log N* - mean log N)^2 / Sxx), s the residuals'
+ * standard deviation (n - 2 degrees of freedom; with two points none: NaN), given as
+ * the range [n_low, n_high] = exp(log N* -+ se). */
+typedef struct {
+  int status;        /* SPF_WATCH_* below */
+  int n_used;        /* points fitted */
+  double a, b;       /* the line; b is the exponent of 1/d ~ N^b */
+  double n_target;   /* projected images for d_target (NaN unless status is PROJECTED or REACHED) */
+  double n_low, n_high; /* one standard error either side (NaN with two points) */
+} spf_watch_projection;
+
+enum {
+  SPF_WATCH_PROJECTED = 0,  /* n_target projected from the trend */
+  SPF_WATCH_REACHED = 1,    /* the last point is already at or below d_target: n_target its N */
+  SPF_WATCH_FEW_POINTS = 2, /* fewer than two usable points */
+  SPF_WATCH_NOT_IMPROVING = 3, /* the fitted exponent b is below SPF_WATCH_MIN_EXPONENT: more data
+                                  hardly helped (ten times the images would gain less than 12%) */
+  SPF_WATCH_UNCERTAIN = 4      /* projected, but one standard error spans more than a factor 10
+                                  either way: n_target and the range are given, and mean little */
+};
+#define SPF_WATCH_MIN_EXPONENT 0.05
+
+int spf_watch_project(int n, const double *n_images, const double *resolution_a, int window, double d_target,
+                      spf_watch_projection *p);
+
+/* One burst's figures, as the warnings read them. */
+typedef struct {
+  int64_t n_images;        /* images so far, this burst's included */
+  double resolution_a;     /* the half sets' FSC resolution after it (NaN if unknown) */
+  double low_confidence;   /* the fraction of this burst's images of low confidence */
+  double mean_photons;     /* this burst's mean photons (or intensity sum) per image */
+} spf_watch_point;
+
+typedef struct {
+  int flat_bursts;         /* resolution flat: over the last flat_bursts bursts (default 3) */
+  double flat_fraction;    /*   it improved by less than this (relative, default 0.02) */
+  double flat_growth;      /*   while the images grew by at least this (relative, default 0.2) */
+  double low_ratio;        /* low-confidence rising: the last burst's fraction above low_ratio x the
+                              mean of the earlier bursts' (default 2) */
+  double low_min;          /*   and above low_min (default 0.05) */
+  double photon_ratio;     /* a burst whose mean photons per image differ from the median of the
+                              earlier bursts by more than this factor either way (default 1.5) */
+} spf_watch_thresholds;
+
+void spf_watch_default_thresholds(spf_watch_thresholds *t);
+
+enum {
+  SPF_WATCH_WARN_FLAT = 1,          /* resolution flat over the recent bursts */
+  SPF_WATCH_WARN_LOW_CONFIDENCE = 2, /* the fraction of low-confidence images rising */
+  SPF_WATCH_WARN_PHOTONS = 4        /* the last burst's photon counts differ from the rest */
+};
+
+/* The warnings for the last of n bursts (history in arrival order): a bitmask of
+ * SPF_WATCH_WARN_*. */
+int spf_watch_assess(int n, const spf_watch_point *history, const spf_watch_thresholds *t, unsigned *flags);
+
+#endif

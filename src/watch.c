@@ -1,0 +1,213 @@
+/* Reconstruction while the data arrive: half sets, continuation, feedback (see watch.h). */
+#include "spinifel/watch.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spinifel/error.h"
+#include "spinifel/random.h"
+#include "spinifel/rotation.h"
+
+int spf_watch_half(const char *name, int64_t index)
+{
+  uint64_t h = 14695981039346656037ull; /* FNV-1a 64 */
+  for (const unsigned char *c = (const unsigned char *)(name ? name : ""); *c; c++) h = (h ^ *c) * 1099511628211ull;
+  uint64_t x = (uint64_t)index;
+  for (int k = 0; k < 8; k++, x >>= 8) h = (h ^ (x & 0xff)) * 1099511628211ull;
+  /* splitmix64's finaliser: FNV's low bit alone follows the last byte too closely. */
+  h += 0x9E3779B97F4A7C15ull;
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+  h ^= h >> 31;
+  return (int)(h & 1);
+}
+
+int spf_run_state_extend(const spf_run_state *old, int64_t n_new, uint64_t seed, int64_t first_new,
+                         spf_run_state *out)
+{
+  if (!old || !out) return SPF_ERR_NULL;
+  if (n_new < 0 || old->n_images < 0 || old->n_images + n_new < 1) return SPF_ERR_SIZE;
+  const int rc = spf_run_state_make(old->M, old->n_images + n_new, out);
+  if (rc) return rc;
+  const size_t n = (size_t)old->n_images, n3 = (size_t)(old->M * old->M * old->M);
+  out->generation = old->generation;
+  out->have_model = old->have_model;
+  out->n_references = old->n_references;
+  out->last_fraction_changed = 1;
+  if (n) {
+    memcpy(out->orientations, old->orientations, sizeof(double) * 4 * n);
+    memcpy(out->best, old->best, sizeof(int64_t) * n);
+    memcpy(out->best_dist, old->best_dist, sizeof(float) * n);
+    memcpy(out->gap, old->gap, sizeof(float) * n);
+    memcpy(out->fluence, old->fluence, sizeof(double) * n);
+    memcpy(out->entropy, old->entropy, sizeof(float) * n);
+  }
+  memcpy(out->rho, old->rho, sizeof(double) * n3);
+  memcpy(out->u, old->u, sizeof(double) * n3);
+  memcpy(out->u_model, old->u_model, sizeof(double) * n3);
+  memcpy(out->support, old->support, n3);
+  memcpy(out->rho_next, old->rho_next, sizeof(double) * n3);
+  memcpy(out->support_next, old->support_next, n3);
+  for (int64_t i = 0; i < n_new; i++) {
+    const size_t k = n + (size_t)i;
+    spf_rng r;
+    spf_rng_seed(&r, seed, (uint64_t)(first_new + i));
+    spf_random_rotation(&r, out->orientations + 4 * k);
+    out->best[k] = -1;
+    out->best_dist[k] = out->gap[k] = NAN;
+    out->fluence[k] = 1;
+    out->entropy[k] = NAN;
+  }
+  return SPF_OK;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+int spf_watch_low_confidence(int64_t n, const float *gap, double fraction, int64_t first, int64_t count, double *low)
+{
+  if (!gap || !low) return SPF_ERR_NULL;
+  if (n < 1 || first < 0 || count < 0 || first + count > n) return SPF_ERR_SIZE;
+  if (!(fraction >= 0)) return SPF_ERR_ARG;
+  float *finite = malloc(sizeof(float) * (size_t)n);
+  if (!finite) return SPF_ERR_ALLOC;
+  int64_t m = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (isfinite(gap[i])) finite[m++] = gap[i];
+  double median = NAN;
+  if (m > 0) {
+    qsort(finite, (size_t)m, sizeof(float), cmp_float);
+    median = m % 2 ? finite[m / 2] : 0.5 * ((double)finite[m / 2 - 1] + (double)finite[m / 2]);
+  }
+  free(finite);
+  int64_t k = 0;
+  for (int64_t i = first; i < first + count; i++) k += !(isfinite(gap[i]) && gap[i] >= fraction * median);
+  *low = count > 0 ? (double)k / (double)count : 0;
+  return SPF_OK;
+}
+
+int spf_watch_project(int n, const double *n_images, const double *d, int window, double d_target,
+                      spf_watch_projection *p)
+{
+  if (!n_images || !d || !p) return SPF_ERR_NULL;
+  if (n < 0 || window < 2) return SPF_ERR_SIZE;
+  if (!(d_target > 0) || !isfinite(d_target)) return SPF_ERR_ARG;
+  *p = (spf_watch_projection){.status = SPF_WATCH_FEW_POINTS, .a = NAN, .b = NAN, .n_target = NAN, .n_low = NAN,
+                              .n_high = NAN};
+  /* The last `window` usable points. */
+  double x[256], y[256];
+  int m = 0;
+  for (int i = n - 1; i >= 0 && m < window && m < 256; i--)
+    if (n_images[i] > 0 && d[i] > 0 && isfinite(n_images[i]) && isfinite(d[i])) {
+      x[m] = log(n_images[i]);
+      y[m] = -log(d[i]);
+      m++;
+    }
+  p->n_used = m;
+  /* The newest point is first: already there? */
+  if (m >= 1 && d[n - 1] > 0 && d[n - 1] <= d_target && n_images[n - 1] > 0) {
+    p->status = SPF_WATCH_REACHED;
+    p->n_target = p->n_low = p->n_high = n_images[n - 1];
+  }
+  if (m < 2) return SPF_OK;
+  double mx = 0, my = 0;
+  for (int i = 0; i < m; i++) mx += x[i], my += y[i];
+  mx /= m;
+  my /= m;
+  double sxx = 0, sxy = 0;
+  for (int i = 0; i < m; i++) sxx += (x[i] - mx) * (x[i] - mx), sxy += (x[i] - mx) * (y[i] - my);
+  if (!(sxx > 0)) return SPF_OK; /* every point at one N: no trend */
+  p->b = sxy / sxx;
+  p->a = my - p->b * mx;
+  if (p->status == SPF_WATCH_REACHED) return SPF_OK;
+  if (!(p->b >= SPF_WATCH_MIN_EXPONENT)) {
+    p->status = SPF_WATCH_NOT_IMPROVING;
+    return SPF_OK;
+  }
+  double ssr = 0;
+  for (int i = 0; i < m; i++) {
+    const double r = y[i] - (p->a + p->b * x[i]);
+    ssr += r * r;
+  }
+  const double xs = (-log(d_target) - p->a) / p->b;
+  p->status = SPF_WATCH_PROJECTED;
+  p->n_target = exp(xs);
+  if (m >= 3) {
+    const double s = sqrt(ssr / (m - 2));
+    const double se = s / fabs(p->b) * sqrt(1.0 / m + (xs - mx) * (xs - mx) / sxx);
+    p->n_low = exp(xs - se);
+    p->n_high = exp(xs + se);
+    if (se > log(10.0)) p->status = SPF_WATCH_UNCERTAIN;
+  }
+  return SPF_OK;
+}
+
+void spf_watch_default_thresholds(spf_watch_thresholds *t)
+{
+  if (!t) return;
+  t->flat_bursts = 3;
+  t->flat_fraction = 0.02;
+  t->flat_growth = 0.2;
+  t->low_ratio = 2;
+  t->low_min = 0.05;
+  t->photon_ratio = 1.5;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int spf_watch_assess(int n, const spf_watch_point *h, const spf_watch_thresholds *t, unsigned *flags)
+{
+  if (!h || !flags) return SPF_ERR_NULL;
+  if (n < 1) return SPF_ERR_SIZE;
+  spf_watch_thresholds def;
+  if (!t) {
+    spf_watch_default_thresholds(&def);
+    t = &def;
+  }
+  *flags = 0;
+  const spf_watch_point *last = &h[n - 1];
+  /* Flat: over the last flat_bursts bursts the resolution improved by less than
+   * flat_fraction while the images grew by at least flat_growth. */
+  const int k = t->flat_bursts;
+  if (k >= 1 && n > k) {
+    const spf_watch_point *then = &h[n - 1 - k];
+    if (isfinite(then->resolution_a) && isfinite(last->resolution_a) && then->n_images > 0 &&
+        (double)last->n_images >= (1 + t->flat_growth) * (double)then->n_images &&
+        (then->resolution_a - last->resolution_a) < t->flat_fraction * then->resolution_a)
+      *flags |= SPF_WATCH_WARN_FLAT;
+  }
+  if (n >= 2) {
+    /* Low confidence rising: the last burst's fraction against the earlier ones' mean. */
+    double mean = 0;
+    int m = 0;
+    for (int i = 0; i < n - 1; i++)
+      if (isfinite(h[i].low_confidence)) mean += h[i].low_confidence, m++;
+    if (m > 0 && isfinite(last->low_confidence)) {
+      mean /= m;
+      if (last->low_confidence > t->low_min && last->low_confidence > t->low_ratio * mean)
+        *flags |= SPF_WATCH_WARN_LOW_CONFIDENCE;
+    }
+    /* Photons: the last burst's mean against the median of the earlier ones. */
+    double *v = malloc(sizeof(double) * (size_t)(n - 1));
+    if (!v) return SPF_ERR_ALLOC;
+    m = 0;
+    for (int i = 0; i < n - 1; i++)
+      if (h[i].mean_photons > 0 && isfinite(h[i].mean_photons)) v[m++] = h[i].mean_photons;
+    if (m > 0 && last->mean_photons >= 0 && isfinite(last->mean_photons)) {
+      qsort(v, (size_t)m, sizeof(double), cmp_double);
+      const double med = m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+      if (last->mean_photons > t->photon_ratio * med || last->mean_photons * t->photon_ratio < med)
+        *flags |= SPF_WATCH_WARN_PHOTONS;
+    }
+    free(v);
+  }
+  return SPF_OK;
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# spinifel watch: a killed watch (SIGKILL, mid-burst) restarts where it stopped and ends
+# with the same bytes as an uninterrupted one; SIGTERM ends it cleanly (exit 0) and it
+# continues; bad usage is refused. Usage: cli_watch_restart.sh SPINIFEL
+set -u
+bin="$1"
+source "$(dirname "$0")/lib_cli.sh"
+tmp="$(mktemp -d /tmp/spf_cli_watchrXXXXXX)"
+pids=()
+trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
+
+# Small and quick: the machinery is under test here, not the reconstruction's quality.
+"$bin" simulate --bursts 4 --images 80 --pixels 16 --distance 0.03 --no-noise -o "$tmp/in" --quiet > /dev/null 2>&1
+small=(--M 13 --refs 400 --refs-start 0 --soft-k 8 --soft-gens 1 --phase-cycles 3 --threads 2 --generations 3
+       --refine-generations 2 --poll 0.05 --align-rotations 500 --quiet)
+
+check "no input folder is a usage error" 2 "$bin" watch -o "$tmp/o"
+check "an unknown parameter is a usage error" 2 "$bin" watch "$tmp/in" -o "$tmp/o" --frobnicate 1
+check "--images is not a watch parameter" 2 "$bin" watch "$tmp/in" -o "$tmp/o" --images 10
+expect "--images: said why" grep -q "not a watch parameter" <<< "$LAST_OUT"
+check "a missing input folder" 1 "$bin" watch "$tmp/none" -o "$tmp/o"
+expect "a missing input folder: one line" one_line
+check "help" 0 "$bin" help watch
+expect "help names the writer's contract" grep -q "final name" <<< "$LAST_OUT"
+
+# The uninterrupted run. Each run writes to "out" in its own folder: results.h5 keeps the
+# configuration, output directory included, as given.
+mkdir -p "$tmp/ra" "$tmp/rb" "$tmp/rc"
+ln -s "$tmp/ra/out" "$tmp/a"
+ln -s "$tmp/rb/out" "$tmp/b"
+ln -s "$tmp/rc/out" "$tmp/c"
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+check "uninterrupted watch" 0 bash -c 'cd "$0/ra" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
+expect "uninterrupted: four feedback lines" bash -c "[ \$(wc -l < '$tmp/a/feedback.jsonl') -eq 4 ]"
+
+# Killed with SIGKILL while it works on a burst after the first, then started again.
+(cd "$tmp/rb" && exec "$bin" watch ../in -o out --stop-after-idle 30 "${small[@]}" > /dev/null 2>&1) &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 1 600); do
+  [ -s "$tmp/b/feedback.jsonl" ] && break
+  sleep 0.05
+done
+sleep 0.3 # into the second burst
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+lines_at_kill=$(wc -l < "$tmp/b/feedback.jsonl")
+expect "killed before the end (feedback lines at the kill: $lines_at_kill)" test "$lines_at_kill" -lt 4
+# A killed writer's temporaries (no such process) go at the next start.
+printf 'x' > "$tmp/b/report.html.tmp.2147483646"
+printf 'x' > "$tmp/b/state/watch.state.tmp.2147483646"
+check "restart after SIGKILL" 0 bash -c 'cd "$0/rb" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
+expect "restart: four feedback lines, one per burst" bash -c "[ \$(wc -l < '$tmp/b/feedback.jsonl') -eq 4 ]"
+expect "restart: the bursts in order" bash -c "[ \"\$(grep -o '\"burst\":[0-9]*' '$tmp/b/feedback.jsonl' | tr '\n' ' ')\" = '\"burst\":1 \"burst\":2 \"burst\":3 \"burst\":4 ' ]"
+for f in density.mrc results.h5 fsc_halves.csv state/half1.00004.h5 state/half2.00004.h5 state/watch.state; do
+  expect "restart: $f as uninterrupted" cmp "$tmp/a/$f" "$tmp/b/$f"
+done
+# The deterministic part of each feedback line (not the times) is the same.
+expect "restart: the same feedback but for the times" bash -c "diff <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/a/feedback.jsonl') <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/b/feedback.jsonl')"
+expect "restart: no temporary or stale state left" bash -c "[ \$(ls '$tmp/b/state' | wc -l) -eq 3 ] && ! ls '$tmp/b' | grep -q tmp"
+
+check "plot on a watch's directory redraws the pictures" 0 "$bin" plot "$tmp/a"
+expect "plot keeps the watch's own report" grep -q 'http-equiv="refresh"' "$tmp/a/report.html"
+# A burst of another geometry (20 x 20 pixels) among them: skipped by name, the state
+# untouched (the run below still ends with the bytes of the run without it).
+"$bin" simulate --bursts 1 --burst-prefix odd_ --images 20 --pixels 20 --distance 0.03 --no-noise -o "$tmp/odd" \
+  --quiet > /dev/null 2>&1
+mv "$tmp/odd/odd_0001.h5" "$tmp/in/burst_0002b.h5"
+# SIGTERM: ends after the current step with exit 0; the same command continues.
+(cd "$tmp/rc" && exec "$bin" watch ../in -o out "${small[@]}" > "$tmp/c.log" 2>&1) &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 1 600); do
+  [ -s "$tmp/c/feedback.jsonl" ] && break
+  sleep 0.05
+done
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+expect "SIGTERM: exit 0 (got $rc)" test "$rc" -eq 0
+expect "SIGTERM: says it stopped" grep -q "stopped by a signal" "$tmp/c.log"
+check "continues after SIGTERM" 0 bash -c 'cd "$0/rc" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
+for f in density.mrc results.h5; do
+  expect "after SIGTERM and a skipped burst: $f as uninterrupted" cmp "$tmp/a/$f" "$tmp/c/$f"
+done
+expect "the burst of another geometry is skipped by name" \
+  bash -c "cat '$tmp/c.log' - <<< \"\$0\" | grep -q 'skipped burst_0002b.h5: .*not the same geometry'" "$LAST_OUT"
+check "another configuration in the same OUTDIR is refused" 2 "$bin" watch "$tmp/in" -o "$tmp/c" --stop-after-idle 0.3 \
+  "${small[@]}" --refine-generations 3
+expect "another configuration: one line" one_line
+finish

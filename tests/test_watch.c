@@ -1,0 +1,158 @@
+/* The pieces of spinifel watch: half sets fixed per image and balanced, a state grown by a
+ * burst keeps the old state and starts the new images as generation 0 would, the
+ * projection recovers a known power law and its count, the warnings fire on what they
+ * name and stay quiet otherwise. */
+#include <math.h>
+
+#include "spinifel/spinifel.h"
+#include "testing.h"
+
+static void half_sets_are_fixed_and_balanced(void)
+{
+  int64_t ones = 0, same = 0;
+  const int64_t n = 20000;
+  for (int64_t i = 0; i < n; i++) {
+    const int h = spf_watch_half("burst_0001.h5", i);
+    CHECK(h == 0 || h == 1, "half %d", h);
+    CHECK(h == spf_watch_half("burst_0001.h5", i), "image %lld: not the same half twice", (long long)i);
+    ones += h;
+    same += h == spf_watch_half("burst_0002.h5", i);
+  }
+  /* Binomial(20000, 1/2): sd 71; 5 sd. */
+  CHECK(llabs(ones - n / 2) < 360, "%lld of %lld in half 1", (long long)ones, (long long)n);
+  /* Another file's image i is independent of this file's. */
+  CHECK(llabs(same - n / 2) < 360, "%lld of %lld agree across files", (long long)same, (long long)n);
+}
+
+static void extended_state_keeps_the_old_and_starts_the_new(void)
+{
+  const int64_t M = 5, n3 = M * M * M;
+  spf_run_state old, ext;
+  CHECK(spf_run_state_make(M, 3, &old) == SPF_OK, "make");
+  old.generation = 7;
+  old.have_model = 1;
+  old.n_references = 1234;
+  old.last_fraction_changed = 0.001;
+  for (int64_t i = 0; i < 3; i++) {
+    for (int k = 0; k < 4; k++) old.orientations[4 * i + k] = k == 0;
+    old.best[i] = 10 + i;
+    old.best_dist[i] = 1.5f;
+    old.gap[i] = 0.25f;
+    old.fluence[i] = 2;
+    old.entropy[i] = 0.5f;
+  }
+  for (int64_t v = 0; v < n3; v++) {
+    old.rho[v] = v;
+    old.u[v] = 2.0 * v;
+    old.u_model[v] = 3.0 * v;
+    old.support[v] = v % 2;
+    old.rho_next[v] = 4.0 * v;
+    old.support_next[v] = v % 3 == 0;
+  }
+  CHECK(spf_run_state_extend(&old, 4, 9, 3, &ext) == SPF_OK, "extend");
+  CHECK(ext.n_images == 7 && ext.generation == 7 && ext.have_model == 1 && ext.n_references == 1234, "counters");
+  CHECK(ext.last_fraction_changed == 1, "the stopping figure restarts: %g", ext.last_fraction_changed);
+  CHECK(ext.best[2] == 12 && ext.gap[1] == 0.25f && ext.fluence[0] == 2, "old images kept");
+  int vol_ok = 1;
+  for (int64_t v = 0; v < n3; v++)
+    vol_ok &= ext.rho[v] == v && ext.u[v] == 2.0 * v && ext.u_model[v] == 3.0 * v && ext.support[v] == v % 2 &&
+              ext.rho_next[v] == 4.0 * v && ext.support_next[v] == (v % 3 == 0);
+  CHECK(vol_ok, "volumes kept");
+  for (int64_t i = 3; i < 7; i++) {
+    double q[4];
+    spf_rng r;
+    spf_rng_seed(&r, 9, (uint64_t)i);
+    spf_random_rotation(&r, q);
+    CHECK(!memcmp(q, ext.orientations + 4 * i, sizeof q), "image %lld: its seeded orientation", (long long)i);
+    CHECK(ext.best[i] == -1 && isnan(ext.best_dist[i]) && isnan(ext.gap[i]) && ext.fluence[i] == 1 &&
+              isnan(ext.entropy[i]),
+          "image %lld: unmatched", (long long)i);
+  }
+  spf_run_state_free(&ext);
+  CHECK(spf_run_state_extend(&old, -1, 9, 3, &ext) == SPF_ERR_SIZE, "negative count");
+  spf_run_state_free(&old);
+}
+
+static void low_confidence_counts_small_gaps(void)
+{
+  float gap[10] = {1, 1, 1, 1, 1, 1, 0.01f, 0.02f, NAN, 1};
+  double low;
+  CHECK(spf_watch_low_confidence(10, gap, 0.25, 0, 10, &low) == SPF_OK, "call");
+  CHECK(fabs(low - 0.3) < 1e-12, "3 of 10 low, got %g", low);
+  CHECK(spf_watch_low_confidence(10, gap, 0.25, 6, 4, &low) == SPF_OK && fabs(low - 0.75) < 1e-12,
+        "3 of the last 4, got %g", low);
+  CHECK(spf_watch_low_confidence(10, gap, 0.25, 8, 3, &low) == SPF_ERR_SIZE, "range past the end");
+}
+
+static void projection_recovers_a_power_law(void)
+{
+  /* d = 40 A (N / 1000)^-0.25 exactly: 20 A at N = 16,000. */
+  double n[5], d[5];
+  for (int i = 0; i < 5; i++) {
+    n[i] = 1000.0 * (i + 1);
+    d[i] = 40 * pow(n[i] / 1000, -0.25);
+  }
+  spf_watch_projection p;
+  CHECK(spf_watch_project(5, n, d, 4, 20, &p) == SPF_OK, "call");
+  CHECK(p.status == SPF_WATCH_PROJECTED && p.n_used == 4, "status %d, %d points", p.status, p.n_used);
+  CHECK(fabs(p.b - 0.25) < 1e-9, "exponent %g", p.b);
+  CHECK(fabs(p.n_target / 16000 - 1) < 1e-9, "projected %g", p.n_target);
+  CHECK(fabs(p.n_low / p.n_target - 1) < 1e-6 && fabs(p.n_high / p.n_target - 1) < 1e-6, "exact fit: no spread");
+  /* Noise widens the range, which still holds the exact answer. */
+  d[1] *= 1.03;
+  d[3] *= 0.97;
+  CHECK(spf_watch_project(5, n, d, 5, 20, &p) == SPF_OK, "call");
+  CHECK(p.n_low < p.n_target && p.n_target < p.n_high, "range %g < %g < %g", p.n_low, p.n_target, p.n_high);
+  CHECK(p.n_low < 16000 * 1.3 && p.n_high > 16000 / 1.3, "range %g .. %g near 16000", p.n_low, p.n_high);
+  /* Reached, not improving, too few points. */
+  CHECK(spf_watch_project(5, n, d, 4, 50, &p) == SPF_OK && p.status == SPF_WATCH_REACHED && p.n_target == 5000,
+        "reached: %d %g", p.status, p.n_target);
+  const double flat_d[3] = {20, 21, 22};
+  CHECK(spf_watch_project(3, n, flat_d, 4, 10, &p) == SPF_OK && p.status == SPF_WATCH_NOT_IMPROVING, "not improving");
+  const double slow_d[2] = {26.1, 25.3}; /* six times the images, 3% better: 1/d ~ N^0.017 */
+  const double slow_n[2] = {40, 240};
+  CHECK(spf_watch_project(2, slow_n, slow_d, 4, 15, &p) == SPF_OK && p.status == SPF_WATCH_NOT_IMPROVING,
+        "a slope too small to project from: status %d, %g images", p.status, p.n_target);
+  /* Scatter as large as the trend: a number, flagged as meaning little. */
+  const double noisy_n[4] = {1000, 2000, 3000, 4000}, noisy_d[4] = {18.5, 25.3, 19.2, 14.6};
+  CHECK(spf_watch_project(4, noisy_n, noisy_d, 6, 12, &p) == SPF_OK && p.status == SPF_WATCH_UNCERTAIN &&
+            p.n_high / p.n_low > 100,
+        "uncertain: status %d, %g .. %g", p.status, p.n_low, p.n_high);
+  CHECK(spf_watch_project(1, n, d, 4, 10, &p) == SPF_OK && p.status == SPF_WATCH_FEW_POINTS, "one point");
+  CHECK(spf_watch_project(2, n, d, 4, 10, &p) == SPF_OK && p.status == SPF_WATCH_PROJECTED && isnan(p.n_low),
+        "two points: a projection, no spread");
+  CHECK(spf_watch_project(5, n, d, 4, -1, &p) == SPF_ERR_ARG, "bad target");
+}
+
+static void warnings_fire_on_what_they_name(void)
+{
+  spf_watch_point h[5] = {{1000, 30, 0.02, 100}, {2000, 26, 0.02, 105}, {3000, 24, 0.03, 95},
+                          {4000, 23, 0.02, 100}, {5000, 22, 0.02, 98}};
+  unsigned f;
+  CHECK(spf_watch_assess(5, h, NULL, &f) == SPF_OK && f == 0, "a healthy stream: flags %u", f);
+  h[4].resolution_a = 23.9; /* 0.4% better than 3 bursts before, with 2.5 times the images */
+  h[2].resolution_a = 24.2;
+  h[3].resolution_a = 24.1;
+  h[1].resolution_a = 24.0;
+  CHECK(spf_watch_assess(5, h, NULL, &f) == SPF_OK && f == SPF_WATCH_WARN_FLAT, "flat: flags %u", f);
+  h[4].resolution_a = 22;
+  h[4].low_confidence = 0.2;
+  CHECK(spf_watch_assess(5, h, NULL, &f) == SPF_OK && f == SPF_WATCH_WARN_LOW_CONFIDENCE, "low confidence: %u", f);
+  h[4].low_confidence = 0.02;
+  h[4].mean_photons = 40;
+  CHECK(spf_watch_assess(5, h, NULL, &f) == SPF_OK && f == SPF_WATCH_WARN_PHOTONS, "photons: %u", f);
+  h[4].mean_photons = 250;
+  CHECK(spf_watch_assess(5, h, NULL, &f) == SPF_OK && f == SPF_WATCH_WARN_PHOTONS, "photons up: %u", f);
+  CHECK(spf_watch_assess(1, h, NULL, &f) == SPF_OK && f == 0, "one burst: nothing to compare");
+  CHECK(spf_watch_assess(0, h, NULL, &f) == SPF_ERR_SIZE, "no burst");
+}
+
+int main(void)
+{
+  RUN_TEST(half_sets_are_fixed_and_balanced);
+  RUN_TEST(extended_state_keeps_the_old_and_starts_the_new);
+  RUN_TEST(low_confidence_counts_small_gaps);
+  RUN_TEST(projection_recovers_a_power_law);
+  RUN_TEST(warnings_fire_on_what_they_name);
+  return test_summary();
+}
