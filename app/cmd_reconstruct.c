@@ -123,21 +123,6 @@ static void on_step(void *ctx, int gen, const char *step, int64_t done, int64_t 
   fflush(stderr);
 }
 
-/* The state every rank holds whole: generation counters and the volumes. */
-static void copy_run_volumes(spf_run_state *dst, const spf_run_state *src)
-{
-  const size_t n3 = (size_t)(src->M * src->M * src->M);
-  dst->generation = src->generation;
-  dst->have_model = src->have_model;
-  dst->last_fraction_changed = src->last_fraction_changed;
-  dst->n_references = src->n_references;
-  memcpy(dst->rho, src->rho, sizeof(double) * n3);
-  memcpy(dst->u, src->u, sizeof(double) * n3);
-  memcpy(dst->u_model, src->u_model, sizeof(double) * n3);
-  memcpy(dst->support, src->support, n3);
-  memcpy(dst->rho_next, src->rho_next, sizeof(double) * n3);
-  memcpy(dst->support_next, src->support_next, n3);
-}
 
 /* Gather each rank's share of n_all per-image items (item_bytes each) into rank 0's out. */
 static int gather_images(const spf_comm *cw, int64_t n_all, const void *mine, int64_t n_mine, void *out,
@@ -169,7 +154,7 @@ static int gather_state(run_ctx *c, const spf_run_state *st)
   if (!rc) rc = gather_images(cw, c->n_all, st->gap, n, w->gap, sizeof(float));
   if (!rc) rc = gather_images(cw, c->n_all, st->fluence, n, w->fluence, sizeof(double));
   if (!rc) rc = gather_images(cw, c->n_all, st->entropy, n, w->entropy, sizeof(float));
-  if (!rc && cw->rank == 0) copy_run_volumes(w, st);
+  if (!rc && cw->rank == 0) spf_run_state_copy_volumes(w, st);
   return rc;
 }
 
@@ -697,7 +682,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     if (rc) snprintf(msg, sizeof msg, "out of memory for the checkpoint's %lld images", (long long)n_run);
     if (!rc) rc = spf_checkpoint_read(path, cw.active ? &whole : &st, stored, sizeof stored, msg, sizeof msg);
     if (!rc && cw.active) {
-      copy_run_volumes(&st, &whole);
+      spf_run_state_copy_volumes(&st, &whole);
       memcpy(st.orientations, whole.orientations + 4 * first, sizeof(double) * 4 * (size_t)n);
       memcpy(st.best, whole.best + first, sizeof(int64_t) * (size_t)n);
       memcpy(st.best_dist, whole.best_dist + first, sizeof(float) * (size_t)n);

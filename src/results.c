@@ -56,6 +56,21 @@ int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st)
   return SPF_OK;
 }
 
+void spf_run_state_copy_volumes(spf_run_state *dst, const spf_run_state *src)
+{
+  const size_t n3 = (size_t)(src->M * src->M * src->M);
+  dst->generation = src->generation;
+  dst->have_model = src->have_model;
+  dst->last_fraction_changed = src->last_fraction_changed;
+  dst->n_references = src->n_references;
+  memcpy(dst->rho, src->rho, sizeof(double) * n3);
+  memcpy(dst->u, src->u, sizeof(double) * n3);
+  memcpy(dst->u_model, src->u_model, sizeof(double) * n3);
+  memcpy(dst->support, src->support, n3);
+  memcpy(dst->rho_next, src->rho_next, sizeof(double) * n3);
+  memcpy(dst->support_next, src->support_next, n3);
+}
+
 void spf_run_state_free(spf_run_state *st)
 {
   if (!st) return;

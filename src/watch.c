@@ -30,10 +30,8 @@ int spf_run_state_extend(const spf_run_state *old, int64_t n_new, uint64_t seed,
   if (n_new < 0 || old->n_images < 0 || old->n_images + n_new < 1) return SPF_ERR_SIZE;
   const int rc = spf_run_state_make(old->M, old->n_images + n_new, out);
   if (rc) return rc;
-  const size_t n = (size_t)old->n_images, n3 = (size_t)(old->M * old->M * old->M);
-  out->generation = old->generation;
-  out->have_model = old->have_model;
-  out->n_references = old->n_references;
+  const size_t n = (size_t)old->n_images;
+  spf_run_state_copy_volumes(out, old);
   out->last_fraction_changed = 1;
   if (n) {
     memcpy(out->orientations, old->orientations, sizeof(double) * 4 * n);
@@ -43,12 +41,6 @@ int spf_run_state_extend(const spf_run_state *old, int64_t n_new, uint64_t seed,
     memcpy(out->fluence, old->fluence, sizeof(double) * n);
     memcpy(out->entropy, old->entropy, sizeof(float) * n);
   }
-  memcpy(out->rho, old->rho, sizeof(double) * n3);
-  memcpy(out->u, old->u, sizeof(double) * n3);
-  memcpy(out->u_model, old->u_model, sizeof(double) * n3);
-  memcpy(out->support, old->support, n3);
-  memcpy(out->rho_next, old->rho_next, sizeof(double) * n3);
-  memcpy(out->support_next, old->support_next, n3);
   for (int64_t i = 0; i < n_new; i++) {
     const size_t k = n + (size_t)i;
     spf_rng r;

@@ -51,23 +51,14 @@ typedef struct {
 
 static void state_copy(spf_run_state *dst, const spf_run_state *src)
 {
-  const int64_t n = src->n_images, n3 = src->M * src->M * src->M;
-  dst->generation = src->generation;
-  dst->have_model = src->have_model;
-  dst->last_fraction_changed = src->last_fraction_changed;
-  dst->n_references = src->n_references;
+  const int64_t n = src->n_images;
+  spf_run_state_copy_volumes(dst, src);
   memcpy(dst->orientations, src->orientations, sizeof(double) * 4 * n);
   memcpy(dst->best, src->best, sizeof(int64_t) * n);
   memcpy(dst->best_dist, src->best_dist, sizeof(float) * n);
   memcpy(dst->gap, src->gap, sizeof(float) * n);
   memcpy(dst->fluence, src->fluence, sizeof(double) * n);
   memcpy(dst->entropy, src->entropy, sizeof(float) * n);
-  memcpy(dst->rho, src->rho, sizeof(double) * n3);
-  memcpy(dst->u, src->u, sizeof(double) * n3);
-  memcpy(dst->u_model, src->u_model, sizeof(double) * n3);
-  memcpy(dst->support, src->support, n3);
-  memcpy(dst->rho_next, src->rho_next, sizeof(double) * n3);
-  memcpy(dst->support_next, src->support_next, n3);
 }
 
 static int stop_at(void *ctx, const spf_generation_log *log, const spf_run_state *st)

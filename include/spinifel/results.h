@@ -61,6 +61,9 @@ typedef struct {
  * no model); SPF_ERR_ALLOC leaves nothing allocated. Free with spf_run_state_free. */
 int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st);
 void spf_run_state_free(spf_run_state *st);
+/* Copy what is not per image: the generation counters (generation, have_model,
+ * last_fraction_changed, n_references) and the six M^3 volumes. Both states have src's M. */
+void spf_run_state_copy_volumes(spf_run_state *dst, const spf_run_state *src);
 
 /* Write a checkpoint (HDF5, temp name + rename, so a kill mid-write keeps the previous
  * checkpoint intact). config: the run's effective configuration as text, stored so that
