@@ -11,7 +11,8 @@
  * A* W A is the convolution with T(d) = sum_j w_j exp(i d . x_j), d in [-M, M)^3, one
  * type-1 NUFFT onto the 2M grid; A* W b is one type-1 NUFFT onto the M grid. Both are
  * sums over points, accumulated batch by batch (and, across MPI ranks, by a sum). The
- * solve is conjugate gradients with zero-padded FFT convolutions on (2M)^3, preconditioned
+ * solve is conjugate gradients with zero-padded FFT convolutions (on the smallest even
+ * 7-smooth grid >= 2M - 1: only offsets up to M - 1 occur), preconditioned
  * by T. Chan's optimal circulant approximation of A* W A (exact for rho I and the ball
  * penalty, which are circulant on the M grid): its eigenvalues are the sampling density
  * of the points smoothed to the grid, so the preconditioner is a density compensation.
