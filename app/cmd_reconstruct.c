@@ -811,6 +811,11 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
   printf("reconstructed %lld images in %d generations, %.1f s; voxel %.2f A, data to %.2f A (the farthest pixel); wrote "
          "%s/density.mrc, results.h5 and report.html\n",
          (long long)n, st.generation, omp_get_wtime() - c.t_start, voxel_a, 1e10 / s_max, outdir);
+  /* The cap reached while images still move: the answer is not settled; say how to go on. */
+  if (st.generation >= o.max_generations && st.generation > 1 && st.last_fraction_changed >= o.stop_fraction)
+    printf("not converged: %.1f%% of the images still changed orientation in the last generation (the stopping rule "
+           "is below %.1f%%); continue with: spinifel reconstruct --resume %s --generations %d\n",
+           100 * st.last_fraction_changed, 100 * o.stop_fraction, outdir, 2 * o.max_generations);
   if (q_true) {
     double p90, med = spf_orientation_error_median(n, q_true, st.orientations, &p90);
     printf("orientation error: median %.2f deg, 90th percentile %.2f deg\n", med, p90);

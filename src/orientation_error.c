@@ -43,10 +43,18 @@ static double median_of(int64_t n, const double *ang, double *tmp, double *p90)
 double spf_orientation_error_median(int64_t n, const double *qt, const double *qf, double *p90)
 {
   if (n < 1) return NAN;
-  double *ang = malloc(sizeof(double) * (size_t)n), *tmp = malloc(sizeof(double) * (size_t)n);
-  double *used = malloc(sizeof(double) * 4 * (size_t)n);
-  if (!ang || !tmp || !used) {
-    free(ang); free(tmp); free(used);
+  double *ang = malloc(sizeof(double) * (size_t)n);
+  const double med = ang ? spf_orientation_errors(n, qt, qf, ang, p90) : NAN;
+  free(ang);
+  return med;
+}
+
+double spf_orientation_errors(int64_t n, const double *qt, const double *qf, double *ang, double *p90)
+{
+  if (n < 1 || !ang) return NAN;
+  double *tmp = malloc(sizeof(double) * (size_t)n), *used = malloc(sizeof(double) * 4 * (size_t)n);
+  if (!tmp || !used) {
+    free(tmp); free(used);
     return NAN;
   }
   /* Candidate global rotations: the relative rotation of up to 200 images. */
@@ -82,7 +90,6 @@ double spf_orientation_error_median(int64_t n, const double *qt, const double *q
   }
   frame_angles(n, qt, qf, c, ang, NULL);
   double med = median_of(n, ang, tmp, p90);
-  free(ang);
   free(tmp);
   free(used);
   return med;

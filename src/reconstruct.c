@@ -35,7 +35,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->refs_generations = 16;
   o->ref_batch = 1000;
   o->max_generations = 0;
-  o->stop_fraction = 0.01;
+  o->stop_fraction = 0.02;
   o->soft_k = 64;
   o->soft_tau = 0.3;
   o->soft_generations = 8;
@@ -50,7 +50,11 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->res_start = 1.0;
   o->res_generations = 5;
   o->res_merge = 0;
-  o->use_prior = 1;
+  /* No prior: with the previous model as prior (rho u0, SpiniFEL's merge) the model kept
+   * the memory of earlier, wrong orientations and the last images took 20-40 generations
+   * to leave them; without, the same starts settle generations earlier (the demo's data,
+   * BENCHMARKS.md "Every start converges"). */
+  o->use_prior = 0;
   o->continue_phasing = 1;
   o->start_from_truth = 0;
   spf_merge_default_options(&o->merge);
@@ -262,7 +266,7 @@ int spf_reconstruct_resolve(spf_reconstruct_options *o, int model)
   const int poisson = model == SPF_MODEL_POISSON;
   if (!(o->slice_tol > 0)) o->slice_tol = poisson ? 1e-3 : 1e-4;
   if (!(o->merge.nufft_tol > 0)) o->merge.nufft_tol = poisson ? 1e-4 : 1e-6;
-  if (o->max_generations < 1) o->max_generations = poisson ? 16 : 20;
+  if (o->max_generations < 1) o->max_generations = poisson ? 16 : 40;
   if (o->beta_period < 1) o->beta_period = 4;
   if (o->phase_every < 1) o->phase_every = o->slice_merged ? 5 : 1;
   return SPF_OK;
@@ -489,8 +493,8 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
                               .median_orientation_error_deg = NAN, .p90_orientation_error_deg = NAN,
                               .beta = NAN, .mean_entropy = NAN, .median_gap = NAN, .median_spread = NAN,
                               .negative_fraction = NAN};
-    /* 1. The schedule: this generation's reference grid, and the last one's (the state's
-     * best references are on it); the final grid chosen from generation 0's merge. */
+    /* 1. The schedule: this generation's reference grid; the final grid chosen from
+     * generation 0's merge. */
     if (gen >= 1 && r.auto_refs && r.o.n_references == 0) {
       const int64_t floor_refs = o->refs_start > 0 ? o->refs_start : 1000;
       rc = spf_reconstruct_reference_count(r.M, out->u, o->oversampling, floor_refs,
@@ -498,9 +502,9 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
       if (rc) break;
       r.o.n_references = out->n_references = log.refs_choice.n_references;
     }
-    const int64_t n_refs = reference_count(o, gen), n_refs_prev = reference_count(o, gen - 1);
+    const int64_t n_refs = reference_count(o, gen);
     /* 2. Orientations from the model (none yet: random), the views into the merger. */
-    rc = spf_orienter_execute(r.orienter, gen, n_refs, n_refs_prev, have_model ? out->u_model : NULL, r.mg, out, &log);
+    rc = spf_orienter_execute(r.orienter, gen, n_refs, have_model ? out->u_model : NULL, r.mg, out, &log);
     if (rc) break;
     /* 3. The merge. */
     const double t1 = omp_get_wtime();

@@ -599,6 +599,15 @@ int spf_results_read_orientations(const char *path, int64_t n_images, double *or
   return read_array(path, "orientations", 2, dq, orientations, msg, msg_len);
 }
 
+int spf_results_read_per_image(const char *path, const char *name, int64_t n_images, double *out, char *msg,
+                               size_t msg_len)
+{
+  if (!path || !name || !out) return SPF_ERR_NULL;
+  if (n_images < 1) return SPF_ERR_SIZE;
+  const hsize_t d = (hsize_t)n_images;
+  return read_array(path, name, 1, &d, out, msg, msg_len);
+}
+
 int spf_results_read_volume(const char *path, const char *name, int64_t M, double *out, char *msg, size_t msg_len)
 {
   if (!path || !name || !out) return SPF_ERR_NULL;

@@ -99,7 +99,7 @@ static void euclidean_step_finds_the_references_its_images_were_sliced_at(void)
   CHECK(spf_orienter_total_images(orienter) == pb.n, "images %lld", (long long)spf_orienter_total_images(orienter));
   CHECK(spf_orienter_start(orienter, NULL, NULL, &st) == SPF_OK, "start");
   spf_generation_log log = {0};
-  CHECK(spf_orienter_execute(orienter, 1, N_REFS, N_REFS, pb.u0, mg, &st, &log) == SPF_OK, "execute");
+  CHECK(spf_orienter_execute(orienter, 1, N_REFS, pb.u0, mg, &st, &log) == SPF_OK, "execute");
   CHECK(same_refs(&pb, st.best) == pb.n, "%lld of %lld images at their references", (long long)same_refs(&pb, st.best),
         (long long)pb.n);
   double q[4], dq = 0, dmax = 0;
@@ -113,11 +113,82 @@ static void euclidean_step_finds_the_references_its_images_were_sliced_at(void)
         (long long)log.n_references, log.fraction_changed);
   /* The same model again: nothing changes. */
   spf_generation_log again = {0};
-  CHECK(spf_orienter_execute(orienter, 2, N_REFS, N_REFS, pb.u0, mg, &st, &again) == SPF_OK, "execute again");
+  CHECK(spf_orienter_execute(orienter, 2, N_REFS, pb.u0, mg, &st, &again) == SPF_OK, "execute again");
   CHECK(again.fraction_changed == 0, "changed %.3f on the same model", again.fraction_changed);
   int gaps = 1;
-  for (int64_t i = 0; i < pb.n; i++) gaps &= st.gap[i] >= 0 && st.gap[i] > st.best_dist[i];
-  CHECK(gaps, "every image's gap to the second best exceeds its best distance (largest %.3g)", dmax);
+  for (int64_t i = 0; i < pb.n; i++) gaps &= st.gap[i] > 1;
+  CHECK(gaps, "every image sliced at its reference is confident: its nearest alternative at least twice as far "
+        "(largest best distance %.3g)", dmax);
+  spf_orienter_free(orienter);
+  spf_merger_free(mg);
+  spf_run_state_free(&st);
+  problem_free(&pb);
+}
+
+/* The confidence against a brute-force search: every reference's distance to each image
+ * (plain metric, per-image scale, in double from the same model), the best, and the
+ * nearest reference farther than 3 ball radii from the best and its Friedel twin. */
+static void euclidean_confidence_is_the_gap_to_the_nearest_distant_alternative(void)
+{
+  problem pb;
+  spf_run_state st;
+  spf_merger *mg = NULL;
+  spf_orienter *orienter = NULL;
+  const int64_t n = 12;
+  double *q_true = malloc(sizeof(double) * 4 * n);
+  CHECK(q_true && problem_make(n, q_true, &pb) == SPF_OK && spf_run_state_make(M_GRID, n, &st) == SPF_OK, "problem");
+  const int64_t np = pb.det->n_pixels;
+  spf_reconstruct_options o;
+  options(&o, SPF_MODEL_EUCLIDEAN);
+  o.pixel_weighting = 0;
+  CHECK(spf_merger_make(M_GRID, &o.merge, &mg) == SPF_OK, "merger");
+  CHECK(spf_orienter_make(n, np, pb.img, pb.det->s, pb.det->s_max, &o, &orienter) == SPF_OK, "make");
+  CHECK(spf_orienter_start(orienter, NULL, NULL, &st) == SPF_OK, "start");
+  spf_generation_log log = {0};
+  CHECK(spf_orienter_execute(orienter, 1, N_REFS, pb.u0, mg, &st, &log) == SPF_OK, "execute");
+  /* Every reference's model image, as the orienter slices them. */
+  double *rot = malloc(sizeof(double) * 9 * N_REFS), *d = malloc(sizeof(double) * N_REFS), q[4];
+  float *ref_img = malloc(sizeof(float) * N_REFS * np);
+  spf_slicer *sl = NULL;
+  CHECK(rot && d && ref_img, "memory");
+  for (int64_t j = 0; j < N_REFS; j++) {
+    spf_orientation_grid(N_REFS, j, 1, q);
+    spf_quat_to_matrix(q, rot + 9 * j);
+  }
+  CHECK(spf_slicer_make(M_GRID, np, pb.det->s, pb.det->s_max, o.oversampling, o.slice_tol, N_REFS, 1, &sl) == SPF_OK &&
+            spf_slicer_set_volume(sl, pb.u0) == SPF_OK && spf_slicer_slice(sl, N_REFS, rot, ref_img) == SPF_OK,
+        "slices");
+  const double limit = 3 * spf_orientation_ball_radius(N_REFS);
+  const double zflip[4] = {0, 0, 0, 1};
+  double worst = 0;
+  int64_t same_best = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float *x = pb.img + i * np;
+    int64_t best = 0;
+    for (int64_t j = 0; j < N_REFS; j++) {
+      const float *m = ref_img + j * np;
+      double xx = 0, xm = 0, mm = 0;
+      for (int64_t p = 0; p < np; p++) xx += (double)x[p] * x[p], xm += (double)x[p] * m[p], mm += (double)m[p] * m[p];
+      d[j] = xm > 0 && mm > 0 ? xx - xm * xm / mm : xx;
+      if (d[j] < d[best]) best = j;
+    }
+    same_best += best == st.best[i];
+    double qb[4], flip[4], alt = INFINITY;
+    spf_orientation_grid(N_REFS, best, 1, qb);
+    spf_quat_multiply(zflip, qb, flip);
+    for (int64_t j = 0; j < N_REFS; j++) {
+      spf_orientation_grid(N_REFS, j, 1, q);
+      if (fmin(spf_quat_angle(q, qb), spf_quat_angle(q, flip)) > limit && d[j] < alt) alt = d[j];
+    }
+    const double gap = (alt - d[best]) / d[best];
+    worst = fmax(worst, fabs(st.gap[i] - gap) / gap);
+  }
+  /* The slices agree to the slicer's tolerance (1e-4 relative): distances of images far
+   * from every reference to a few 1e-4, their differences to a few 1e-3. */
+  CHECK(same_best == n, "%lld of %lld images at the brute force's best", (long long)same_best, (long long)n);
+  CHECK(worst < 1e-2, "gap against the brute force's: largest relative difference %.3g", worst);
+  spf_slicer_free(sl);
+  free(rot); free(d); free(ref_img); free(q_true);
   spf_orienter_free(orienter);
   spf_merger_free(mg);
   spf_run_state_free(&st);
@@ -148,7 +219,7 @@ static void poisson_step_finds_the_references_of_photon_counts(void)
   CHECK(spf_orienter_make(pb.n, np, counts, pb.det->s, pb.det->s_max, &o, &orienter) == SPF_OK, "make");
   CHECK(spf_orienter_start(orienter, NULL, NULL, &st) == SPF_OK, "start");
   spf_generation_log log = {0};
-  CHECK(spf_orienter_execute(orienter, 1, N_REFS, N_REFS, u, mg, &st, &log) == SPF_OK, "execute");
+  CHECK(spf_orienter_execute(orienter, 1, N_REFS, u, mg, &st, &log) == SPF_OK, "execute");
   const int64_t same = same_refs(&pb, st.best);
   CHECK(same >= pb.n * 9 / 10, "%lld of %lld images at their references", (long long)same, (long long)pb.n);
   double fsum = 0;
@@ -186,7 +257,7 @@ static void generation_zero_merges_each_image_at_its_own_orientation(void)
   CHECK(spf_orienter_make(n, np, pb.img, pb.det->s, pb.det->s_max, &o, &orienter) == SPF_OK, "make");
   CHECK(spf_orienter_start(orienter, NULL, q, &st) == SPF_OK, "start");
   spf_generation_log log = {0};
-  CHECK(spf_orienter_execute(orienter, 0, N_REFS, N_REFS, NULL, mg, &st, &log) == SPF_OK, "execute");
+  CHECK(spf_orienter_execute(orienter, 0, N_REFS, NULL, mg, &st, &log) == SPF_OK, "execute");
   CHECK(!memcmp(st.orientations, q, sizeof(double) * 4 * n), "orientations kept");
   CHECK(log.n_references == 0 && log.fraction_changed == 1, "log: %lld references, changed %.3f",
         (long long)log.n_references, log.fraction_changed);
@@ -263,6 +334,7 @@ static void start_draws_seeded_orientations_and_resume_copies_the_state(void)
 int main(void)
 {
   RUN_TEST(euclidean_step_finds_the_references_its_images_were_sliced_at);
+  RUN_TEST(euclidean_confidence_is_the_gap_to_the_nearest_distant_alternative);
   RUN_TEST(poisson_step_finds_the_references_of_photon_counts);
   RUN_TEST(generation_zero_merges_each_image_at_its_own_orientation);
   RUN_TEST(start_draws_seeded_orientations_and_resume_copies_the_state);

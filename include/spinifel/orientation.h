@@ -74,13 +74,11 @@ int spf_orienter_start(spf_orienter *plan, const spf_run_state *resume, const do
 
 /* One generation's orientation step. u_model: the model autocorrelation (M^3) to slice,
  * or NULL before the first model (generation 0: each image at its own orientation, no
- * matching). n_refs: this generation's reference grid (spf_orientation_grid), n_refs_prev
- * the previous generation's, to which st->best refers. The merger mg is cleared and
+ * matching). n_refs: this generation's reference grid (spf_orientation_grid). The merger mg is cleared and
  * receives the views (exact sums); the caller adds the ranks' sums and solves.
  * st: orientations, best, best_dist and gap per image (Poisson: and fluence, entropy).
- * log: n_references, fraction_changed (images whose orientation changed: another
- * reference of the same grid, or, when the grid changed, an orientation farther than
- * 1.5 ball radii of the new grid; 1 in generation 0), rechecks (summed over the ranks),
+ * log: n_references, fraction_changed (images whose orientation moved farther than 1.5
+ * ball radii of this grid, either Friedel twin counting; 1 in generation 0), rechecks (summed over the ranks),
  * the Poisson figures (beta, mean_entropy, median_gap, median_spread), and the step's
  * seconds: t_slice_match (slicing, matching or the likelihood; the Poisson views come
  * out of its third pass and are in it), t_merge (the Euclidean and generation-0 views
@@ -88,8 +86,8 @@ int spf_orienter_start(spf_orienter *plan, const spf_run_state *resume, const do
  * t_reduce, t_likelihood, t_views, t_merge_points. Progress: o->on_step's "slice+match"
  * as references are done, then "merge" 0 where the merge starts (before the Euclidean
  * views; the caller reports "merge" 1 after its solve). */
-int spf_orienter_execute(spf_orienter *plan, int generation, int64_t n_refs, int64_t n_refs_prev,
-                         const double *u_model, spf_merger *mg, spf_run_state *st, spf_generation_log *log);
+int spf_orienter_execute(spf_orienter *plan, int generation, int64_t n_refs, const double *u_model, spf_merger *mg,
+                         spf_run_state *st, spf_generation_log *log);
 
 void spf_orienter_free(spf_orienter *plan);
 

@@ -13,4 +13,8 @@
  * Quaternions (w, x, y, z), n * 4 each. NaN for n < 1 or when memory runs out. */
 double spf_orientation_error_median(int64_t n, const double *q_true, const double *q_found, double *percentile90);
 
+/* The same, with every image's angle (degrees, n entries) in angles. */
+double spf_orientation_errors(int64_t n, const double *q_true, const double *q_found, double *angles,
+                              double *percentile90);
+
 #endif

@@ -136,8 +136,9 @@ typedef struct {
   int64_t refs_start;      /* reference schedule: generation 1 uses refs_start (default 2000; 0: n_references), */
   int refs_generations;    /*   rising geometrically to n_references at this generation (default 16) */
   int64_t ref_batch;       /* references sliced per batch (default 1000) */
-  int max_generations;     /* default 0: auto, 20; 16 with the Poisson model */
-  double stop_fraction;    /* stop when fewer images change orientation (default 0.01) */
+  int max_generations;     /* default 0: auto, 40 (the stopping rule usually ends a run at 18-30);
+                              16 with the Poisson model */
+  double stop_fraction;    /* stop when fewer images change orientation (default 0.02) */
   int n_rho;               /* L-curve points (default 5) */
   double rho_min, rho_max; /* regularisation range relative to sum(w) / M^3 (default 1e-3 .. 10) */
   double phi;              /* ball penalty relative to sum(w) / M^3 (default 10) */
@@ -153,7 +154,8 @@ typedef struct {
                               generation res_generations (default 1: no schedule) */
   int res_generations;     /* default 5 */
   int res_merge;           /* 1: merge only those pixels too (default 0) */
-  int use_prior;           /* 1: merge with rho u0 from the previous model (default 1) */
+  int use_prior;           /* 1: merge with rho u0 from the previous model (default 0: it slowed
+                              convergence, see spf_reconstruct_default_options) */
   int continue_phasing;    /* 1: phase from the previous density and support (default 1) */
   int pixel_weighting;     /* matching metric: 0 plain Euclidean, 1 weighted by 1 / the mean
                               image (Poisson-like; default) */
@@ -191,9 +193,9 @@ typedef struct {
   int64_t n_references;         /* of this generation's grid (0 in generation 0) */
   spf_reference_choice refs_choice; /* the automatic final grid, in the generation that chose
                                    it (n_references 0 otherwise) */
-  double fraction_changed;      /* images whose orientation changed: another reference of the
-                                   same grid, or, when the grid changed, an orientation farther
-                                   than 1.5 ball radii of the new grid (1 in generation 0) */
+  double fraction_changed;      /* images whose orientation changed: moved farther than 1.5
+                                   ball radii of this generation's grid, a step to a
+                                   neighbouring reference not counting (1 in generation 0) */
   double beta;                  /* Poisson: annealing factor (NAN otherwise) */
   double mean_entropy;          /* Poisson: mean entropy of the images' probabilities (nats) */
   double median_gap;              /* Poisson: median log-likelihood gap best - second best */

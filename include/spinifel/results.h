@@ -117,6 +117,11 @@ int spf_intensity_read(const char *path, double **intensity, spf_intensity_grid 
  * naming the shapes. */
 int spf_results_read_orientations(const char *path, int64_t n_images, double *orientations, char *msg, size_t msg_len);
 
+/* One per-image figure of a results file ("best_distance", "confidence", "fluence",
+ * "entropy"), n_images of them, as double. */
+int spf_results_read_per_image(const char *path, const char *name, int64_t n_images, double *out, char *msg,
+                               size_t msg_len);
+
 /* One M^3 volume of a results file ("intensity", "autocorrelation", "density"). */
 int spf_results_read_volume(const char *path, const char *name, int64_t M, double *out, char *msg, size_t msg_len);
 

@@ -412,9 +412,9 @@ def check_layouts():
     o = defaults(ReconstructOptions, lib.spf_reconstruct_default_options, "spf_reconstruct_options", [
         ("model", -1), ("poisson_mean", 2.0), ("beta_max", 0.5), ("positive_intensity", -1),
         ("M", 31), ("oversampling", 1.0), ("refs_max", 1000000), ("refs_start", 2000),
-        ("refs_generations", 16), ("ref_batch", 1000), ("stop_fraction", 0.01), ("n_rho", 5),
+        ("refs_generations", 16), ("ref_batch", 1000), ("stop_fraction", 0.02), ("n_rho", 5),
         ("rho_min", 1e-3), ("rho_max", 10.0), ("phi", 10.0), ("res_start", 1.0),
-        ("res_generations", 5), ("use_prior", 1), ("pixel_weighting", 1), ("soft_k", 64),
+        ("res_generations", 5), ("use_prior", 0), ("pixel_weighting", 1), ("soft_k", 64),
         ("soft_tau", 0.3), ("soft_generations", 8), ("slice_merged", 1), ("seed", 1),
         ("match_store_mib", 4096), ("merge.cg_max_iter", 100), ("merge.cg_tol", 1e-6),
         ("phase.n_cycles", 10), ("phase.beta", 0.3)])
