@@ -19,7 +19,8 @@ static void usage(FILE *out)
           "  median and the 90th percentile; then, from RESULTS.h5's per-image confidence, how\n"
           "  well the confidence flags the images that are far off: its rank correlation with\n"
           "  the error (Spearman, of low confidence with large error: 1 is perfect), and of the\n"
-          "  n images more than DEG off, how many are among the n of lowest confidence.\n"
+          "  n images more than DEG off, how many are among the n of lowest confidence and\n"
+          "  among the lowest 15%%.\n"
           "  --images N   the first N images (as reconstruct --images; default: all)\n"
           "  --off DEG    an image is far off beyond DEG degrees (default 20)\n"
           "  --csv FILE   per image: image, error_deg, best_distance, confidence\n"
@@ -53,9 +54,10 @@ static void ranks(int64_t n, const double *v, keyed *tmp, double *rank)
 
 /* How well low confidence flags large error, over the images with a finite confidence:
  * the Spearman correlation of -confidence with the error; and of the images more than
- * off degrees off (*n_off), how many (*caught) are among as many of lowest confidence. */
+ * off degrees off (*n_off), how many are among as many of lowest confidence (caught[0])
+ * and among the lowest 15% (caught[1]). */
 static int confidence_figures(int64_t n, const double *err, const double *conf, double off, int64_t *n_used,
-                              double *spearman, int64_t *n_off, int64_t *caught)
+                              double *spearman, int64_t *n_off, int64_t caught[2])
 {
   double *e = malloc(sizeof(double) * (size_t)n), *c = malloc(sizeof(double) * (size_t)n);
   double *re = malloc(sizeof(double) * (size_t)n), *rc_ = malloc(sizeof(double) * (size_t)n);
@@ -69,7 +71,7 @@ static int confidence_figures(int64_t n, const double *err, const double *conf, 
     if (isfinite(conf[i]) && isfinite(err[i])) e[m] = err[i], c[m] = -conf[i], m++;
   *n_used = m;
   *spearman = NAN;
-  *n_off = *caught = 0;
+  *n_off = caught[0] = caught[1] = 0;
   if (m > 1) {
     ranks(m, e, tmp, re);
     ranks(m, c, tmp, rc_);
@@ -83,7 +85,8 @@ static int confidence_figures(int64_t n, const double *err, const double *conf, 
     /* The lowest confidences first (c is -confidence: largest first). */
     for (int64_t i = 0; i < m; i++) tmp[i] = (keyed){-c[i], i}, *n_off += e[i] > off;
     qsort(tmp, (size_t)m, sizeof *tmp, cmp_keyed);
-    for (int64_t k = 0; k < *n_off; k++) *caught += e[tmp[k].i] > off;
+    for (int64_t k = 0; k < *n_off; k++) caught[0] += e[tmp[k].i] > off;
+    for (int64_t k = 0; k < (int64_t)(0.15 * (double)m); k++) caught[1] += e[tmp[k].i] > off;
   }
   free(e); free(c); free(re); free(rc_); free(tmp);
   return 0;
@@ -186,15 +189,16 @@ int cmd_orientations(int argc, char **argv)
   const int have_bd = !status && !spf_results_read_per_image(files[0], "best_distance", n, bd, msg, sizeof msg);
   if (!status && !have_conf) printf("no per-image confidence in %s\n", files[0]);
   if (!status && have_conf) {
-    int64_t used, n_off, caught;
+    int64_t used, n_off, caught[2];
     double sp;
-    if (confidence_figures(n, err, conf, off, &used, &sp, &n_off, &caught)) {
+    if (confidence_figures(n, err, conf, off, &used, &sp, &n_off, caught)) {
       fprintf(stderr, "spinifel orientations: out of memory\n");
       status = 1;
     } else {
       printf("confidence: rank correlation of low confidence with the error %.2f (%lld images with a confidence); "
-             "%lld images more than %g deg off, %lld of them among the %lld of lowest confidence\n",
-             sp, (long long)used, (long long)n_off, off, (long long)caught, (long long)n_off);
+             "%lld images more than %g deg off, %lld of them among the %lld of lowest confidence, %lld among the "
+             "lowest 15%%\n",
+             sp, (long long)used, (long long)n_off, off, (long long)caught[0], (long long)n_off, (long long)caught[1]);
     }
   }
   if (!status && csv) status = write_csv(csv, n, err, have_bd ? bd : NULL, have_conf ? conf : NULL);

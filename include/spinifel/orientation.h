@@ -66,7 +66,7 @@ int64_t spf_orienter_total_images(const spf_orienter *plan);
 /* The per-image state (st: orientations, best, best_dist, gap, fluence, entropy) to start
  * from. resume NULL: generation 0's: a random orientation per image (seeded: o->seed and
  * the image's global index; true_quats instead with start_from_truth, may be NULL),
- * best -1, best_dist NaN, entropy NaN, fluence 1, or with the Poisson model and
+ * best -1, best_dist and gap NaN, entropy NaN, fluence 1, or with the Poisson model and
  * update_fluence each image's photons over the mean (EMC refines it). resume (may be st
  * itself): the resumed state's, copied (best_dist restarts at NaN when resume is st, as
  * it always has: the next matching sets it). */

@@ -43,9 +43,10 @@ typedef struct {
                                 0 before, or when the options fixed it */
   double *orientations;      /* n_images * 4 */
   int64_t *best;             /* n_images: reference index of the last match, -1 none */
-  float *best_dist, *gap;    /* n_images (NaN before matching). Poisson model: best_dist is
-                                -log L of the best reference, gap the log-likelihood gap
-                                to the second best */
+  float *best_dist, *gap;    /* n_images (NaN before matching). Euclidean: the best distance
+                                and the confidence, (d_alt - d_best) / d_best for the nearest
+                                reference beyond 3 ball radii (orientation.c); Poisson: -log L
+                                of the best reference, the log-likelihood gap to the second */
   double *fluence;           /* n_images: relative fluence phi (Poisson model), else 1 */
   float *entropy;            /* n_images: entropy of the orientation probabilities (nats), NaN
                                 when not computed */
@@ -86,7 +87,7 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
  *                    edge_inv_angstrom, beamstop_inv_angstrom (double), unit (text)
  *   autocorrelation  (M, M, M) float64: u
  *   density          (M, M, M) float64: rho
- *   orientations     (N, 4) float64 (w, x, y, z); best_distance (N) float32; confidence (N) float32 (the gap to the second best)
+ *   orientations     (N, 4) float64 (w, x, y, z); best_distance (N) float32; confidence (N) float32 (the state's gap)
  *   fluence (N) float64, entropy (N) float32: with the Poisson model (given non-NULL), each image's
  *   relative fluence and the entropy (nats) of its orientation probabilities
  *   attributes on /: voxel_angstrom (double), generations (int), config (text)
