@@ -683,12 +683,7 @@ static int reconstruct_command(int argc, char **argv, char *created_dir, size_t 
     if (!rc) rc = spf_checkpoint_read(path, cw.active ? &whole : &st, stored, sizeof stored, msg, sizeof msg);
     if (!rc && cw.active) {
       spf_run_state_copy_volumes(&st, &whole);
-      memcpy(st.orientations, whole.orientations + 4 * first, sizeof(double) * 4 * (size_t)n);
-      memcpy(st.best, whole.best + first, sizeof(int64_t) * (size_t)n);
-      memcpy(st.best_dist, whole.best_dist + first, sizeof(float) * (size_t)n);
-      memcpy(st.gap, whole.gap + first, sizeof(float) * (size_t)n);
-      memcpy(st.fluence, whole.fluence + first, sizeof(double) * (size_t)n);
-      memcpy(st.entropy, whole.entropy + first, sizeof(float) * (size_t)n);
+      spf_run_state_copy_images(&st, 0, &whole, first, n);
     }
     if (cw.active) spf_run_state_free(&whole);
     if (rc) {

@@ -200,14 +200,7 @@ int spf_orienter_start(spf_orienter *p, const spf_run_state *resume, const doubl
   const int64_t n = p->n_images;
   if (st->n_images != n || (resume && resume->n_images != n)) return SPF_ERR_SIZE;
   if (resume) {
-    if (resume != st) {
-      memcpy(st->orientations, resume->orientations, sizeof(double) * 4 * (size_t)n);
-      memcpy(st->best, resume->best, sizeof(int64_t) * (size_t)n);
-      memcpy(st->best_dist, resume->best_dist, sizeof(float) * (size_t)n);
-      memcpy(st->gap, resume->gap, sizeof(float) * (size_t)n);
-      memcpy(st->fluence, resume->fluence, sizeof(double) * (size_t)n);
-      memcpy(st->entropy, resume->entropy, sizeof(float) * (size_t)n);
-    }
+    if (resume != st) spf_run_state_copy_images(st, 0, resume, 0, n);
     return SPF_OK;
   }
   /* Generation 0: random orientations, one seeded stream per image; no matching yet.

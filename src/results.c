@@ -71,6 +71,19 @@ void spf_run_state_copy_volumes(spf_run_state *dst, const spf_run_state *src)
   memcpy(dst->support_next, src->support_next, n3);
 }
 
+void spf_run_state_copy_images(spf_run_state *dst, int64_t dst_first, const spf_run_state *src, int64_t src_first,
+                               int64_t count)
+{
+  if (count <= 0) return;
+  const size_t n = (size_t)count, d = (size_t)dst_first, s = (size_t)src_first;
+  memcpy(dst->orientations + 4 * d, src->orientations + 4 * s, sizeof(double) * 4 * n);
+  memcpy(dst->best + d, src->best + s, sizeof(int64_t) * n);
+  memcpy(dst->best_dist + d, src->best_dist + s, sizeof(float) * n);
+  memcpy(dst->gap + d, src->gap + s, sizeof(float) * n);
+  memcpy(dst->fluence + d, src->fluence + s, sizeof(double) * n);
+  memcpy(dst->entropy + d, src->entropy + s, sizeof(float) * n);
+}
+
 void spf_run_state_free(spf_run_state *st)
 {
   if (!st) return;

@@ -33,14 +33,7 @@ int spf_run_state_extend(const spf_run_state *old, int64_t n_new, uint64_t seed,
   const size_t n = (size_t)old->n_images;
   spf_run_state_copy_volumes(out, old);
   out->last_fraction_changed = 1;
-  if (n) {
-    memcpy(out->orientations, old->orientations, sizeof(double) * 4 * n);
-    memcpy(out->best, old->best, sizeof(int64_t) * n);
-    memcpy(out->best_dist, old->best_dist, sizeof(float) * n);
-    memcpy(out->gap, old->gap, sizeof(float) * n);
-    memcpy(out->fluence, old->fluence, sizeof(double) * n);
-    memcpy(out->entropy, old->entropy, sizeof(float) * n);
-  }
+  spf_run_state_copy_images(out, 0, old, 0, (int64_t)n);
   for (int64_t i = 0; i < n_new; i++) {
     const size_t k = n + (size_t)i;
     spf_rng r;

@@ -51,14 +51,8 @@ typedef struct {
 
 static void state_copy(spf_run_state *dst, const spf_run_state *src)
 {
-  const int64_t n = src->n_images;
   spf_run_state_copy_volumes(dst, src);
-  memcpy(dst->orientations, src->orientations, sizeof(double) * 4 * n);
-  memcpy(dst->best, src->best, sizeof(int64_t) * n);
-  memcpy(dst->best_dist, src->best_dist, sizeof(float) * n);
-  memcpy(dst->gap, src->gap, sizeof(float) * n);
-  memcpy(dst->fluence, src->fluence, sizeof(double) * n);
-  memcpy(dst->entropy, src->entropy, sizeof(float) * n);
+  spf_run_state_copy_images(dst, 0, src, 0, src->n_images);
 }
 
 static int stop_at(void *ctx, const spf_generation_log *log, const spf_run_state *st)

@@ -66,6 +66,11 @@ void spf_run_state_free(spf_run_state *st);
  * last_fraction_changed, n_references) and the six M^3 volumes. Both states have src's M. */
 void spf_run_state_copy_volumes(spf_run_state *dst, const spf_run_state *src);
 
+/* The per-image state (orientations, best, best_dist, gap, fluence, entropy) of count
+ * images, src's from src_first to dst's from dst_first; the caller keeps both in range. */
+void spf_run_state_copy_images(spf_run_state *dst, int64_t dst_first, const spf_run_state *src, int64_t src_first,
+                               int64_t count);
+
 /* Write a checkpoint (HDF5, temp name + rename, so a kill mid-write keeps the previous
  * checkpoint intact). config: the run's effective configuration as text, stored so that
  * a resume can refuse a different configuration. Every array and config are required
