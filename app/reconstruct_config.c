@@ -61,6 +61,8 @@ int config_param_table(settings *s, param *t)
       {"soft-k", T_INT, &o->soft_k, 1, 4096, 1, "soft assignment: nearest references per image"},
       {"soft-tau", T_DOUBLE, &o->soft_tau, 1e-6, 1e6, 1, "soft assignment temperature (relative)"},
       {"soft-gens", T_INT, &o->soft_generations, 0, 1000, 1, "generations with soft assignment"},
+      {"local-refine", T_INT, &o->local_refine, 0, 8, 1,
+       "refine matches off the final grid: step halvings from half its ball radius (0: off)"},
       {"slice-merged", T_INT, &o->slice_merged, 0, 1, 1, "1: slice the merged, not the phased model"},
       {"prior", T_INT, &o->use_prior, 0, 1, 1, "merge with the previous model as prior"},
       {"continue-phasing", T_INT, &o->continue_phasing, 0, 1, 1, "phase from the previous density"},

@@ -39,6 +39,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->soft_k = 64;
   o->soft_tau = 0.3;
   o->soft_generations = 8;
+  o->local_refine = 3;
   o->pixel_weighting = 1;
   o->slice_merged = 1;
   o->n_rho = 5;

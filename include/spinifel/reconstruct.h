@@ -162,6 +162,10 @@ typedef struct {
   int soft_k;              /* soft assignment: merge each image at its soft_k nearest references (default 64) */
   double soft_tau;         /*   with weights exp(-(d - d_best) / (soft_tau d_best)) (default 0.3) */
   int soft_generations;    /*   in generations 1 .. soft_generations (default 8; 0: hard only) */
+  int local_refine;        /* Euclidean, on the final grid: refine each image's match off the grid
+                              by a pattern search of this many steps, from half the grid's ball
+                              radius, halving (default 3; 0: the grid's orientations). The
+                              views are then merged at the refined orientations */
   int slice_merged;        /* 1: slice the merged autocorrelation, not the phased model's (default 1) */
   int start_from_truth;    /* diagnostics: generation 0 uses true_quats (default 0) */
   spf_merge_options merge;

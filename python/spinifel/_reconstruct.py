@@ -33,7 +33,7 @@ _RANGES = {
     "stop_fraction": (0, 1), "n_rho": (1, 100), "rho_min": (1e-12, 1e12), "rho_max": (1e-12, 1e12),
     "phi": (0, 1e12), "slice_tol": (0, 1e-2), "phase_every": (0, 1000), "res_start": (0.05, 1),
     "res_generations": (1, 1000), "res_merge": (0, 1), "use_prior": (0, 1), "continue_phasing": (0, 1),
-    "pixel_weighting": (0, 1), "soft_k": (1, 4096), "soft_tau": (1e-6, 1e6), "soft_generations": (0, 1000),
+    "pixel_weighting": (0, 1), "local_refine": (0, 8), "soft_k": (1, 4096), "soft_tau": (1e-6, 1e6), "soft_generations": (0, 1000),
     "slice_merged": (0, 1), "start_from_truth": (0, 1), "seed": (0, 9e18), "nthreads": (0, 1024),
     "match_store_mib": (0, 1e9),
     "merge.nufft_tol": (0, 1e-2), "merge.cg_max_iter": (1, 100000), "merge.cg_tol": (1e-15, 1),
