@@ -51,7 +51,7 @@ int config_param_table(settings *s, param *t)
       {"refs-gens", T_INT, &o->refs_generations, 1, 1000, 1, "generation at which refs is reached"},
       {"ref-batch", T_I64, &o->ref_batch, 1, 1e6, 1, "references sliced per batch (memory)"},
       {"generations", T_INT, &o->max_generations, 0, 1000, 0,
-       "generation cap (0: 40, 16 for poisson; a resume may raise it)"},
+       "generation cap (0: 60, 16 for poisson; a resume may raise it)"},
       {"stop-fraction", T_DOUBLE, &o->stop_fraction, 0, 1, 1, "stop when fewer images change orientation"},
       {"seed", T_I64, &o->seed, 0, 9e18, 1, "seed of generation 0's orientations and of phasing"},
       {"pixel-weighting", T_INT, &o->pixel_weighting, 0, 1, 1, "matching metric: 1 = 1/mean image, 0 = plain"},

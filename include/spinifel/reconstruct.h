@@ -136,7 +136,7 @@ typedef struct {
   int64_t refs_start;      /* reference schedule: generation 1 uses refs_start (default 2000; 0: n_references), */
   int refs_generations;    /*   rising geometrically to n_references at this generation (default 16) */
   int64_t ref_batch;       /* references sliced per batch (default 1000) */
-  int max_generations;     /* default 0: auto, 40 (the stopping rule usually ends a run at 18-30);
+  int max_generations;     /* default 0: auto, 60 (the stopping rule usually ends a run at 18-30);
                               16 with the Poisson model */
   double stop_fraction;    /* stop when fewer images change orientation (default 0.02) */
   int n_rho;               /* L-curve points (default 5) */
