@@ -41,7 +41,8 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->soft_generations = 8;
   o->local_refine = 3;
   o->pixel_weighting = 1;
-  o->slice_merged = 1;
+  o->slice_merged = -1;
+  o->slice_phase_cycles = 3;
   o->n_rho = 5;
   o->rho_min = 1e-3;
   o->rho_max = 10;
@@ -150,10 +151,23 @@ static double stopping_figure(const spf_reconstruct_options *o, int64_t n_refs, 
  * changed): PHASE_LAST when not also scheduled, an output that later phasings do not
  * continue from (a longer or resumed run never computed it). */
 enum { PHASE_NONE = 0, PHASE_SCHEDULED, PHASE_LAST };
+
+/* Whether the model generation gen + 1 slices is the phased one (slice_merged): always
+ * with 0; with 2 while that generation's grid is not the final one (the schedule of
+ * reference_count; before the final count is chosen it is not). */
+static int slices_phased(const spf_reconstruct_options *o, int gen)
+{
+  if (o->slice_merged == 0) return 1;
+  if (o->slice_merged != 2) return 0;
+  return gen + 1 < o->refs_generations && o->refs_start > 0 &&
+         (o->n_references == 0 || o->refs_start < o->n_references);
+}
+
 static int phase_due(const spf_reconstruct_options *o, int gen, int have_model, int64_t n_refs,
                      double fraction_changed)
 {
-  if (o->phase_every <= 1 || !have_model || (gen + 1) % o->phase_every == 0) return PHASE_SCHEDULED;
+  if (o->phase_every <= 1 || !have_model || (gen + 1) % o->phase_every == 0 || slices_phased(o, gen))
+    return PHASE_SCHEDULED;
   const int last =
       gen + 1 >= o->max_generations || (gen > 0 && stopping_figure(o, n_refs, fraction_changed) < o->stop_fraction);
   return last ? PHASE_LAST : PHASE_NONE;
@@ -269,6 +283,7 @@ int spf_reconstruct_resolve(spf_reconstruct_options *o, int model)
   if (!(o->merge.nufft_tol > 0)) o->merge.nufft_tol = poisson ? 1e-4 : 1e-6;
   if (o->max_generations < 1) o->max_generations = poisson ? 16 : 60;
   if (o->beta_period < 1) o->beta_period = 4;
+  if (o->slice_merged < 0) o->slice_merged = poisson ? 1 : 2;
   if (o->phase_every < 1) o->phase_every = o->slice_merged ? 5 : 1;
   return SPF_OK;
 }
@@ -316,7 +331,8 @@ static int run_options(int64_t n_images, int64_t np, const float *images, const 
   if (opts) *o = *opts;
   else spf_reconstruct_default_options(o);
   if (o->M < 3 || o->M % 2 == 0 || o->n_references < 0 || (o->n_references == 0 && o->refs_max < 1) ||
-      o->ref_batch < 1 || o->max_generations < 0 || o->n_rho < 1)
+      o->ref_batch < 1 || o->max_generations < 0 || o->n_rho < 1 || o->slice_merged < -1 || o->slice_merged > 2 ||
+      o->slice_phase_cycles < 1)
     return SPF_ERR_OPTION;
   o->nthreads = o->nthreads > 0 ? o->nthreads : omp_get_max_threads();
   o->merge.nthreads = o->phase.nthreads = o->nthreads;
@@ -358,7 +374,8 @@ static int run_setup(run *r, int64_t n_images, int64_t np, const float *images, 
   r->rhos = malloc(sizeof(double) * (size_t)o->n_rho);
   r->stats = malloc(sizeof(spf_merge_stats) * (size_t)o->n_rho);
   r->scratch = malloc(sizeof(double) * (size_t)r->n3);
-  r->cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(o->phase.n_cycles + 1));
+  const int max_cycles = o->phase.n_cycles > o->slice_phase_cycles ? o->phase.n_cycles : o->slice_phase_cycles;
+  r->cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(max_cycles + 1));
   rc = r->rhos && r->stats && r->scratch && r->cyc ? SPF_OK : SPF_ERR_ALLOC;
   if (!rc) rc = spf_merger_make(r->M, &o->merge, &r->mg);
   rc = spf_comm_agree(r->cm, rc);
@@ -410,27 +427,31 @@ static int merge_step(run *r, int have_model, int *chosen, spf_generation_log *l
  * density and support (as SpiniFEL does): restarting from noise lets the model jump
  * between generations. Over MPI rank 0 phases and broadcasts the result (every rank
  * holds the same u). */
-static int phase_step(run *r, int gen, int have_model, int due)
+static int phase_step(run *r, int gen, int have_model, int due, int *cycles)
 {
   spf_reconstruct_options *o = &r->o;
   spf_run_state *out = r->out;
   const spf_comm *cm = r->cm;
   const int cont = have_model && o->continue_phasing;
   const size_t n3 = (size_t)r->n3;
-  /* An output-only phasing leaves the model that slicing reads (when it is phasing's) as
-   * the schedule made it. */
-  double *u_model = due == PHASE_LAST && !o->slice_merged ? r->scratch : out->u_model;
-  o->phase.seed = o->seed + (uint64_t)gen;
+  /* A phasing whose model is sliced next writes it; an output-only one leaves the model
+   * that slicing reads as the schedule made it. The first kind runs every generation
+   * from the last density: a few cycles do (slice_phase_cycles). */
+  const int model_next = due == PHASE_SCHEDULED && slices_phased(o, gen);
+  double *u_model = model_next ? out->u_model : r->scratch;
+  spf_phase_options po = o->phase;
+  po.seed = o->seed + (uint64_t)gen;
+  if (model_next) po.n_cycles = o->slice_phase_cycles;
+  *cycles = po.n_cycles;
   int rc = SPF_OK;
   if (!cm || !cm->active || cm->rank == 0)
-    rc = spf_phase(r->M, out->u, &o->phase, cont ? out->rho_next : NULL, cont ? out->support_next : NULL, out->rho,
+    rc = spf_phase(r->M, out->u, &po, cont ? out->rho_next : NULL, cont ? out->support_next : NULL, out->rho,
                    out->support, u_model, r->cyc);
   rc = spf_comm_agree(cm, rc);
   if (!rc) rc = spf_comm_bcast(cm, out->rho, r->n3 * (int64_t)sizeof(double), 0);
   if (!rc) rc = spf_comm_bcast(cm, out->support, r->n3, 0);
-  if (!rc && !o->slice_merged && due == PHASE_SCHEDULED)
-    rc = spf_comm_bcast(cm, out->u_model, r->n3 * (int64_t)sizeof(double), 0);
-  if (!rc) rc = spf_comm_bcast(cm, r->cyc, o->phase.n_cycles * (int64_t)sizeof *r->cyc, 0);
+  if (!rc && model_next) rc = spf_comm_bcast(cm, out->u_model, r->n3 * (int64_t)sizeof(double), 0);
+  if (!rc) rc = spf_comm_bcast(cm, r->cyc, po.n_cycles * (int64_t)sizeof *r->cyc, 0);
   if (!rc && due == PHASE_SCHEDULED) {
     memcpy(out->rho_next, out->rho, sizeof(double) * n3);
     memcpy(out->support_next, out->support, n3);
@@ -440,14 +461,14 @@ static int phase_step(run *r, int gen, int have_model, int due)
 
 /* The report: the log's merge and phasing figures, the orientation error against the
  * truth (over every rank's images), a line on stderr when verbose. */
-static int report(const run *r, int phased, int chosen, spf_generation_log *log)
+static int report(const run *r, int cycles, int chosen, spf_generation_log *log)
 {
   const spf_reconstruct_options *o = &r->o;
   const spf_comm *cm = r->cm;
   log->cg_iterations = r->stats[chosen].iterations;
   log->cg_residual = r->stats[chosen].rel_residual;
   log->rho_chosen = r->stats[chosen].rho;
-  log->phase_error = phased && o->phase.n_cycles > 0 ? r->cyc[o->phase.n_cycles - 1].fourier_error : NAN;
+  log->phase_error = cycles > 0 ? r->cyc[cycles - 1].fourier_error : NAN;
   log->support_size = 0;
   for (int64_t v = 0; v < r->n3; v++) log->support_size += r->out->support[v] != 0;
   const int64_t n = r->out->n_images;
@@ -516,18 +537,19 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     /* 4. Phasing, when due. */
     const int phased = phase_due(o, gen, have_model, n_refs, log.fraction_changed);
     if (o->on_step) o->on_step(o->step_ctx, gen, "phase", 0, 1);
-    if (!rc && phased) rc = phase_step(&r, gen, have_model, phased);
+    int cycles = 0;
+    if (!rc && phased) rc = phase_step(&r, gen, have_model, phased, &cycles);
     const double t3 = omp_get_wtime();
     if (o->on_step) o->on_step(o->step_ctx, gen, "phase", 1, 1);
     if (rc) break;
-    if (o->slice_merged) memcpy(out->u_model, out->u, sizeof(double) * (size_t)r.n3);
+    if (!slices_phased(o, gen)) memcpy(out->u_model, out->u, sizeof(double) * (size_t)r.n3);
     have_model = 1;
     out->generation = gen + 1;
     out->have_model = 1;
     /* 5. The report; the caller's callback; the stopping rule. */
     log.t_merge += t2 - t1; /* after the views, when the orientation step merged them */
     log.t_phase = t3 - t2;
-    rc = report(&r, phased, chosen, &log);
+    rc = report(&r, cycles, chosen, &log);
     if (rc) break;
     out->last_fraction_changed = stopping_figure(o, n_refs, log.fraction_changed);
     if (on_generation && on_generation(ctx, &log, out)) break;

@@ -48,7 +48,7 @@ done
 rec_opts=(--images --half --poisson-mean --beta-start --beta-min-spread --beta-max --beta-period --model-floor
           --update-fluence --positive-intensity --mask-dead --M --refs --refs-max --refs-start --refs-gens --ref-batch
           --generations --stop-fraction --pixel-weighting --res-start --res-gens --res-merge --soft-k --soft-tau
-          --soft-gens --slice-merged --prior --continue-phasing --n-rho --rho-min --rho-max --phi --cg-iterations
+          --soft-gens --slice-merged --slice-phase-cycles --prior --continue-phasing --n-rho --rho-min --rho-max --phi --cg-iterations
           --cg-tol --merge-tol --slice-tol --preconditioner --phase-every --phase-cycles --beta --start-from-truth
           --pictures-each --threads)
 for o in "${rec_opts[@]}"; do

@@ -146,9 +146,10 @@ typedef struct {
                               model, whose counts are far noisier; merge.nufft_tol likewise:
                               0 is 1e-6, 1e-4 with the Poisson model) */
   int phase_every;         /* phase every this many generations and at the last (default 0:
-                              auto: 5 with slice_merged, where the density feeds only the
-                              next phasing, 1 without; measured the same density on the
-                              demo's data and on 2cex at 280 photons, BENCHMARKS.md) */
+                              auto: 5 with slice_merged 1 or 2, where the density feeds only
+                              the next phasing, 1 with 0; measured the same density on the
+                              demo's data and on 2cex at 280 photons, BENCHMARKS.md); every
+                              generation whose phased model is sliced next phases */
   double res_start;        /* resolution schedule: generation 1 matches on pixels with
                               |s| <= res_start * s_max, rising linearly to all pixels at
                               generation res_generations (default 1: no schedule) */
@@ -166,7 +167,16 @@ typedef struct {
                               by a pattern search of this many steps, from half the grid's ball
                               radius, halving (default 3; 0: the grid's orientations). The
                               views are then merged at the refined orientations */
-  int slice_merged;        /* 1: slice the merged autocorrelation, not the phased model's (default 1) */
+  int slice_merged;        /* the model each generation slices: 1 the merged autocorrelation, 0 the
+                              phased density's, 2 the phased one while the reference grid grows
+                              (generations before refs_generations) and the merged one on the
+                              final grid; default -1: auto, 2 (Euclidean), 1 (Poisson). The
+                              phasing's support and positivity break the mixtures of near-
+                              symmetric frames a merged model can settle in on noisy data
+                              (BENCHMARKS.md "Every start converges"); the merged model is the
+                              more accurate once the orientations hold */
+  int slice_phase_cycles;  /* phasing cycles of a phasing whose model is sliced next (default 3:
+                              it continues from the last density every generation) */
   int start_from_truth;    /* diagnostics: generation 0 uses true_quats (default 0) */
   spf_merge_options merge;
   spf_phase_options phase;
