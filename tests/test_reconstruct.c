@@ -227,6 +227,73 @@ static void reference_count_from_a_ball(void)
   free(u);
 }
 
+/* Which model each generation slices (slice_merged): the state's u_model after
+ * generation g is what generation g + 1 slices. With 2 it is the phased density's
+ * autocorrelation while the next grid still grows (g + 1 < refs_generations) and the
+ * merged u on the final grid; with 1 always u; with 0 always the phased one. */
+typedef struct {
+  int n;
+  int phased[8]; /* per generation: u_model is rho's autocorrelation (1), u (0), neither (-1) */
+  double *ac;
+} model_log;
+
+static int log_model(void *ctx, const spf_generation_log *log, const spf_run_state *st)
+{
+  model_log *c = ctx;
+  const int64_t n3 = st->M * st->M * st->M;
+  if (c->n >= 8 || spf_autocorrelation(st->M, st->rho, c->ac, 1) != SPF_OK) return 1;
+  double num = 0, den = 0;
+  for (int64_t k = 0; k < n3; k++) {
+    const double d = st->u_model[k] - c->ac[k];
+    num += d * d;
+    den += c->ac[k] * c->ac[k];
+  }
+  const int is_u = !memcmp(st->u_model, st->u, sizeof(double) * (size_t)n3);
+  c->phased[c->n++] = is_u ? 0 : sqrt(num / den) < 1e-9 ? 1 : -1;
+  (void)log;
+  return 0;
+}
+
+static void sliced_model_follows_the_schedule(void)
+{
+  spf_detector *det;
+  float *img;
+  double *q;
+  CHECK(small_problem(40, &det, &img, &q) == SPF_OK, "test problem");
+  const int64_t M = SMALL_PROBLEM_M, n = 40, np = det->n_pixels;
+  for (int mode = 0; mode <= 2; mode++) {
+    spf_reconstruct_options o;
+    spf_reconstruct_default_options(&o);
+    o.model = SPF_MODEL_EUCLIDEAN;
+    o.M = M;
+    o.n_references = 300;
+    o.refs_start = 40;
+    o.refs_generations = 3;
+    o.ref_batch = 128;
+    o.max_generations = 5;
+    o.stop_fraction = 0;
+    o.phase.n_cycles = 2;
+    o.slice_phase_cycles = 1;
+    o.slice_merged = mode;
+    o.nthreads = 2;
+    spf_run_state st;
+    model_log c = {0, {0}, malloc(sizeof(double) * (size_t)(M * M * M))};
+    CHECK(c.ac && spf_run_state_make(M, n, &st) == SPF_OK, "state");
+    CHECK(spf_reconstruct(n, np, img, det->s, q, &o, NULL, log_model, &c, &st) == SPF_OK && c.n == 5,
+          "slice_merged %d: run (%d generations)", mode, c.n);
+    for (int g = 0; g < c.n; g++) {
+      const int want = mode == 0 ? 1 : mode == 1 ? 0 : g + 1 < o.refs_generations;
+      CHECK(c.phased[g] == want, "slice_merged %d, after generation %d: the model is %s, want %s", mode, g,
+            c.phased[g] == 1 ? "phased" : c.phased[g] == 0 ? "merged" : "neither", want ? "phased" : "merged");
+    }
+    spf_run_state_free(&st);
+    free(c.ac);
+  }
+  spf_detector_free(det);
+  free(img);
+  free(q);
+}
+
 int main(void)
 {
   RUN_TEST(orientation_error_is_invariant_to_frame_and_friedel_flip);
@@ -235,5 +302,6 @@ int main(void)
   RUN_TEST(resume_keeps_the_automatic_reference_count);
   RUN_TEST(reference_count_from_a_ball);
   RUN_TEST(all_zero_data_are_refused);
+  RUN_TEST(sliced_model_follows_the_schedule);
   return test_summary();
 }
