@@ -81,6 +81,8 @@ int config_param_table(settings *s, param *t)
       {"phase-every", T_INT, &o->phase_every, 0, 1000, 1,
        "phase every N generations and at the last (0: 5 with slice-merged 1 or 2, else 1)"},
       {"phase-cycles", T_INT, &o->phase.n_cycles, 0, 10000, 1, "phasing cycles per generation"},
+      {"phase-average", T_INT, &o->phase_average, 1, 100, 1,
+       "the output density: mean of this many phasings of the last merge"},
       {"beta", T_DOUBLE, &o->phase.beta, 0.01, 1, 1, "HIO feedback"},
       {"start-from-truth", T_INT, &o->start_from_truth, 0, 1, 1, "diagnostics: start from the file's orientations"},
       {"pictures-each", T_INT, &s->pictures_each, 0, 1, 0, "1: also draw density_genNNN.png after every generation"},

@@ -43,6 +43,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->pixel_weighting = 1;
   o->slice_merged = -1;
   o->slice_phase_cycles = 3;
+  o->phase_average = 5;
   o->n_rho = 5;
   o->rho_min = 1e-3;
   o->rho_max = 10;
@@ -163,13 +164,16 @@ static int slices_phased(const spf_reconstruct_options *o, int gen)
          (o->n_references == 0 || o->refs_start < o->n_references);
 }
 
-static int phase_due(const spf_reconstruct_options *o, int gen, int have_model, int64_t n_refs,
-                     double fraction_changed)
+/* Whether generation gen is the run's last: the cap, or the stopping rule met. */
+static int last_generation(const spf_reconstruct_options *o, int gen, int64_t n_refs, double fraction_changed)
+{
+  return gen + 1 >= o->max_generations || (gen > 0 && stopping_figure(o, n_refs, fraction_changed) < o->stop_fraction);
+}
+
+static int phase_due(const spf_reconstruct_options *o, int gen, int have_model, int last)
 {
   if (o->phase_every <= 1 || !have_model || (gen + 1) % o->phase_every == 0 || slices_phased(o, gen))
     return PHASE_SCHEDULED;
-  const int last =
-      gen + 1 >= o->max_generations || (gen > 0 && stopping_figure(o, n_refs, fraction_changed) < o->stop_fraction);
   return last ? PHASE_LAST : PHASE_NONE;
 }
 
@@ -302,6 +306,8 @@ typedef struct {
   double *rhos;              /* n_rho regularisation weights of the L-curve */
   spf_merge_stats *stats;    /* n_rho: the L-curve's solves */
   double *scratch;           /* M^3: an output-only phasing's model autocorrelation */
+  double *ens_rho, *ens_sum, *ens_member; /* M^3 each: the phasing ensemble's first density, */
+  uint8_t *ens_support, *ens_member_support; /* the members' sum, a member (phase_average > 1) */
   spf_phase_cycle *cyc;      /* phasing's cycles */
   const double *true_quats;  /* may be NULL */
   int auto_refs;             /* the final grid is chosen after generation 0 */
@@ -315,6 +321,11 @@ static void run_free(run *r)
   free(r->rhos);
   free(r->stats);
   free(r->scratch);
+  free(r->ens_rho);
+  free(r->ens_sum);
+  free(r->ens_member);
+  free(r->ens_support);
+  free(r->ens_member_support);
   free(r->cyc);
 }
 
@@ -332,7 +343,7 @@ static int run_options(int64_t n_images, int64_t np, const float *images, const 
   else spf_reconstruct_default_options(o);
   if (o->M < 3 || o->M % 2 == 0 || o->n_references < 0 || (o->n_references == 0 && o->refs_max < 1) ||
       o->ref_batch < 1 || o->max_generations < 0 || o->n_rho < 1 || o->slice_merged < -1 || o->slice_merged > 2 ||
-      o->slice_phase_cycles < 1)
+      o->slice_phase_cycles < 1 || o->phase_average < 1)
     return SPF_ERR_OPTION;
   o->nthreads = o->nthreads > 0 ? o->nthreads : omp_get_max_threads();
   o->merge.nthreads = o->phase.nthreads = o->nthreads;
@@ -374,9 +385,18 @@ static int run_setup(run *r, int64_t n_images, int64_t np, const float *images, 
   r->rhos = malloc(sizeof(double) * (size_t)o->n_rho);
   r->stats = malloc(sizeof(spf_merge_stats) * (size_t)o->n_rho);
   r->scratch = malloc(sizeof(double) * (size_t)r->n3);
+  const int ens = o->phase_average > 1;
+  r->ens_rho = ens ? malloc(sizeof(double) * (size_t)r->n3) : NULL;
+  r->ens_sum = ens ? malloc(sizeof(double) * (size_t)r->n3) : NULL;
+  r->ens_member = ens ? malloc(sizeof(double) * (size_t)r->n3) : NULL;
+  r->ens_support = ens ? malloc((size_t)r->n3) : NULL;
+  r->ens_member_support = ens ? malloc((size_t)r->n3) : NULL;
   const int max_cycles = o->phase.n_cycles > o->slice_phase_cycles ? o->phase.n_cycles : o->slice_phase_cycles;
   r->cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(max_cycles + 1));
-  rc = r->rhos && r->stats && r->scratch && r->cyc ? SPF_OK : SPF_ERR_ALLOC;
+  rc = r->rhos && r->stats && r->scratch && r->cyc &&
+               (!ens || (r->ens_rho && r->ens_sum && r->ens_member && r->ens_support && r->ens_member_support))
+           ? SPF_OK
+           : SPF_ERR_ALLOC;
   if (!rc) rc = spf_merger_make(r->M, &o->merge, &r->mg);
   rc = spf_comm_agree(r->cm, rc);
   if (!rc) rc = spf_orienter_make(n_images, np, images, s, s_max, o, &r->orienter);
@@ -427,7 +447,34 @@ static int merge_step(run *r, int have_model, int *chosen, spf_generation_log *l
  * density and support (as SpiniFEL does): restarting from noise lets the model jump
  * between generations. Over MPI rank 0 phases and broadcasts the result (every rank
  * holds the same u). */
-static int phase_step(run *r, int gen, int have_model, int due, int *cycles)
+/* The last generation's output density: the mean of phase_average phasings of u from
+ * the start the first one (already in rho, support) had, at shrinkwrap thresholds spread
+ * about the first's (spf_reconstruct_options.phase_average); the support is their union.
+ * Rank 0 only. */
+static int phase_ensemble(run *r, const spf_phase_options *first, const double *rho_start,
+                          const uint8_t *support_start, double *rho, uint8_t *support)
+{
+  const int64_t n3 = r->n3;
+  const int K = r->o.phase_average;
+  double *sum = r->ens_sum, *rk = r->ens_member;
+  uint8_t *sk = r->ens_member_support;
+  memcpy(sum, rho, sizeof(double) * (size_t)n3);
+  int rc = SPF_OK;
+  for (int k = 1; !rc && k < K; k++) {
+    spf_phase_options po = *first;
+    const int step = (k + 1) / 2 * (k % 2 ? -1 : 1); /* -1, +1, -2, +2, ... */
+    po.shrinkwrap_threshold = fmin(0.99, first->shrinkwrap_threshold * pow(1.25, step));
+    rc = spf_phase(r->M, r->out->u, &po, rho_start, support_start, rk, sk, NULL, NULL);
+    for (int64_t v = 0; !rc && v < n3; v++) {
+      sum[v] += rk[v];
+      support[v] |= sk[v];
+    }
+  }
+  for (int64_t v = 0; !rc && v < n3; v++) rho[v] = sum[v] / K;
+  return rc;
+}
+
+static int phase_step(run *r, int gen, int have_model, int due, int last, int *cycles)
 {
   spf_reconstruct_options *o = &r->o;
   spf_run_state *out = r->out;
@@ -443,18 +490,31 @@ static int phase_step(run *r, int gen, int have_model, int due, int *cycles)
   po.seed = o->seed + (uint64_t)gen;
   if (model_next) po.n_cycles = o->slice_phase_cycles;
   *cycles = po.n_cycles;
+  /* The last generation's output is an ensemble's mean; later generations (a longer or
+   * resumed run) continue from its first member, as from any phasing. */
+  const int ensemble = last && o->phase_average > 1;
+  double *rho = ensemble ? r->ens_rho : out->rho;
+  uint8_t *support = ensemble ? r->ens_support : out->support;
   int rc = SPF_OK;
   if (!cm || !cm->active || cm->rank == 0)
-    rc = spf_phase(r->M, out->u, &po, cont ? out->rho_next : NULL, cont ? out->support_next : NULL, out->rho,
-                   out->support, u_model, r->cyc);
+    rc = spf_phase(r->M, out->u, &po, cont ? out->rho_next : NULL, cont ? out->support_next : NULL, rho, support,
+                   u_model, r->cyc);
+  if (ensemble && !rc && (!cm || !cm->active || cm->rank == 0)) {
+    memcpy(out->rho, rho, sizeof(double) * n3);
+    memcpy(out->support, support, n3);
+    rc = phase_ensemble(r, &po, cont ? out->rho_next : NULL, cont ? out->support_next : NULL, out->rho,
+                        out->support);
+  }
   rc = spf_comm_agree(cm, rc);
   if (!rc) rc = spf_comm_bcast(cm, out->rho, r->n3 * (int64_t)sizeof(double), 0);
   if (!rc) rc = spf_comm_bcast(cm, out->support, r->n3, 0);
+  if (!rc && ensemble && due == PHASE_SCHEDULED) rc = spf_comm_bcast(cm, rho, r->n3 * (int64_t)sizeof(double), 0);
+  if (!rc && ensemble && due == PHASE_SCHEDULED) rc = spf_comm_bcast(cm, support, r->n3, 0);
   if (!rc && model_next) rc = spf_comm_bcast(cm, out->u_model, r->n3 * (int64_t)sizeof(double), 0);
   if (!rc) rc = spf_comm_bcast(cm, r->cyc, po.n_cycles * (int64_t)sizeof *r->cyc, 0);
   if (!rc && due == PHASE_SCHEDULED) {
-    memcpy(out->rho_next, out->rho, sizeof(double) * n3);
-    memcpy(out->support_next, out->support, n3);
+    memcpy(out->rho_next, rho, sizeof(double) * n3);
+    memcpy(out->support_next, support, n3);
   }
   return rc;
 }
@@ -535,10 +595,11 @@ int spf_reconstruct(int64_t n_images, int64_t np, const float *images, const dou
     const double t2 = omp_get_wtime();
     if (o->on_step) o->on_step(o->step_ctx, gen, "merge", 1, 1);
     /* 4. Phasing, when due. */
-    const int phased = phase_due(o, gen, have_model, n_refs, log.fraction_changed);
+    const int last = last_generation(o, gen, n_refs, log.fraction_changed);
+    const int phased = phase_due(o, gen, have_model, last);
     if (o->on_step) o->on_step(o->step_ctx, gen, "phase", 0, 1);
     int cycles = 0;
-    if (!rc && phased) rc = phase_step(&r, gen, have_model, phased, &cycles);
+    if (!rc && phased) rc = phase_step(&r, gen, have_model, phased, last, &cycles);
     const double t3 = omp_get_wtime();
     if (o->on_step) o->on_step(o->step_ctx, gen, "phase", 1, 1);
     if (rc) break;

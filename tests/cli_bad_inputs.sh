@@ -49,7 +49,7 @@ rec_opts=(--images --half --poisson-mean --beta-start --beta-min-spread --beta-m
           --update-fluence --positive-intensity --mask-dead --M --refs --refs-max --refs-start --refs-gens --ref-batch
           --generations --stop-fraction --pixel-weighting --res-start --res-gens --res-merge --soft-k --soft-tau
           --soft-gens --slice-merged --slice-phase-cycles --prior --continue-phasing --n-rho --rho-min --rho-max --phi --cg-iterations
-          --cg-tol --merge-tol --slice-tol --preconditioner --phase-every --phase-cycles --beta --start-from-truth
+          --cg-tol --merge-tol --slice-tol --preconditioner --phase-every --phase-cycles --phase-average --beta --start-from-truth
           --pictures-each --threads)
 for o in "${rec_opts[@]}"; do
   for v in "abc" "nan" "1e999" "-5" "12abc"; do

@@ -274,6 +274,7 @@ static void sliced_model_follows_the_schedule(void)
     o.stop_fraction = 0;
     o.phase.n_cycles = 2;
     o.slice_phase_cycles = 1;
+    o.phase_average = 1; /* the last density is one phasing's, whose autocorrelation u_model is */
     o.slice_merged = mode;
     o.nthreads = 2;
     spf_run_state st;
@@ -294,6 +295,91 @@ static void sliced_model_follows_the_schedule(void)
   free(q);
 }
 
+/* The output density is the mean of phase_average phasings of the last merge from the
+ * same start, at shrinkwrap thresholds t, t / 1.25, t * 1.25 (for 3), the support their
+ * union; nothing a later generation reads changes: the orientations, the merge and the
+ * density later phasings continue from are those of a run with one phasing. */
+typedef struct {
+  int gen;
+  double *rho_next;
+  uint8_t *support_next;
+} start_copy;
+
+static int copy_start(void *ctx, const spf_generation_log *log, const spf_run_state *st)
+{
+  start_copy *c = ctx;
+  const size_t n3 = (size_t)(st->M * st->M * st->M);
+  if (log->generation == c->gen) {
+    memcpy(c->rho_next, st->rho_next, sizeof(double) * n3);
+    memcpy(c->support_next, st->support_next, n3);
+  }
+  return 0;
+}
+
+static void output_density_is_the_ensemble_mean(void)
+{
+  spf_detector *det;
+  float *img;
+  double *q;
+  CHECK(small_problem(40, &det, &img, &q) == SPF_OK, "test problem");
+  const int64_t M = SMALL_PROBLEM_M, n = 40, np = det->n_pixels, n3 = M * M * M;
+  spf_reconstruct_options o;
+  spf_reconstruct_default_options(&o);
+  o.model = SPF_MODEL_EUCLIDEAN;
+  o.M = M;
+  o.n_references = 300;
+  o.refs_start = 0;
+  o.ref_batch = 128;
+  o.max_generations = 3;
+  o.stop_fraction = 0;
+  o.phase.n_cycles = 2;
+  o.nthreads = 2;
+  spf_run_state one, ens;
+  start_copy c = {1, malloc(sizeof(double) * (size_t)n3), malloc((size_t)n3)};
+  double *m[3], *mean = malloc(sizeof(double) * (size_t)n3);
+  uint8_t *sup[3], *uni = malloc((size_t)n3);
+  for (int k = 0; k < 3; k++) m[k] = malloc(sizeof(double) * (size_t)n3), sup[k] = malloc((size_t)n3);
+  CHECK(spf_run_state_make(M, n, &one) == SPF_OK && spf_run_state_make(M, n, &ens) == SPF_OK, "states");
+  o.phase_average = 1;
+  CHECK(spf_reconstruct(n, np, img, det->s, q, &o, NULL, NULL, NULL, &one) == SPF_OK, "one phasing");
+  o.phase_average = 3;
+  CHECK(spf_reconstruct(n, np, img, det->s, q, &o, NULL, copy_start, &c, &ens) == SPF_OK, "an ensemble of 3");
+  CHECK(!memcmp(one.u, ens.u, sizeof(double) * (size_t)n3) &&
+            !memcmp(one.orientations, ens.orientations, sizeof(double) * 4 * (size_t)n) &&
+            !memcmp(one.rho_next, ens.rho_next, sizeof(double) * (size_t)n3) &&
+            !memcmp(one.support_next, ens.support_next, (size_t)n3),
+        "the merge, the orientations and the next phasing's start are those of one phasing");
+  /* The reference: three phasings of the last merge from generation 1's start. */
+  const double t0 = o.phase.shrinkwrap_threshold, t[3] = {t0, t0 / 1.25, t0 * 1.25};
+  for (int k = 0; k < 3; k++) {
+    spf_phase_options po = o.phase;
+    po.nthreads = 2;
+    po.seed = o.seed + 2;
+    po.shrinkwrap_threshold = t[k];
+    CHECK(spf_phase(M, ens.u, &po, c.rho_next, c.support_next, m[k], sup[k], NULL, NULL) == SPF_OK, "phasing %d", k);
+  }
+  int differ = 0;
+  for (int64_t v = 0; v < n3; v++) {
+    mean[v] = (m[0][v] + m[1][v] + m[2][v]) / 3;
+    uni[v] = sup[0][v] | sup[1][v] | sup[2][v];
+    differ += m[1][v] != m[0][v];
+  }
+  CHECK(!memcmp(one.rho, m[0], sizeof(double) * (size_t)n3), "one phasing: the first member");
+  CHECK(differ > 0, "the members differ (%d voxels)", differ);
+  CHECK(!memcmp(ens.rho, mean, sizeof(double) * (size_t)n3) && !memcmp(ens.support, uni, (size_t)n3),
+        "the ensemble's density is the members' mean, its support their union");
+  for (int k = 0; k < 3; k++) free(m[k]), free(sup[k]);
+  free(mean);
+  free(uni);
+  free(c.rho_next);
+  free(c.support_next);
+  spf_run_state_free(&one);
+  spf_run_state_free(&ens);
+  spf_detector_free(det);
+  free(img);
+  free(q);
+}
+
 int main(void)
 {
   RUN_TEST(orientation_error_is_invariant_to_frame_and_friedel_flip);
@@ -303,5 +389,6 @@ int main(void)
   RUN_TEST(reference_count_from_a_ball);
   RUN_TEST(all_zero_data_are_refused);
   RUN_TEST(sliced_model_follows_the_schedule);
+  RUN_TEST(output_density_is_the_ensemble_mean);
   return test_summary();
 }

@@ -77,7 +77,7 @@ class ReconstructOptions(ctypes.Structure):  # reconstruct.h: spf_reconstruct_op
                 ("res_generations", c_int), ("res_merge", c_int), ("use_prior", c_int),
                 ("continue_phasing", c_int), ("pixel_weighting", c_int), ("soft_k", c_int),
                 ("soft_tau", c_double), ("soft_generations", c_int), ("local_refine", c_int), ("slice_merged", c_int),
-                ("slice_phase_cycles", c_int),
+                ("slice_phase_cycles", c_int), ("phase_average", c_int),
                 ("start_from_truth", c_int), ("merge", MergeOptions), ("phase", PhaseOptions), ("seed", u64),
                 ("nthreads", c_int), ("verbose", c_int), ("comm", P(Comm)), ("first_image", i64),
                 ("match_store_mib", i64), ("on_step", STEP_FN), ("step_ctx", c_void_p)]
@@ -417,7 +417,7 @@ def check_layouts():
         ("rho_min", 1e-3), ("rho_max", 10.0), ("phi", 10.0), ("res_start", 1.0),
         ("res_generations", 5), ("use_prior", 0), ("pixel_weighting", 1), ("soft_k", 64),
         ("soft_tau", 0.3), ("soft_generations", 8), ("local_refine", 3), ("slice_merged", -1),
-        ("slice_phase_cycles", 3), ("seed", 1),
+        ("slice_phase_cycles", 3), ("phase_average", 5), ("seed", 1),
         ("match_store_mib", 4096), ("merge.cg_max_iter", 100), ("merge.cg_tol", 1e-6),
         ("phase.n_cycles", 10), ("phase.beta", 0.3)])
     expect("spf_reconstruct_options.comm", bool(o.comm), False)
