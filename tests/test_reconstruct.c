@@ -227,6 +227,21 @@ static void reference_count_from_a_ball(void)
   free(u);
 }
 
+/* A few generations of the Euclidean model on small_problem, 300 references, no
+ * stopping rule, short phasings. */
+static void small_run_options(spf_reconstruct_options *o, int generations)
+{
+  spf_reconstruct_default_options(o);
+  o->model = SPF_MODEL_EUCLIDEAN;
+  o->M = SMALL_PROBLEM_M;
+  o->n_references = 300;
+  o->ref_batch = 128;
+  o->max_generations = generations;
+  o->stop_fraction = 0;
+  o->phase.n_cycles = 2;
+  o->nthreads = 2;
+}
+
 /* Which model each generation slices (slice_merged): the state's u_model after
  * generation g is what generation g + 1 slices. With 2 it is the phased density's
  * autocorrelation while the next grid still grows (g + 1 < refs_generations) and the
@@ -263,20 +278,12 @@ static void sliced_model_follows_the_schedule(void)
   const int64_t M = SMALL_PROBLEM_M, n = 40, np = det->n_pixels;
   for (int mode = 0; mode <= 2; mode++) {
     spf_reconstruct_options o;
-    spf_reconstruct_default_options(&o);
-    o.model = SPF_MODEL_EUCLIDEAN;
-    o.M = M;
-    o.n_references = 300;
+    small_run_options(&o, 5);
     o.refs_start = 40;
     o.refs_generations = 3;
-    o.ref_batch = 128;
-    o.max_generations = 5;
-    o.stop_fraction = 0;
-    o.phase.n_cycles = 2;
     o.slice_phase_cycles = 1;
     o.phase_average = 1; /* the last density is one phasing's, whose autocorrelation u_model is */
     o.slice_merged = mode;
-    o.nthreads = 2;
     spf_run_state st;
     model_log c = {0, {0}, malloc(sizeof(double) * (size_t)(M * M * M))};
     CHECK(c.ac && spf_run_state_make(M, n, &st) == SPF_OK, "state");
@@ -324,16 +331,8 @@ static void output_density_is_the_ensemble_mean(void)
   CHECK(small_problem(40, &det, &img, &q) == SPF_OK, "test problem");
   const int64_t M = SMALL_PROBLEM_M, n = 40, np = det->n_pixels, n3 = M * M * M;
   spf_reconstruct_options o;
-  spf_reconstruct_default_options(&o);
-  o.model = SPF_MODEL_EUCLIDEAN;
-  o.M = M;
-  o.n_references = 300;
+  small_run_options(&o, 3);
   o.refs_start = 0;
-  o.ref_batch = 128;
-  o.max_generations = 3;
-  o.stop_fraction = 0;
-  o.phase.n_cycles = 2;
-  o.nthreads = 2;
   spf_run_state one, ens;
   start_copy c = {1, malloc(sizeof(double) * (size_t)n3), malloc((size_t)n3)};
   double *m[3], *mean = malloc(sizeof(double) * (size_t)n3);
