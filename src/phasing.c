@@ -46,17 +46,25 @@ static int ws_make(fft_ws *w, int64_t m, int nthreads)
   w->spec = fftw_malloc(sizeof(fftw_complex) * (size_t)w->nspec);
   if (!w->real || !w->spec) return SPF_ERR_ALLOC;
   spf_fftw_threads_init();
-  fftw_plan_with_nthreads(spf_fft_threads(w->n, nthreads));
-  /* ESTIMATE: plans are made per call and must not depend on timing. */
-  w->fwd = fftw_plan_dft_r2c_3d((int)m, (int)m, (int)m, w->real, w->spec, FFTW_ESTIMATE);
-  w->inv = fftw_plan_dft_c2r_3d((int)m, (int)m, (int)m, w->spec, w->real, FFTW_ESTIMATE);
+  /* FFTW's planner is not thread-safe (its execution is): phasings may run side by side
+   * (reconstruct's ensemble of phasings), so their plans are made and destroyed one at a
+   * time. ESTIMATE: plans are made per call and must not depend on timing. */
+#pragma omp critical(spf_phasing_planner)
+  {
+    fftw_plan_with_nthreads(spf_fft_threads(w->n, nthreads));
+    w->fwd = fftw_plan_dft_r2c_3d((int)m, (int)m, (int)m, w->real, w->spec, FFTW_ESTIMATE);
+    w->inv = fftw_plan_dft_c2r_3d((int)m, (int)m, (int)m, w->spec, w->real, FFTW_ESTIMATE);
+  }
   return w->fwd && w->inv ? SPF_OK : SPF_ERR_FFTW;
 }
 
 static void ws_free(fft_ws *w)
 {
-  if (w->fwd) fftw_destroy_plan(w->fwd);
-  if (w->inv) fftw_destroy_plan(w->inv);
+#pragma omp critical(spf_phasing_planner)
+  {
+    if (w->fwd) fftw_destroy_plan(w->fwd);
+    if (w->inv) fftw_destroy_plan(w->inv);
+  }
   fftw_free(w->real);
   fftw_free(w->spec);
 }

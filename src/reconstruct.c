@@ -306,8 +306,10 @@ typedef struct {
   double *rhos;              /* n_rho regularisation weights of the L-curve */
   spf_merge_stats *stats;    /* n_rho: the L-curve's solves */
   double *scratch;           /* M^3: an output-only phasing's model autocorrelation */
-  double *ens_rho, *ens_sum, *ens_member; /* M^3 each: the phasing ensemble's first density, */
-  uint8_t *ens_support, *ens_member_support; /* the members' sum, a member (phase_average > 1) */
+  double *ens_rho;           /* phase_average > 1: M^3, the phasing ensemble's first density */
+  uint8_t *ens_support;      /*   and its support; */
+  double *ens_member;        /*   (phase_average - 1) M^3: the other members' densities */
+  uint8_t *ens_member_support; /*   and supports */
   spf_phase_cycle *cyc;      /* phasing's cycles */
   const double *true_quats;  /* may be NULL */
   int auto_refs;             /* the final grid is chosen after generation 0 */
@@ -322,7 +324,6 @@ static void run_free(run *r)
   free(r->stats);
   free(r->scratch);
   free(r->ens_rho);
-  free(r->ens_sum);
   free(r->ens_member);
   free(r->ens_support);
   free(r->ens_member_support);
@@ -343,7 +344,7 @@ static int run_options(int64_t n_images, int64_t np, const float *images, const 
   else spf_reconstruct_default_options(o);
   if (o->M < 3 || o->M % 2 == 0 || o->n_references < 0 || (o->n_references == 0 && o->refs_max < 1) ||
       o->ref_batch < 1 || o->max_generations < 0 || o->n_rho < 1 || o->slice_merged < -1 || o->slice_merged > 2 ||
-      o->slice_phase_cycles < 1 || o->phase_average < 1)
+      o->slice_phase_cycles < 1 || o->phase_average < 1 || o->phase_average > 100)
     return SPF_ERR_OPTION;
   o->nthreads = o->nthreads > 0 ? o->nthreads : omp_get_max_threads();
   o->merge.nthreads = o->phase.nthreads = o->nthreads;
@@ -387,14 +388,14 @@ static int run_setup(run *r, int64_t n_images, int64_t np, const float *images, 
   r->scratch = malloc(sizeof(double) * (size_t)r->n3);
   const int ens = o->phase_average > 1;
   r->ens_rho = ens ? malloc(sizeof(double) * (size_t)r->n3) : NULL;
-  r->ens_sum = ens ? malloc(sizeof(double) * (size_t)r->n3) : NULL;
-  r->ens_member = ens ? malloc(sizeof(double) * (size_t)r->n3) : NULL;
+  const size_t members = (size_t)(o->phase_average - 1) * (size_t)r->n3;
+  r->ens_member = ens ? malloc(sizeof(double) * members) : NULL;
   r->ens_support = ens ? malloc((size_t)r->n3) : NULL;
-  r->ens_member_support = ens ? malloc((size_t)r->n3) : NULL;
+  r->ens_member_support = ens ? malloc(members) : NULL;
   const int max_cycles = o->phase.n_cycles > o->slice_phase_cycles ? o->phase.n_cycles : o->slice_phase_cycles;
   r->cyc = malloc(sizeof(spf_phase_cycle) * (size_t)(max_cycles + 1));
   rc = r->rhos && r->stats && r->scratch && r->cyc &&
-               (!ens || (r->ens_rho && r->ens_sum && r->ens_member && r->ens_support && r->ens_member_support))
+               (!ens || (r->ens_rho && r->ens_member && r->ens_support && r->ens_member_support))
            ? SPF_OK
            : SPF_ERR_ALLOC;
   if (!rc) rc = spf_merger_make(r->M, &o->merge, &r->mg);
@@ -450,28 +451,35 @@ static int merge_step(run *r, int have_model, int *chosen, spf_generation_log *l
 /* The last generation's output density: the mean of phase_average phasings of u from
  * the start the first one (already in rho, support) had, at shrinkwrap thresholds spread
  * about the first's (spf_reconstruct_options.phase_average); the support is their union.
- * Rank 0 only. */
+ * The other members run side by side, one thread each (a phasing at M = 31 uses one), and
+ * are summed in member order: the same bits whatever the threads. Rank 0 only. */
 static int phase_ensemble(run *r, const spf_phase_options *first, const double *rho_start,
                           const uint8_t *support_start, double *rho, uint8_t *support)
 {
   const int64_t n3 = r->n3;
   const int K = r->o.phase_average;
-  double *sum = r->ens_sum, *rk = r->ens_member;
-  uint8_t *sk = r->ens_member_support;
-  memcpy(sum, rho, sizeof(double) * (size_t)n3);
-  int rc = SPF_OK;
-  for (int k = 1; !rc && k < K; k++) {
+  int rcs[100] = {0}; /* per member (phase_average <= 100): the first failure is returned */
+  if (K > 100) return SPF_ERR_OPTION;
+#pragma omp parallel for num_threads(r->o.nthreads) schedule(dynamic, 1)
+  for (int k = 1; k < K; k++) {
     spf_phase_options po = *first;
     const int step = (k + 1) / 2 * (k % 2 ? -1 : 1); /* -1, +1, -2, +2, ... */
     po.shrinkwrap_threshold = fmin(0.99, first->shrinkwrap_threshold * pow(1.25, step));
-    rc = spf_phase(r->M, r->out->u, &po, rho_start, support_start, rk, sk, NULL, NULL);
-    for (int64_t v = 0; !rc && v < n3; v++) {
-      sum[v] += rk[v];
-      support[v] |= sk[v];
-    }
+    po.nthreads = 1;
+    rcs[k] = spf_phase(r->M, r->out->u, &po, rho_start, support_start, r->ens_member + (size_t)(k - 1) * (size_t)n3,
+                       r->ens_member_support + (size_t)(k - 1) * (size_t)n3, NULL, NULL);
   }
-  for (int64_t v = 0; !rc && v < n3; v++) rho[v] = sum[v] / K;
-  return rc;
+  for (int k = 1; k < K; k++)
+    if (rcs[k]) return rcs[k];
+  for (int64_t v = 0; v < n3; v++) {
+    double sum = rho[v];
+    for (int k = 1; k < K; k++) {
+      sum += r->ens_member[(size_t)(k - 1) * (size_t)n3 + (size_t)v];
+      support[v] |= r->ens_member_support[(size_t)(k - 1) * (size_t)n3 + (size_t)v];
+    }
+    rho[v] = sum / K;
+  }
+  return SPF_OK;
 }
 
 static int phase_step(run *r, int gen, int have_model, int due, int last, int *cycles)

@@ -180,11 +180,13 @@ typedef struct {
   int phase_average;       /* the last generation's density (the output) is the mean of this many
                               phasings of the last merge from the same start, the first at
                               phase.shrinkwrap_threshold, the others at it times 1.25^-1, 1.25,
-                              1.25^-2, 1.25^2, ... (default 5; 1: one phasing). Each phasing's
-                              fixed point carries errors of its own that the mean averages out:
+                              1.25^-2, 1.25^2, ... (default 5; 1: one phasing; at most 100).
+                              Each phasing's fixed point carries errors of its own that the
+                              mean averages out:
                               correlation with the truth 0.963-0.966 -> 0.970-0.980 on the demo,
                               0.94-0.95 -> 0.97-0.98 with Poisson noise (BENCHMARKS.md). Only
-                              the output: what later generations start from is the first's */
+                              the output: what later generations start from is the first's.
+                              The others run side by side, a thread each */
   int start_from_truth;    /* diagnostics: generation 0 uses true_quats (default 0) */
   spf_merge_options merge;
   spf_phase_options phase;
