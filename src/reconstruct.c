@@ -42,7 +42,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->local_refine = 3;
   o->pixel_weighting = 1;
   o->slice_merged = -1;
-  o->slice_phase_cycles = 3;
+  o->slice_phase_cycles = 1;
   o->phase_average = 5;
   o->n_rho = 5;
   o->rho_min = 1e-3;

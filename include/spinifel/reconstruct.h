@@ -175,8 +175,9 @@ typedef struct {
                               symmetric frames a merged model can settle in on noisy data
                               (BENCHMARKS.md "Every start converges"); the merged model is the
                               more accurate once the orientations hold */
-  int slice_phase_cycles;  /* phasing cycles of a phasing whose model is sliced next (default 3:
-                              it continues from the last density every generation) */
+  int slice_phase_cycles;  /* phasing cycles of a phasing whose model is sliced next (default 1:
+                              it continues from the last density every generation; 1, 3 and 10
+                              settled the hardest starts seen alike, BENCHMARKS.md) */
   int phase_average;       /* the last generation's density (the output) is the mean of this many
                               phasings of the last merge from the same start, the first at
                               phase.shrinkwrap_threshold, the others at it times 1.25^-1, 1.25,

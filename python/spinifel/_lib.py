@@ -417,7 +417,7 @@ def check_layouts():
         ("rho_min", 1e-3), ("rho_max", 10.0), ("phi", 10.0), ("res_start", 1.0),
         ("res_generations", 5), ("use_prior", 0), ("pixel_weighting", 1), ("soft_k", 64),
         ("soft_tau", 0.3), ("soft_generations", 8), ("local_refine", 3), ("slice_merged", -1),
-        ("slice_phase_cycles", 3), ("phase_average", 5), ("seed", 1),
+        ("slice_phase_cycles", 1), ("phase_average", 5), ("seed", 1),
         ("match_store_mib", 4096), ("merge.cg_max_iter", 100), ("merge.cg_tol", 1e-6),
         ("phase.n_cycles", 10), ("phase.beta", 0.3)])
     expect("spf_reconstruct_options.comm", bool(o.comm), False)
