@@ -17,7 +17,7 @@ struct spf_merger_s {
   int64_t m, m2, n_small, n_big, n_small_spec;
   int64_t lc, n_conv, n_conv_spec; /* the convolution grid: lc^3, lc >= 2M - 1 and 7-smooth */
   spf_merge_options o;
-  spf_nufft_plan t1_big, t1_small;
+  spf_nufft_plan t1; /* type 1 on (2M + 1)^3 modes: the kernel's and the rhs' sums at once */
   double *kernel;          /* Re T(d) at circular index d mod 2M */
   double *rhs;             /* Re sum_j w_j b_j exp(-i k . x_j) */
   double wb2;              /* sum_j w_j b_j^2 */
@@ -35,8 +35,8 @@ struct spf_merger_s {
    * one array kernel | rhs | wb2 so that one MPI sum reduces them. */
   int64_t *fixed;
   int exp_kernel, exp_rhs, exp_wb2;
-  double *cbuf;            /* NUFFT strengths (real: w, then w b) */
-  double complex *big_out, *small_out;
+  double complex *cbuf;    /* NUFFT strengths: s w + i w b */
+  double complex *t1_out;  /* (2M + 1)^3 */
   int64_t cbuf_cap;
 };
 
@@ -54,8 +54,7 @@ void spf_merge_default_options(spf_merge_options *o)
 void spf_merger_free(spf_merger *mg)
 {
   if (!mg) return;
-  spf_nufft_destroy(mg->t1_big);
-  spf_nufft_destroy(mg->t1_small);
+  spf_nufft_destroy(mg->t1);
   fftw_plan plans[5] = {mg->big_r2c, mg->big_c2r, mg->small_r2c, mg->small_c2r, mg->kernel_r2c};
   for (int i = 0; i < 5; i++)
     if (plans[i]) fftw_destroy_plan(plans[i]);
@@ -70,8 +69,7 @@ void spf_merger_free(spf_merger *mg)
   free(mg->rhs);
   free(mg->fixed);
   free(mg->cbuf);
-  free(mg->big_out);
-  free(mg->small_out);
+  free(mg->t1_out);
   free(mg);
 }
 
@@ -162,9 +160,8 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   spf_nufft_default_opts(&no);
   no.nthreads = mg->o.nthreads;
   no.fftw_measure = mg->o.fftw_measure;
-  int64_t nb[3] = {m2, m2, m2}, ns[3] = {m, m, m};
-  rc = spf_nufft_make_plan(1, 3, nb, +1, 1, mg->o.nufft_tol, &no, &mg->t1_big);
-  if (!rc) rc = spf_nufft_make_plan(1, 3, ns, +1, 1, mg->o.nufft_tol, &no, &mg->t1_small);
+  const int64_t m21 = m2 + 1, nt[3] = {m21, m21, m21};
+  rc = spf_nufft_make_plan(1, 3, nt, +1, 1, mg->o.nufft_tol, &no, &mg->t1);
   if (rc) {
     spf_merger_free(mg);
     return rc;
@@ -178,10 +175,9 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   mg->rhs = malloc(sizeof(double) * (size_t)mg->n_small);
   mg->circ = malloc(sizeof(double) * (size_t)mg->n_small_spec);
   mg->outside = malloc((size_t)mg->n_small_spec);
-  mg->big_out = malloc(sizeof(double complex) * (size_t)mg->n_big);
-  mg->small_out = malloc(sizeof(double complex) * (size_t)mg->n_small);
+  mg->t1_out = malloc(sizeof(double complex) * (size_t)(m21 * m21 * m21));
   if (!mg->kernel || !mg->kernel_ft || !mg->pad || !mg->pad_ft || !mg->small || !mg->small_ft || !mg->rhs ||
-      !mg->circ || !mg->outside || !mg->big_out || !mg->small_out) {
+      !mg->circ || !mg->outside || !mg->t1_out) {
     spf_merger_free(mg);
     return SPF_ERR_ALLOC;
   }
@@ -222,7 +218,7 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
   if (!x || !y || !z || !b) return SPF_ERR_NULL;
   if (n > mg->cbuf_cap) {
     free(mg->cbuf);
-    mg->cbuf = malloc(sizeof(double) * (size_t)n);
+    mg->cbuf = malloc(sizeof(double complex) * (size_t)n);
     mg->cbuf_cap = mg->cbuf ? n : 0;
     if (!mg->cbuf) return SPF_ERR_ALLOC;
   }
@@ -232,42 +228,60 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
   for (int64_t j = 0; j < n; j++) {
     double wj = w ? w[j] : 1.0;
     bad = bad || !isfinite(b[j]) || !(wj >= 0 && isfinite(wj));
-    mg->cbuf[j] = wj;
     wb2 += wj * b[j] * b[j];
   }
   if (bad) return SPF_ERR_DATA;
-  int rc = spf_nufft_set_points(mg->t1_big, n, x, y, z);
-  if (!rc) rc = spf_nufft_execute_real(mg->t1_big, mg->cbuf, mg->big_out);
+  /* One type 1 gives both sums: strengths w + i w b, both parts real, so the transform
+   * S(k) = A(k) + i B(k) with A and B Hermitian, and Re A(k) = Re (S(k) + S(-k)) / 2,
+   * Re B(k) = Im (S(k) + S(-k)) / 2. The parts do not leak into each other: the kernel is
+   * real and even, so the transform's error at -k is the conjugate of its error at k,
+   * and the sum of the two cancels the other part's error exactly. The modes run over
+   * [-M, M] (2M + 1), so that -k of every k in [-M, M - 1] is there. */
+#pragma omp parallel for num_threads(mg->o.nthreads)
+  for (int64_t j = 0; j < n; j++) {
+    const double wj = w ? w[j] : 1.0;
+    mg->cbuf[j] = CMPLX(wj, wj * b[j]);
+  }
+  int rc = spf_nufft_set_points(mg->t1, n, x, y, z);
+  if (!rc) rc = spf_nufft_execute(mg->t1, mg->cbuf, mg->t1_out);
   if (rc) return rc;
-  /* Centred slot a of the 2M grid is d = a - M; store it at d mod 2M. */
-  const int64_t m = mg->m, m2 = mg->m2;
+  const int64_t m = mg->m, m2 = mg->m2, m21 = m2 + 1;
+  const double complex *S = mg->t1_out;
+  /* Centred slot a of the 2M grid is d = a - M (slot a of S), -d slot 2M - a; stored at
+   * d mod 2M. */
   const double sk = ldexp(1.0, -mg->exp_kernel);
 #pragma omp parallel for num_threads(mg->o.nthreads) collapse(2)
   for (int64_t a3 = 0; a3 < m2; a3++)
     for (int64_t a2 = 0; a2 < m2; a2++) {
       int64_t c3 = a3 < m ? a3 + m : a3 - m, c2 = a2 < m ? a2 + m : a2 - m;
+      const double complex *sp = S + (a3 * m21 + a2) * m21, *sn = S + ((m2 - a3) * m21 + m2 - a2) * m21 + m2;
       for (int64_t a1 = 0; a1 < m2; a1++) {
         int64_t c1 = a1 < m ? a1 + m : a1 - m;
-        const double t = creal(mg->big_out[(a3 * m2 + a2) * m2 + a1]);
+        const double t = 0.5 * (creal(sp[a1]) + creal(sn[-a1]));
         if (mg->fixed) mg->fixed[(c3 * m2 + c2) * m2 + c1] += spf_to_fixed(t, sk);
         else mg->kernel[(c3 * m2 + c2) * m2 + c1] += t;
       }
     }
-#pragma omp parallel for num_threads(mg->o.nthreads)
-  for (int64_t j = 0; j < n; j++) mg->cbuf[j] = (w ? w[j] : 1.0) * b[j];
-  rc = spf_nufft_set_points(mg->t1_small, n, x, y, z);
-  if (!rc) rc = spf_nufft_execute_real(mg->t1_small, mg->cbuf, mg->small_out);
-  if (rc) return rc;
-  /* Re of sum w b e^{+ikx} equals Re of sum w b e^{-ikx}: the Friedel-symmetric sum. */
-  if (mg->fixed) {
-    int64_t *fr = mg->fixed + mg->n_big;
-    const double sr = ldexp(1.0, -mg->exp_rhs);
-    for (int64_t i = 0; i < mg->n_small; i++) fr[i] += spf_to_fixed(creal(mg->small_out[i]), sr);
-    fr[mg->n_small] += spf_to_fixed(wb2, ldexp(1.0, -mg->exp_wb2));
-  } else {
-    for (int64_t i = 0; i < mg->n_small; i++) mg->rhs[i] += creal(mg->small_out[i]);
-    mg->wb2 += wb2;
-  }
+  /* Re of sum w b e^{+ikx} equals Re of sum w b e^{-ikx}: the Friedel-symmetric sum.
+   * Slot j of the M grid is k = j - (M - 1) / 2, slot k + M of S; -k slot M - k. */
+  const int64_t h = (m - 1) / 2;
+  const double sr = mg->fixed ? ldexp(1.0, -mg->exp_rhs) : 0;
+  int64_t *fr = mg->fixed ? mg->fixed + mg->n_big : NULL;
+#pragma omp parallel for num_threads(mg->o.nthreads) collapse(2)
+  for (int64_t j3 = 0; j3 < m; j3++)
+    for (int64_t j2 = 0; j2 < m; j2++) {
+      const int64_t k3 = j3 - h, k2 = j2 - h;
+      const double complex *sp = S + ((k3 + m) * m21 + k2 + m) * m21 + m - h,
+                           *sn = S + ((m - k3) * m21 + m - k2) * m21 + m + h;
+      for (int64_t j1 = 0; j1 < m; j1++) {
+        const double t = 0.5 * (cimag(sp[j1]) + cimag(sn[-j1]));
+        const int64_t i = (j3 * m + j2) * m + j1;
+        if (fr) fr[i] += spf_to_fixed(t, sr);
+        else mg->rhs[i] += t;
+      }
+    }
+  if (mg->fixed) mg->fixed[mg->n_big + mg->n_small] += spf_to_fixed(wb2, ldexp(1.0, -mg->exp_wb2));
+  else mg->wb2 += wb2;
   mg->kernel_dirty = 1;
   return SPF_OK;
 }

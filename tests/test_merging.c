@@ -444,10 +444,69 @@ static void toeplitz_matches_direct_sums(void)
   }
 }
 
+/* The kernel T(d) = sum_j w_j cos(d . x_j) and the right-hand side sum_j w_j b_j cos(k . x_j)
+ * against direct sums, at the tolerances runs use. One type 1 carries both (strengths
+ * w + i w b): each part must keep its own accuracy, |err| <= tol times its own sum of
+ * sizes, also when b is a thousand times smaller than w, as photon counts per pixel are;
+ * a leak of the w part into the rhs would show there as an error of about tol sum w,
+ * a thousand times the bound. */
+static void sums_meet_the_tolerance(void)
+{
+  const int64_t m = 7, m2 = 2 * m, n3 = m * m * m, nk = m2 * m2 * m2, np = 1500, h = (m - 1) / 2;
+  double *x = malloc(sizeof(double) * 3 * np), *b = malloc(sizeof(double) * np), *w = malloc(sizeof(double) * np);
+  double *kd = malloc(sizeof(double) * nk), *rd = malloc(sizeof(double) * n3);
+  random_points(np, M_PI, 31, x);
+  spf_rng r;
+  spf_rng_seed(&r, 32, 0);
+  double sw = 0, swb = 0;
+  for (int64_t j = 0; j < np; j++) {
+    w[j] = 0.1 + spf_rng_uniform(&r);
+    b[j] = 1e-3 * spf_rng_normal(&r);
+    sw += w[j], swb += w[j] * fabs(b[j]);
+  }
+  /* Slot i of the kernel holds d = c for c < M, c - 2M otherwise, per axis; slot i of
+   * the rhs k = j - (M - 1) / 2. */
+  for (int64_t i = 0; i < nk; i++) {
+    const int64_t c1 = i % m2, c2 = (i / m2) % m2, c3 = i / (m2 * m2);
+    const double d1 = c1 < m ? c1 : c1 - m2, d2 = c2 < m ? c2 : c2 - m2, d3 = c3 < m ? c3 : c3 - m2;
+    double s = 0;
+    for (int64_t j = 0; j < np; j++) s += w[j] * cos(d1 * x[j] + d2 * x[np + j] + d3 * x[2 * np + j]);
+    kd[i] = s;
+  }
+  for (int64_t i = 0; i < n3; i++) {
+    const double k1 = i % m - h, k2 = (i / m) % m - h, k3 = i / (m * m) - h;
+    double s = 0;
+    for (int64_t j = 0; j < np; j++) s += w[j] * b[j] * cos(k1 * x[j] + k2 * x[np + j] + k3 * x[2 * np + j]);
+    rd[i] = s;
+  }
+  const double tols[2] = {1e-4, 1e-6};
+  for (int t = 0; t < 2; t++) {
+    spf_merge_options o;
+    spf_merge_default_options(&o);
+    o.nufft_tol = tols[t];
+    spf_merger *mg = NULL;
+    CHECK(spf_merger_make(m, &o, &mg) == SPF_OK, "make");
+    CHECK(spf_merger_add_points(mg, np, x, x + np, x + 2 * np, b, w) == SPF_OK, "points");
+    double *kern, *rhs, *wb2;
+    int64_t kl, rl;
+    spf_merger_sums(mg, &kern, &kl, &rhs, &rl, &wb2);
+    CHECK(kl == nk && rl == n3, "sizes %lld %lld", (long long)kl, (long long)rl);
+    double ek = 0, er = 0;
+    for (int64_t i = 0; i < nk; i++) ek = fmax(ek, fabs(kd[i] - kern[i]));
+    for (int64_t i = 0; i < n3; i++) er = fmax(er, fabs(rd[i] - rhs[i]));
+    printf("  tol %.0e: kernel error %.2e of sum w, rhs error %.2e of sum w |b|\n", tols[t], ek / sw, er / swb);
+    CHECK(ek <= tols[t] * sw, "tol %.0e: kernel error %.2e > tol sum w", tols[t], ek / sw);
+    CHECK(er <= tols[t] * swb, "tol %.0e: rhs error %.2e > tol sum w |b|", tols[t], er / swb);
+    spf_merger_free(mg);
+  }
+  free(x), free(b), free(w), free(kd), free(rd);
+}
+
 int main(void)
 {
   RUN_TEST(operator_matches_dense_matrix);
   RUN_TEST(toeplitz_matches_direct_sums);
+  RUN_TEST(sums_meet_the_tolerance);
   RUN_TEST(exact_data_recover_true_autocorrelation);
   RUN_TEST(exact_sums_do_not_depend_on_call_order);
   RUN_TEST(shifted_solves_equal_separate_solves);
