@@ -40,6 +40,11 @@ struct spf_likelihood_s {
   double *L;         /* n_img x cap: L, then P in pass 3 */
   uint8_t *active;   /* n_img x (cap / JC): the run has a kept probability */
   double *scatter;   /* nthreads x np x JC */
+  /* Pass 1's L and sum_w of every reference, for passes 2 and 3 (spf_likelihood_keep). */
+  int64_t keep_bytes, kept_cap;
+  int keeping;
+  double *kept_L;    /* n_img x n_refs */
+  double *kept_sw;   /* n_refs */
   double t_product, t_views;
 };
 
@@ -58,6 +63,7 @@ void spf_likelihood_free(spf_likelihood *lk)
   free(lk->off); free(lk->pix); free(lk->cnt); free(lk->photons); free(lk->phi); free(lk->best);
   free(lk->best_L); free(lk->second_L); free(lk->sum_L); free(lk->Z); free(lk->entropy); free(lk->p_best);
   free(lk->exp_W); free(lk->floor); free(lk->logw); free(lk->sum_w); free(lk->L); free(lk->active); free(lk->scatter);
+  free(lk->kept_L); free(lk->kept_sw);
   free(lk);
 }
 
@@ -157,6 +163,27 @@ int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi)
     lk->best_L[k] = lk->second_L[k] = -INFINITY;
     lk->sum_L[k] = lk->Z[k] = lk->entropy[k] = lk->p_best[k] = lk->exp_W[k] = 0;
   }
+  /* Keep pass 1's values when they fit: the products are most of a pass. */
+  const int64_t kb = (int64_t)sizeof(double) * (lk->n_img + 1) * n_refs;
+  lk->keeping = n_refs <= (INT64_MAX / 16) / (lk->n_img + 1) && kb <= lk->keep_bytes;
+  if (lk->keeping && lk->kept_cap < n_refs) {
+    free(lk->kept_L);
+    free(lk->kept_sw);
+    lk->kept_L = malloc(sizeof(double) * (size_t)(lk->n_img * n_refs));
+    lk->kept_sw = malloc(sizeof(double) * (size_t)n_refs);
+    lk->kept_cap = lk->kept_L && lk->kept_sw ? n_refs : 0;
+    if (!lk->kept_cap) {
+      free(lk->kept_L);
+      free(lk->kept_sw);
+      lk->kept_L = lk->kept_sw = NULL;
+      lk->keeping = 0; /* no room: compute the products again */
+    }
+  } else if (!lk->keeping) {
+    free(lk->kept_L);
+    free(lk->kept_sw);
+    lk->kept_L = lk->kept_sw = NULL;
+    lk->kept_cap = 0;
+  }
   lk->n_refs = n_refs;
   lk->next_ref = 0;
   lk->pass = 1;
@@ -164,8 +191,8 @@ int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi)
   return SPF_OK;
 }
 
-/* Buffers for a batch of count references; the log-model and sum_w of the batch. */
-static int load_batch(spf_likelihood *lk, int64_t count, const float *models)
+/* Buffers for a batch of count references. */
+static int batch_buffers(spf_likelihood *lk, int64_t count)
 {
   const int64_t np = lk->np, need = (count + JC - 1) / JC * JC;
   if (need > lk->cap) {
@@ -178,6 +205,15 @@ static int load_batch(spf_likelihood *lk, int64_t count, const float *models)
     lk->cap = lk->logw && lk->sum_w && lk->L && lk->active && lk->scatter ? need : 0;
     if (!lk->cap) return SPF_ERR_ALLOC;
   }
+  return SPF_OK;
+}
+
+/* The log-model and sum_w of a batch (buffers for it allocated). */
+static int load_batch(spf_likelihood *lk, int64_t count, const float *models)
+{
+  int rc = batch_buffers(lk, count);
+  if (rc) return rc;
+  const int64_t np = lk->np, need = (count + JC - 1) / JC * JC;
   const float *fl = lk->floor;
 #pragma omp parallel for num_threads(lk->nthreads) schedule(static)
   for (int64_t j = 0; j < need; j++) {
@@ -226,6 +262,24 @@ static void products(spf_likelihood *lk, int64_t count)
   lk->t_product += omp_get_wtime() - t0;
 }
 
+/* Passes 2 and 3: the batch's L and sum_w, from pass 1's kept values or computed again. */
+static int batch_L(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models)
+{
+  if (!lk->keeping) {
+    int rc = load_batch(lk, count, models);
+    if (!rc) products(lk, count);
+    return rc;
+  }
+  int rc = batch_buffers(lk, count);
+  if (rc) return rc;
+  const int64_t R = lk->n_refs, cap = lk->cap;
+  memcpy(lk->sum_w, lk->kept_sw + first_ref, sizeof(double) * (size_t)count);
+#pragma omp parallel for num_threads(lk->nthreads) schedule(static)
+  for (int64_t k = 0; k < lk->n_img; k++)
+    memcpy(lk->L + k * cap, lk->kept_L + k * R + first_ref, sizeof(double) * (size_t)count);
+  return SPF_OK;
+}
+
 static int check_batch(spf_likelihood *lk, int pass, int64_t first_ref, int64_t count, const float *models)
 {
   if (!lk || !models) return SPF_ERR_NULL;
@@ -249,9 +303,11 @@ int spf_likelihood_scan(spf_likelihood *lk, int64_t first_ref, int64_t count, co
   if (!rc) rc = load_batch(lk, count, models);
   if (rc) return rc;
   products(lk, count);
+  if (lk->keeping) memcpy(lk->kept_sw + first_ref, lk->sum_w, sizeof(double) * (size_t)count);
 #pragma omp parallel for num_threads(lk->nthreads) schedule(static)
   for (int64_t k = 0; k < lk->n_img; k++) {
     const double *Lk = lk->L + k * lk->cap;
+    if (lk->keeping) memcpy(lk->kept_L + k * lk->n_refs + first_ref, Lk, sizeof(double) * (size_t)count);
     double b = lk->best_L[k], s = lk->second_L[k], sum = lk->sum_L[k];
     int64_t bi = lk->best[k];
     for (int64_t j = 0; j < count; j++) {
@@ -295,8 +351,7 @@ int spf_likelihood_normalise(spf_likelihood *lk, double beta, int64_t first_ref,
   if (!(beta > 0 && beta <= 1)) return SPF_ERR_ARG;
   if (first_ref == 0) lk->beta = beta;
   else if (beta != lk->beta) return SPF_ERR_ARG;
-  if ((rc = load_batch(lk, count, models))) return rc;
-  products(lk, count);
+  if ((rc = batch_L(lk, first_ref, count, models))) return rc;
 #pragma omp parallel for num_threads(lk->nthreads) schedule(static)
   for (int64_t k = 0; k < lk->n_img; k++) {
     const double *Lk = lk->L + k * lk->cap, mx = lk->best_L[k];
@@ -327,8 +382,7 @@ static int views_pass(spf_likelihood *lk, int64_t first_ref, int64_t count, cons
   int rc = check_batch(lk, 3, first_ref, count, models);
   if (rc) return rc;
   if (!views || !weights) return SPF_ERR_NULL;
-  if ((rc = load_batch(lk, count, models))) return rc;
-  products(lk, count);
+  if ((rc = batch_L(lk, first_ref, count, models))) return rc;
   const double t0 = omp_get_wtime();
   const int64_t np = lk->np, cap = lk->cap, runs = (count + JC - 1) / JC;
   const double drop = lk->drop_mass / (double)lk->n_refs, beta = lk->beta;
@@ -420,6 +474,14 @@ int spf_likelihood_image_stats(const spf_likelihood *lk, double *entropy, double
     if (p_best) p_best[k] = lk->p_best[k];
     if (fluence) fluence[k] = lk->exp_W[k] > 0 ? lk->photons[k] / lk->exp_W[k] : lk->phi[k];
   }
+  return SPF_OK;
+}
+
+int spf_likelihood_keep(spf_likelihood *lk, int64_t bytes)
+{
+  if (!lk) return SPF_ERR_NULL;
+  if (bytes < 0) return SPF_ERR_ARG;
+  lk->keep_bytes = bytes;
   return SPF_OK;
 }
 

@@ -182,6 +182,9 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
   /* 1. Each image's best reference and the spread of its log-likelihood. */
   double tp0, tv0, tmerge = 0;
   spf_likelihood_timing(j->lk, &tp0, &tv0);
+  /* What the store leaves of its budget keeps pass 1's likelihoods for passes 2 and 3. */
+  const int64_t left = j->store_bytes - (store ? R * np * (int64_t)sizeof(float) : 0);
+  if (!rc) rc = spf_likelihood_keep(j->lk, left > 0 ? left : 0);
   if (!rc) rc = spf_likelihood_begin(j->lk, R, j->phi);
   for (int64_t f = 0; !rc && f < R; f += j->nb) {
     const int64_t c = R - f < j->nb ? R - f : j->nb;

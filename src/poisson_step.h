@@ -3,7 +3,8 @@
  * each reference's view of the data added to the merger.
  *
  * Three passes over the references (likelihood.h), whose model images are kept between
- * passes when they fit in store_bytes, else sliced again:
+ * passes when they fit in store_bytes, else sliced again, and pass 1's log-likelihoods
+ * too in what the model images leave of store_bytes (spf_likelihood_keep):
  *   1. each image's best reference and the spread of its log-likelihood;
  *   2. the annealing factor beta (spf_poisson_beta, from the medians over all images),
  *      then the normalisations;

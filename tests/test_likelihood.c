@@ -92,8 +92,10 @@ typedef struct {
   double *bestL, *gap, *mean, *H, *pbest, *fl, *V, *Wt;
 } result;
 
-/* One E-step with the given batch size and threads. */
-static int run(const problem *q, int64_t batch, int threads, double beta, double drop, double floor, result *out)
+/* One E-step with the given batch size and threads; keep: spf_likelihood_keep's bytes,
+ * later: the models passes 2 and 3 are given (NULL: pass 1's). */
+static int run_kept(const problem *q, int64_t batch, int threads, double beta, double drop, double floor,
+                    int64_t keep, const float *later, result *out)
 {
   spf_likelihood_options o;
   spf_likelihood_default_options(&o);
@@ -109,18 +111,24 @@ static int run(const problem *q, int64_t batch, int threads, double beta, double
   for (int a = 0; a < 6; a++) *arrs[a] = malloc(sizeof(double) * N);
   out->V = malloc(sizeof(double) * R * np);
   out->Wt = malloc(sizeof(double) * R);
-  rc = spf_likelihood_begin(lk, R, q->phi);
+  const float *m23 = later ? later : q->models;
+  rc = spf_likelihood_keep(lk, keep);
+  if (!rc) rc = spf_likelihood_begin(lk, R, q->phi);
   for (int64_t f = 0; !rc && f < R; f += batch)
     rc = spf_likelihood_scan(lk, f, R - f < batch ? R - f : batch, q->models + f * np);
   if (!rc) rc = spf_likelihood_best(lk, out->best, out->bestL, out->gap, out->mean);
   for (int64_t f = 0; !rc && f < R; f += batch)
-    rc = spf_likelihood_normalise(lk, beta, f, R - f < batch ? R - f : batch, q->models + f * np);
+    rc = spf_likelihood_normalise(lk, beta, f, R - f < batch ? R - f : batch, m23 + f * np);
   for (int64_t f = 0; !rc && f < R; f += batch)
-    rc = spf_likelihood_views(lk, f, R - f < batch ? R - f : batch, q->models + f * np, out->V + f * np,
-                              out->Wt + f);
+    rc = spf_likelihood_views(lk, f, R - f < batch ? R - f : batch, m23 + f * np, out->V + f * np, out->Wt + f);
   if (!rc) rc = spf_likelihood_image_stats(lk, out->H, out->pbest, out->fl);
   spf_likelihood_free(lk);
   return rc;
+}
+
+static int run(const problem *q, int64_t batch, int threads, double beta, double drop, double floor, result *out)
+{
+  return run_kept(q, batch, threads, beta, drop, floor, 0, NULL, out);
 }
 
 static void free_result(result *r)
@@ -192,6 +200,44 @@ static void likelihood_same_bits_any_batch_and_threads(void)
     CHECK(!memcmp(a.Wt, c.Wt, sizeof(double) * q.n_ref), "weights, batch %lld", (long long)batches[t]);
     free_result(&c);
   }
+  free_result(&a);
+  free_problem(&q);
+}
+
+/* Pass 1's likelihoods kept for passes 2 and 3 (spf_likelihood_keep): the same bits as
+ * computing them again, at any batch size; with too small a budget they are computed
+ * again. That passes 2 and 3 then read the kept values, not their models, shows in a run
+ * given other models there: the same bits when kept, others when not. */
+static void kept_likelihoods_give_the_same_bits(void)
+{
+  problem q = make_problem(41, 100, 90, 5);
+  const int64_t N = q.n_img, R = q.n_ref, np = q.np, need = (int64_t)sizeof(double) * (N + 1) * R;
+  float *other = malloc(sizeof(float) * R * np);
+  for (int64_t i = 0; i < R * np; i++) other[i] = 2 * q.models[i];
+  result a, c;
+  CHECK(run(&q, 100, 1, 0.5, 1e-6, 0, &a) == SPF_OK, "run a");
+  const int64_t batches[] = {7, 32, 100};
+  for (int t = 0; t < 4; t++) {
+    const int64_t keep = t < 3 ? need : need - 1, batch = t < 3 ? batches[t] : 32;
+    CHECK(run_kept(&q, batch, 2, 0.5, 1e-6, 0, keep, NULL, &c) == SPF_OK, "run c");
+    CHECK(!memcmp(a.best, c.best, sizeof(int64_t) * N) && !memcmp(a.bestL, c.bestL, sizeof(double) * N) &&
+              !memcmp(a.H, c.H, sizeof(double) * N) && !memcmp(a.fl, c.fl, sizeof(double) * N) &&
+              !memcmp(a.pbest, c.pbest, sizeof(double) * N) && !memcmp(a.V, c.V, sizeof(double) * R * np) &&
+              !memcmp(a.Wt, c.Wt, sizeof(double) * R),
+          "kept %lld bytes, batch %lld: not the same bits", (long long)keep, (long long)batch);
+    free_result(&c);
+    CHECK(run_kept(&q, batch, 2, 0.5, 1e-6, 0, keep, other, &c) == SPF_OK, "run c, other models");
+    const int same = !memcmp(a.V, c.V, sizeof(double) * R * np) && !memcmp(a.fl, c.fl, sizeof(double) * N);
+    CHECK(same == (t < 3), "kept %lld bytes (%lld needed): passes 2 and 3 %s their models", (long long)keep,
+          (long long)need, same ? "ignored" : "read");
+    free_result(&c);
+  }
+  CHECK(spf_likelihood_keep(NULL, 1) == SPF_ERR_NULL, "NULL plan");
+  spf_likelihood *lk;
+  CHECK(spf_likelihood_make(N, np, q.counts, NULL, &lk) == SPF_OK, "plan");
+  CHECK(spf_likelihood_keep(lk, -1) == SPF_ERR_ARG, "negative bytes");
+  spf_likelihood_free(lk);
+  free(other);
   free_result(&a);
   free_problem(&q);
 }
@@ -306,6 +352,7 @@ int main(void)
 {
   RUN_TEST(likelihood_probabilities_views_match_brute_force_double);
   RUN_TEST(likelihood_same_bits_any_batch_and_threads);
+  RUN_TEST(kept_likelihoods_give_the_same_bits);
   RUN_TEST(likelihood_chained_plans_equal_one_plan);
   RUN_TEST(likelihood_dropped_mass_within_bound);
   RUN_TEST(likelihood_finds_the_generating_reference);

@@ -101,6 +101,14 @@ int spf_likelihood_views_onto(spf_likelihood *lk, int64_t first_ref, int64_t cou
  * scales the mean to 1, over all ranks). Any pointer may be NULL. */
 int spf_likelihood_image_stats(const spf_likelihood *lk, double *entropy, double *p_best, double *fluence);
 
+/* Keep pass 1's L_jk (and sum_p W_jp) for passes 2 and 3 when they fit in bytes,
+ * (n_images + 1) x n_refs doubles: those passes then skip the products, two thirds of an
+ * E-step's work, and read only their batch's place in the order (the models they are
+ * given are not read again: they must be pass 1's, as always). 0 (the default): never.
+ * Takes effect at the next spf_likelihood_begin (negative bytes: SPF_ERR_ARG).
+ * The results are the same bits either way. */
+int spf_likelihood_keep(spf_likelihood *lk, int64_t bytes);
+
 /* Seconds in the products (passes 1-3) and in the views' scatter, since make. */
 void spf_likelihood_timing(const spf_likelihood *lk, double *product_seconds, double *views_seconds);
 

@@ -41,7 +41,8 @@
  * Poisson likelihood of EMC (likelihood.h, docs/method.md, "Photon-limited data"). With
  * it each generation slices every reference, computes each image's probabilities over all of
  * them in three passes over the references (the model images are kept between passes
- * when they fit in match_store_mib), and adds every reference's view (the probability-
+ * when they fit in match_store_mib, and pass 1's log-likelihoods in what they leave of
+ * it: the later passes then skip the products), and adds every reference's view (the probability-
  * weighted sum of the images over its weight, sum_k P_jk phi_k) to the Toeplitz merge;
  * CG, the L-curve and phasing are as above. What it adds, each measured to matter:
  *  - annealing: beta starts at Dragonfly's empirical exp(-6.5 (photons / 1e5)^0.15) and
@@ -205,7 +206,9 @@ typedef struct {
   int64_t match_store_mib; /*   each rank slices its share of the references once per
                                 generation and keeps the model images for the visiting
                                 image blocks when they fit in this (default 4096), else
-                                slices them again for each of the P blocks */
+                                slices them again for each of the P blocks; the Poisson
+                                model keeps its model images and log-likelihoods
+                                (8 bytes per image and reference) in it */
   spf_step_fn on_step;     /* progress callback (default NULL) */
   void *step_ctx;
 } spf_reconstruct_options;
