@@ -1123,6 +1123,10 @@ static int choose_model(watch *w, const burst_rec *r)
     S->o.n_references = 3240;
     S->o.refs_start = 0;
   }
+  /* The first burst's run from random orientations: 16 generations with the Poisson
+   * model (reconstruct runs to its stopping rule, 26-27 on photon-limited 2cex: the
+   * watch's later bursts refine further, and its first line should come early). */
+  if (w->model == SPF_MODEL_POISSON && S->o.max_generations == 0) S->o.max_generations = 16;
   spf_reconstruct_resolve(&S->o, w->model);
   snprintf(S->model, sizeof S->model, "%s", w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean");
   config_text(S, 0, w->config, sizeof w->config);
