@@ -237,10 +237,12 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
    * real and even, so the transform's error at -k is the conjugate of its error at k,
    * and the sum of the two cancels the other part's error exactly. The modes run over
    * [-M, M] (2M + 1), so that -k of every k in [-M, M - 1] is there. */
+  double *cb = (double *)mg->cbuf; /* a double complex is two doubles, real first (C11) */
 #pragma omp parallel for num_threads(mg->o.nthreads)
   for (int64_t j = 0; j < n; j++) {
     const double wj = w ? w[j] : 1.0;
-    mg->cbuf[j] = CMPLX(wj, wj * b[j]);
+    cb[2 * j] = wj;
+    cb[2 * j + 1] = wj * b[j];
   }
   int rc = spf_nufft_set_points(mg->t1, n, x, y, z);
   if (!rc) rc = spf_nufft_execute(mg->t1, mg->cbuf, mg->t1_out);
