@@ -33,6 +33,9 @@ struct spf_likelihood_s {
   double *phi;       /* n_img */
   int64_t *best;
   double *best_L, *second_L, *sum_L, *Z, *entropy, *p_best, *exp_W;
+  double *alt_L;     /* pass 2: the best L among references not near the best */
+  spf_likelihood_near_fn near;
+  void *near_ctx;
   /* a batch */
   int64_t cap;       /* references the buffers hold (a multiple of JC) */
   float *logw;       /* (cap / JC) runs x np pixels x JC */
@@ -62,7 +65,7 @@ void spf_likelihood_free(spf_likelihood *lk)
   if (!lk) return;
   free(lk->off); free(lk->pix); free(lk->cnt); free(lk->photons); free(lk->phi); free(lk->best);
   free(lk->best_L); free(lk->second_L); free(lk->sum_L); free(lk->Z); free(lk->entropy); free(lk->p_best);
-  free(lk->exp_W); free(lk->floor); free(lk->logw); free(lk->sum_w); free(lk->L); free(lk->active); free(lk->scatter);
+  free(lk->exp_W); free(lk->alt_L); free(lk->floor); free(lk->logw); free(lk->sum_w); free(lk->L); free(lk->active); free(lk->scatter);
   free(lk->kept_L); free(lk->kept_sw);
   free(lk);
 }
@@ -89,7 +92,8 @@ int spf_likelihood_make(int64_t n_images, int64_t n_pixels, const float *counts,
   lk->photons = malloc(sizeof(double) * n);
   lk->phi = malloc(sizeof(double) * n);
   lk->best = malloc(sizeof(int64_t) * n);
-  double **per_image[] = {&lk->best_L, &lk->second_L, &lk->sum_L, &lk->Z, &lk->entropy, &lk->p_best, &lk->exp_W};
+  double **per_image[] = {&lk->best_L, &lk->second_L, &lk->sum_L, &lk->Z, &lk->entropy, &lk->p_best, &lk->exp_W,
+                          &lk->alt_L};
   int rc = lk->off && lk->photons && lk->phi && lk->best ? SPF_OK : SPF_ERR_ALLOC;
   for (size_t a = 0; a < sizeof per_image / sizeof *per_image; a++)
     if (!(*per_image[a] = malloc(sizeof(double) * n))) rc = SPF_ERR_ALLOC;
@@ -160,7 +164,7 @@ int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi)
     if (!(f >= 0) || !isfinite(f)) return SPF_ERR_DATA;
     lk->phi[k] = f;
     lk->best[k] = -1;
-    lk->best_L[k] = lk->second_L[k] = -INFINITY;
+    lk->best_L[k] = lk->second_L[k] = lk->alt_L[k] = -INFINITY;
     lk->sum_L[k] = lk->Z[k] = lk->entropy[k] = lk->p_best[k] = lk->exp_W[k] = 0;
   }
   /* Keep pass 1's values when they fit: the products are most of a pass. */
@@ -355,9 +359,14 @@ int spf_likelihood_normalise(spf_likelihood *lk, double beta, int64_t first_ref,
 #pragma omp parallel for num_threads(lk->nthreads) schedule(static)
   for (int64_t k = 0; k < lk->n_img; k++) {
     const double *Lk = lk->L + k * lk->cap, mx = lk->best_L[k];
-    double z = lk->Z[k];
+    double z = lk->Z[k], alt = lk->alt_L[k];
     for (int64_t j = 0; j < count; j++) z += exp(beta * (Lk[j] - mx));
     lk->Z[k] = z;
+    /* The comparison first: the predicate runs only for a new candidate. */
+    if (lk->near)
+      for (int64_t j = 0; j < count; j++)
+        if (Lk[j] > alt && !lk->near(lk->near_ctx, lk->best[k], first_ref + j)) alt = Lk[j];
+    lk->alt_L[k] = alt;
   }
   batch_done(lk, count);
   return SPF_OK;
@@ -474,6 +483,23 @@ int spf_likelihood_image_stats(const spf_likelihood *lk, double *entropy, double
     if (p_best) p_best[k] = lk->p_best[k];
     if (fluence) fluence[k] = lk->exp_W[k] > 0 ? lk->photons[k] / lk->exp_W[k] : lk->phi[k];
   }
+  return SPF_OK;
+}
+
+int spf_likelihood_set_near(spf_likelihood *lk, spf_likelihood_near_fn near, void *ctx)
+{
+  if (!lk) return SPF_ERR_NULL;
+  if (lk->pass == 2 && lk->next_ref > 0) return SPF_ERR_ARG; /* not within pass 2 */
+  lk->near = near;
+  lk->near_ctx = ctx;
+  return SPF_OK;
+}
+
+int spf_likelihood_distant_gap(const spf_likelihood *lk, double *gap)
+{
+  if (!lk || !gap) return SPF_ERR_NULL;
+  if (lk->pass < 3 || !lk->near) return SPF_ERR_ARG;
+  for (int64_t k = 0; k < lk->n_img; k++) gap[k] = lk->best_L[k] - lk->alt_L[k];
   return SPF_OK;
 }
 

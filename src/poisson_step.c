@@ -71,6 +71,24 @@ static int merge_poisson_batch(const spf_poisson_job *j, int64_t f, int64_t c, c
   return rc;
 }
 
+/* The confidence's predicate: references a and b within the limit of each other, or b
+ * within it of a turned 180 degrees about the beam (the Friedel twin's orientation). */
+typedef struct {
+  const double *q; /* n_refs quaternions */
+  double cos_half;  /* cos(limit / 2): |qa . qb| above it is an angle below the limit */
+} near_ctx;
+
+static int near_refs(void *ctx, int64_t a, int64_t b)
+{
+  const near_ctx *c = ctx;
+  const double *qa = c->q + 4 * a, *qb = c->q + 4 * b;
+  const double d = qa[0] * qb[0] + qa[1] * qb[1] + qa[2] * qb[2] + qa[3] * qb[3];
+  if (fabs(d) >= c->cos_half) return 1;
+  /* (0, 0, 0, 1) qa = (-z, -y, x, w) for qa = (w, x, y, z) */
+  const double t = -qa[3] * qb[0] - qa[2] * qb[1] + qa[1] * qb[2] + qa[0] * qb[3];
+  return fabs(t) >= c->cos_half;
+}
+
 /* References in batch b of pb over R. */
 static int64_t batch_refs(int64_t R, int64_t pb, int64_t b)
 {
@@ -174,10 +192,14 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
   double *bestL = malloc(sizeof(double) * (size_t)N), *gap = malloc(sizeof(double) * (size_t)N);
   double *meanL = malloc(sizeof(double) * (size_t)N), *ent = malloc(sizeof(double) * (size_t)N);
   double *fl = malloc(sizeof(double) * (size_t)N), *fig = malloc(sizeof(double) * 3 * (size_t)N);
+  double *far = malloc(sizeof(double) * (size_t)N), *allq = malloc(sizeof(double) * 4 * (size_t)R);
   /* Per-image figures of all ranks' images, in the images' order: n_all x 3. */
   double *all = NULL, *tmp = NULL;
   int64_t n_all = 0, done = 0;
-  int rc = bestL && gap && meanL && ent && fl && fig ? SPF_OK : SPF_ERR_ALLOC;
+  int rc = bestL && gap && meanL && ent && fl && fig && far && allq ? SPF_OK : SPF_ERR_ALLOC;
+  if (!rc) rc = spf_orientation_grid(R, 0, R, allq);
+  const near_ctx nc = {allq, cos(0.5 * j->near_limit)};
+  if (!rc) rc = spf_likelihood_set_near(j->lk, near_refs, (void *)&nc);
   const float *models = NULL;
   /* 1. Each image's best reference and the spread of its log-likelihood. */
   double tp0, tv0, tmerge = 0;
@@ -210,6 +232,8 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
     if (!rc) rc = spf_likelihood_normalise(j->lk, beta, f, c, models);
     poisson_progress(j, &done, c);
   }
+  if (!rc) rc = spf_likelihood_distant_gap(j->lk, far);
+  spf_likelihood_set_near(j->lk, NULL, NULL);
   /* 3. The views. Exact sums with bounds over every call (and every rank): sum w <= np
    * sum phi, sum w |b| <= photons, sum w b^2 <= photons max K/phi. */
   double photons = 0, kmax = 0, phisum = 0;
@@ -229,7 +253,7 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
   if (!rc) rc = spf_likelihood_image_stats(j->lk, ent, NULL, fl);
   for (int64_t k = 0; !rc && k < N; k++) {
     j->best_dist[k] = (float)-bestL[k];
-    j->gap[k] = (float)gap[k];
+    j->gap[k] = (float)(isfinite(far[k]) ? far[k] : gap[k]); /* every reference near: the second best's */
     j->entropy[k] = (float)ent[k];
     fig[3 * k] = ent[k];
     fig[3 * k + 1] = fl[k];
@@ -258,6 +282,7 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
     log->mean_entropy = hsum / (double)n_all;
     log->median_gap = tmp[n_all / 2];
   }
+  free(far); free(allq);
   free(store); free(bestL); free(gap); free(meanL); free(ent); free(fl); free(fig); free(all); free(tmp);
   return spf_comm_agree(cm, rc);
 }

@@ -53,10 +53,13 @@ typedef struct {
   double *phi;           /* n_images: fluence, updated when o->update_fluence (mean 1 over all images) */
   int64_t *best;         /* out, n_images: the best reference */
   float *best_dist, *gap, *entropy; /* out, n_images: -log L of the best, the log-likelihood
-                                       gap to the second best, the entropy (nats) */
+                                       gap to the best distant alternative (the confidence),
+                                       the entropy (nats) */
+  double near_limit;     /* radians: a reference within this of the best, or of the best
+                            turned 180 degrees about the beam, is not an alternative */
 } spf_poisson_job;
 
-/* The step: log gets beta, mean_entropy, median_gap, median_spread, t_likelihood,
+/* The step: log gets beta, mean_entropy, median_gap (best - second best), median_spread, t_likelihood,
  * t_views, t_merge_points, and t_slice accumulates. Collective; the error is agreed. */
 int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log);
 

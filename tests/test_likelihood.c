@@ -242,6 +242,67 @@ static void kept_likelihoods_give_the_same_bits(void)
   free_problem(&q);
 }
 
+/* The confidence's distant alternative (spf_likelihood_set_near, _distant_gap) against
+ * brute force: best L minus the best L over references more than 3 indices from the
+ * best (the predicate here), with the L's bound of the test above; the same at any batch
+ * size; refused before pass 2 or without a predicate. */
+static int near_by_index(void *ctx, int64_t a, int64_t b)
+{
+  const int64_t d = a > b ? a - b : b - a;
+  return d <= *(const int64_t *)ctx;
+}
+
+static void distant_gap_matches_brute_force(void)
+{
+  problem q = make_problem(23, 70, 150, 12);
+  const double floor = 1e-3;
+  reference b = brute(&q, floor, 0.7);
+  const int64_t N = q.n_img, R = q.n_ref, np = q.np, radius = 3;
+  double *gap[2] = {malloc(sizeof(double) * N), malloc(sizeof(double) * N)};
+  int64_t *best = malloc(sizeof(int64_t) * N);
+  const int64_t batches[2] = {70, 9};
+  for (int t = 0; t < 2; t++) {
+    spf_likelihood_options o;
+    spf_likelihood_default_options(&o);
+    o.nthreads = 2;
+    o.model_floor = floor;
+    spf_likelihood *lk;
+    CHECK(spf_likelihood_make(N, np, q.counts, &o, &lk) == SPF_OK, "plan");
+    CHECK(spf_likelihood_begin(lk, R, q.phi) == SPF_OK, "begin");
+    CHECK(spf_likelihood_distant_gap(lk, gap[t]) == SPF_ERR_ARG, "distant gap before pass 2");
+    for (int64_t f = 0; f < R; f += batches[t])
+      spf_likelihood_scan(lk, f, R - f < batches[t] ? R - f : batches[t], q.models + f * np);
+    spf_likelihood_best(lk, best, NULL, NULL, NULL);
+    CHECK(spf_likelihood_set_near(lk, near_by_index, (void *)&radius) == SPF_OK, "set near");
+    for (int64_t f = 0; f < R; f += batches[t]) {
+      spf_likelihood_normalise(lk, 0.7, f, R - f < batches[t] ? R - f : batches[t], q.models + f * np);
+      if (f == 0 && R > batches[t])
+        CHECK(spf_likelihood_set_near(lk, NULL, NULL) == SPF_ERR_ARG, "set near within pass 2");
+    }
+    CHECK(spf_likelihood_distant_gap(lk, gap[t]) == SPF_OK, "distant gap");
+    spf_likelihood_set_near(lk, NULL, NULL);
+    double g1;
+    CHECK(spf_likelihood_distant_gap(lk, &g1) == SPF_ERR_ARG, "distant gap without a predicate");
+    spf_likelihood_free(lk);
+  }
+  double worst = 0;
+  for (int64_t k = 0; k < N; k++) {
+    double scale = 1, alt = -INFINITY;
+    for (int64_t p = 0; p < np; p++) scale += q.counts[k * np + p] * 10.0;
+    for (int64_t j = 0; j < R; j++)
+      if (llabs(j - best[k]) > radius) alt = fmax(alt, b.L[k * R + j]);
+    const double want = b.L[k * R + best[k]] - alt;
+    worst = fmax(worst, fabs(gap[0][k] - want) / scale);
+    CHECK(gap[0][k] >= 0, "image %lld: distant gap %g < 0", (long long)k, gap[0][k]);
+  }
+  printf("  distant gap against brute force: worst %.2e of sum K |log w|\n", worst);
+  CHECK(worst <= 8e-7, "distant gap off by %g of sum K |log w|", worst);
+  CHECK(!memcmp(gap[0], gap[1], sizeof(double) * N), "distant gap depends on the batch size");
+  free(gap[0]); free(gap[1]); free(best);
+  free_reference(&b);
+  free_problem(&q);
+}
+
 /* Plans over consecutive shares of the images (as MPI ranks hold them), each continuing
  * the views and weights of the one before (spf_likelihood_views_onto), give the one
  * plan's sums to the bit, whatever each plan's threads. */
@@ -353,6 +414,7 @@ int main(void)
   RUN_TEST(likelihood_probabilities_views_match_brute_force_double);
   RUN_TEST(likelihood_same_bits_any_batch_and_threads);
   RUN_TEST(kept_likelihoods_give_the_same_bits);
+  RUN_TEST(distant_gap_matches_brute_force);
   RUN_TEST(likelihood_chained_plans_equal_one_plan);
   RUN_TEST(likelihood_dropped_mass_within_bound);
   RUN_TEST(likelihood_finds_the_generating_reference);

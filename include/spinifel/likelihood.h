@@ -101,6 +101,19 @@ int spf_likelihood_views_onto(spf_likelihood *lk, int64_t first_ref, int64_t cou
  * scales the mean to 1, over all ranks). Any pointer may be NULL. */
 int spf_likelihood_image_stats(const spf_likelihood *lk, double *entropy, double *p_best, double *fluence);
 
+/* The confidence's distant alternative: near(ctx, a, b) is nonzero when references a and
+ * b count as one orientation (neighbours on the grid, or a Friedel twin's). Set before
+ * pass 2 (not during it: SPF_ERR_ARG), pass 2 keeps per image the best L over the
+ * references not near its best; NULL (the default) keeps none. ctx must stay valid
+ * through pass 2; near runs on several threads at once, so it must not write. */
+typedef int (*spf_likelihood_near_fn)(void *ctx, int64_t a, int64_t b);
+int spf_likelihood_set_near(spf_likelihood *lk, spf_likelihood_near_fn near, void *ctx);
+
+/* After pass 2 with a near predicate: per image its best L minus the best L among the
+ * references not near its best (+infinity when every reference is near). SPF_ERR_ARG
+ * before pass 2 or without a predicate. */
+int spf_likelihood_distant_gap(const spf_likelihood *lk, double *gap);
+
 /* Keep pass 1's L_jk (and sum_p W_jp) for passes 2 and 3 when they fit in bytes,
  * (n_images + 1) x n_refs doubles: those passes then skip the products, two thirds of an
  * E-step's work, and read only their batch's place in the order (the models they are

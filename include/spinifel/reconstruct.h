@@ -72,7 +72,9 @@
  * rank order (first_image, as spf_share gives), and slices every reference; the views'
  * sums pass along the ranks in the images' order and the figures over images are
  * gathered, so the run is the same bits as one process's on any number of ranks. The
- * per-image log-likelihood gap (best - second best) is the state's gap, -log L of the best its
+ * per-image log-likelihood gap to the best distant alternative (a reference beyond 3 ball
+ * radii of the best and of its Friedel twin, as the Euclidean confidence) is the state's
+ * gap, -log L of the best its
  * best_dist, and the entropy of the probabilities its entropy.
  *
  * The fraction of images that changed compares references of the same grid, or

@@ -46,7 +46,8 @@ typedef struct {
   float *best_dist, *gap;    /* n_images (NaN before matching). Euclidean: the best distance
                                 and the confidence, (d_alt - d_best) / d_best for the nearest
                                 reference beyond 3 ball radii (orientation.c); Poisson: -log L
-                                of the best reference, the log-likelihood gap to the second */
+                                of the best reference, the log-likelihood gap to the best
+                                alternative beyond 3 ball radii */
   double *fluence;           /* n_images: relative fluence phi (Poisson model), else 1 */
   float *entropy;            /* n_images: entropy of the orientation probabilities (nats), NaN
                                 when not computed */

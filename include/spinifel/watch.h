@@ -37,7 +37,7 @@ int spf_run_state_extend(const spf_run_state *old, int64_t n_new, uint64_t seed,
                          spf_run_state *out);
 
 /* Low-confidence images: the confidence of an image is its gap (the state's: the relative
- * gap to the nearest distant alternative, or the log-likelihood gap with the Poisson model); an
+ * gap to the nearest distant alternative, or the log-likelihood gap to it with the Poisson model); an
  * image is low-confidence when its gap is below `fraction` of the median gap of all n
  * images (or not finite). *low receives the fraction of images first .. first + count - 1
  * that are (0 when count is 0). */
