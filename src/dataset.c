@@ -249,7 +249,7 @@ static double get_scalar_dataset(hid_t file, const char *name, double fallback)
   if (H5Lexists(file, name, H5P_DEFAULT) <= 0) return fallback;
   hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
   double v = fallback;
-  if (ds >= 0 && (!h5_compact_complete(ds) || H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) < 0))
+  if (ds >= 0 && h5_dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, &v) < 0)
     v = fallback;
   if (ds >= 0) H5Dclose(ds);
   return v;
@@ -501,8 +501,7 @@ int spf_dataset_open(const char *path, spf_dataset **out, char *msg, size_t msg_
         rc = SPF_ERR_FORMAT;
       } else {
         double *planes = malloc(sizeof(double) * 3 * (size_t)d->n_pixels);
-        if (!planes || !h5_compact_complete(ps) ||
-            H5Dread(ps, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, planes) < 0) {
+        if (!planes || h5_dread(ps, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, planes) < 0) {
           say(msg, msg_len, "%s: cannot read 'pixel_position_reciprocal'", path);
           rc = SPF_ERR_IO;
         }
@@ -526,7 +525,7 @@ int spf_dataset_open(const char *path, spf_dataset **out, char *msg, size_t msg_
         hsize_t md[4];
         int r = ms >= 0 ? dataset_shape(ms, md) : -1;
         if (r != 3 || md[0] != 1 || md[1] != dims[2] || md[2] != dims[3] ||
-            !h5_compact_complete(ms) || H5Dread(ms, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, d->mask) < 0) {
+            h5_dread(ms, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, d->mask) < 0) {
           say(msg, msg_len, "%s: dataset 'mask' is not (1, %llu, %llu)", path, (unsigned long long)dims[2],
               (unsigned long long)dims[3]);
           rc = SPF_ERR_FORMAT;
@@ -683,8 +682,7 @@ int spf_dataset_read_images(spf_dataset *d, int64_t first, int64_t count, float 
   }
   hid_t fs = H5Dget_space((hid_t)d->data_id), ms = H5Screate_simple(rank, cnt, NULL);
   H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-  const hid_t dd = (hid_t)d->data_id;
-  herr_t e = h5_compact_complete(dd) ? H5Dread(dd, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out) : -1;
+  herr_t e = h5_dread((hid_t)d->data_id, H5T_NATIVE_FLOAT, ms, fs, out);
   H5Sclose(ms);
   H5Sclose(fs);
   if (e < 0) {
@@ -706,8 +704,7 @@ int spf_dataset_read_images(spf_dataset *d, int64_t first, int64_t count, float 
     fs = H5Dget_space((hid_t)d->quat_id);
     ms = H5Screate_simple(2, qc, NULL);
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, qs, NULL, qc, NULL);
-    const hid_t qd = (hid_t)d->quat_id;
-    e = h5_compact_complete(qd) ? H5Dread(qd, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, quats) : -1;
+    e = h5_dread((hid_t)d->quat_id, H5T_NATIVE_DOUBLE, ms, fs, quats);
     H5Sclose(ms);
     H5Sclose(fs);
     if (e < 0) {

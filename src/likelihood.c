@@ -168,8 +168,8 @@ int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi)
     lk->sum_L[k] = lk->Z[k] = lk->entropy[k] = lk->p_best[k] = lk->exp_W[k] = 0;
   }
   /* Keep pass 1's values when they fit: the products are most of a pass. */
-  const int64_t kb = (int64_t)sizeof(double) * (lk->n_img + 1) * n_refs;
-  lk->keeping = n_refs <= (INT64_MAX / 16) / (lk->n_img + 1) && kb <= lk->keep_bytes;
+  lk->keeping = n_refs <= (INT64_MAX / 16) / (lk->n_img + 1) &&
+                (int64_t)sizeof(double) * (lk->n_img + 1) * n_refs <= lk->keep_bytes; /* no overflow: checked first */
   if (lk->keeping && lk->kept_cap < n_refs) {
     free(lk->kept_L);
     free(lk->kept_sw);

@@ -387,7 +387,7 @@ static int open_hdf5(spf_photons *p, int64_t size, char *msg, size_t msg_len)
   hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
   long long np = 0;
   const int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 &&
-                 h5_compact_complete(ds) && H5Dread(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, &np) >= 0;
+                 h5_dread(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, &np) >= 0;
   if (sp >= 0) H5Sclose(sp);
   if (ds >= 0) H5Dclose(ds);
   if (!ok || np < 1 || np > MAX_INT32) {
@@ -553,7 +553,7 @@ static int read_hdf5(spf_photons *p, int64_t first, int64_t count, float *out, c
   for (int k = 0; !rc && k < 3; k++) {
     hid_t fs = H5Dget_space(ids[k]);
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL);
-    if (!h5_compact_complete(ids[k]) || H5Dread(ids[k], mt, ms, fs, H5P_DEFAULT, lists[k]) < 0) {
+    if (h5_dread(ids[k], mt, ms, fs, lists[k]) < 0) {
       say(msg, msg_len, "%s: cannot read frames %lld..%lld of the photon lists", p->path, (long long)first,
           (long long)(first + count - 1));
       rc = SPF_ERR_IO;
@@ -891,7 +891,7 @@ static int64_t h5_elements(hid_t f, const char *name, int *rank, hsize_t *dims)
 static int h5_read(hid_t f, const char *name, hid_t mem_type, void *buf)
 {
   hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-  herr_t e = ds >= 0 && h5_compact_complete(ds) ? H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : -1;
+  herr_t e = ds >= 0 ? h5_dread(ds, mem_type, H5S_ALL, H5S_ALL, buf) : -1;
   if (ds >= 0) H5Dclose(ds);
   return e < 0 ? SPF_ERR_IO : SPF_OK;
 }

@@ -72,21 +72,24 @@ static int merge_poisson_batch(const spf_poisson_job *j, int64_t f, int64_t c, c
 }
 
 /* The confidence's predicate: references a and b within the limit of each other, or b
- * within it of a turned 180 degrees about the beam (the Friedel twin's orientation). */
+ * within it of a turned 180 degrees about the beam (the Friedel twin's orientation, as
+ * orientation.c's confidence). spf_quat_angle's test without its acos: |qa . qb| at
+ * least cos(limit / 2). */
 typedef struct {
-  const double *q; /* n_refs quaternions */
-  double cos_half;  /* cos(limit / 2): |qa . qb| above it is an angle below the limit */
+  const double *q, *flip; /* n_refs quaternions, and each turned about the beam */
+  double cos_half;
 } near_ctx;
+
+static double quat_dot(const double *a, const double *b)
+{
+  return fabs(a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3]);
+}
 
 static int near_refs(void *ctx, int64_t a, int64_t b)
 {
   const near_ctx *c = ctx;
-  const double *qa = c->q + 4 * a, *qb = c->q + 4 * b;
-  const double d = qa[0] * qb[0] + qa[1] * qb[1] + qa[2] * qb[2] + qa[3] * qb[3];
-  if (fabs(d) >= c->cos_half) return 1;
-  /* (0, 0, 0, 1) qa = (-z, -y, x, w) for qa = (w, x, y, z) */
-  const double t = -qa[3] * qb[0] - qa[2] * qb[1] + qa[1] * qb[2] + qa[0] * qb[3];
-  return fabs(t) >= c->cos_half;
+  return quat_dot(c->q + 4 * a, c->q + 4 * b) >= c->cos_half ||
+         quat_dot(c->flip + 4 * a, c->q + 4 * b) >= c->cos_half;
 }
 
 /* References in batch b of pb over R. */
@@ -192,13 +195,15 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
   double *bestL = malloc(sizeof(double) * (size_t)N), *gap = malloc(sizeof(double) * (size_t)N);
   double *meanL = malloc(sizeof(double) * (size_t)N), *ent = malloc(sizeof(double) * (size_t)N);
   double *fl = malloc(sizeof(double) * (size_t)N), *fig = malloc(sizeof(double) * 3 * (size_t)N);
-  double *far = malloc(sizeof(double) * (size_t)N), *allq = malloc(sizeof(double) * 4 * (size_t)R);
+  double *far = malloc(sizeof(double) * (size_t)N), *allq = malloc(sizeof(double) * 8 * (size_t)R);
   /* Per-image figures of all ranks' images, in the images' order: n_all x 3. */
   double *all = NULL, *tmp = NULL;
   int64_t n_all = 0, done = 0;
   int rc = bestL && gap && meanL && ent && fl && fig && far && allq ? SPF_OK : SPF_ERR_ALLOC;
   if (!rc) rc = spf_orientation_grid(R, 0, R, allq);
-  const near_ctx nc = {allq, cos(0.5 * j->near_limit)};
+  static const double zflip[4] = {0, 0, 0, 1}; /* 180 degrees about the beam (z) */
+  for (int64_t r = 0; !rc && r < R; r++) spf_quat_multiply(zflip, allq + 4 * r, allq + 4 * (R + r));
+  const near_ctx nc = {allq, allq + 4 * R, cos(0.5 * j->near_limit)};
   if (!rc) rc = spf_likelihood_set_near(j->lk, near_refs, (void *)&nc);
   const float *models = NULL;
   /* 1. Each image's best reference and the spread of its log-likelihood. */

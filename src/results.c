@@ -564,8 +564,7 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
     if (ds[NSETS - 1] < 0) st->entropy[i] = NAN;
   }
   for (int i = 0; i < NSETS && !rc; i++)
-    if (ds[i] >= 0 && (!h5_compact_complete(ds[i]) ||
-                       H5Dread(ds[i], sets[i].mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, sets[i].buf) < 0)) {
+    if (ds[i] >= 0 && h5_dread(ds[i], sets[i].mem_type, H5S_ALL, H5S_ALL, sets[i].buf) < 0) {
       say(msg, msg_len, "%s: cannot read dataset '%s' (damaged file?)", path, sets[i].name);
       rc = SPF_ERR_IO;
     }
@@ -596,7 +595,7 @@ static int read_array(const char *path, const char *name, int rank, const hsize_
   if (f < 0) return SPF_ERR_IO;
   hid_t ds = open_checked(f, path, name, rank, dims, msg, msg_len);
   int rc = ds < 0 ? SPF_ERR_DATA : SPF_OK;
-  if (!rc && (!h5_compact_complete(ds) || H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)) {
+  if (!rc && h5_dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, out) < 0) {
     say(msg, msg_len, "%s: cannot read dataset '%s' (damaged file?)", path, name);
     rc = SPF_ERR_IO;
   }
@@ -700,8 +699,7 @@ int spf_intensity_read(const char *path, double **intensity, spf_intensity_grid 
     *intensity = malloc(sizeof(double) * (size_t)(M * M * M));
     if (!*intensity) rc = SPF_ERR_ALLOC;
   }
-  if (!rc &&
-      (!h5_compact_complete(ds) || H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *intensity) < 0)) {
+  if (!rc && h5_dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, *intensity) < 0) {
     say(msg, msg_len, "%s: cannot read dataset 'intensity' (damaged file?)", path);
     rc = SPF_ERR_IO;
   }
