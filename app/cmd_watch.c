@@ -63,6 +63,8 @@ typedef struct {
   double target, idle, poll, threshold;
   int refine, quiet, progress;
   int64_t align_rotations;
+  int64_t refresh;         /* Poisson: earlier images examined again per burst (both halves);
+                              -1: all of them */
   char config[16384], config_results[16384];
   /* what has been ingested */
   int n_bursts, cap;
@@ -93,8 +95,10 @@ static void usage(FILE *out)
           "  taken in name order; every burst must have the first one's detector geometry.\n"
           "  Each image goes to one of two half sets for good; each half is reconstructed on its own:\n"
           "  the first burst by the full schedule from random orientations, each later burst by\n"
-          "  --refine-generations generations that match every image, the new ones included,\n"
-          "  against the current model and refine them all. After each burst OUTDIR receives\n"
+          "  --refine-generations generations that match the new images and --refresh-images\n"
+          "  earlier ones against the current model and refine them (the Poisson model; the other\n"
+          "  images count with their last probabilities, so a burst's cost does not grow with the\n"
+          "  images so far; the Euclidean model matches every image). After each burst OUTDIR receives\n"
           "  density.mrc (the two halves aligned and averaged), results.h5, fsc_halves.csv,\n"
           "  pictures, report.html (refreshes itself) and one line appended to feedback.jsonl:\n"
           "  the half sets' FSC resolution, images so far, the projected images for the target,\n"
@@ -107,6 +111,10 @@ static void usage(FILE *out)
           "  --stop-after-idle S        exit 0 when no new burst has come for S seconds (default 0: never)\n"
           "  --poll S                   look for new files every S seconds (default 1)\n"
           "  --refine-generations K     generations per later burst (default 3)\n"
+          "  --refresh-images N         with the Poisson model, the earlier images whose orientations each later\n"
+          "                             burst examines again, over both halves, in rotation (default 4000; 'all':\n"
+          "                             every image, a burst's cost then grows with the images so far). The\n"
+          "                             others keep their last probabilities, and count in the model with them\n"
           "  --fsc-threshold T          the half sets' FSC level that defines the resolution the trend, the\n"
           "                             projection and the warnings use (default 0.5; 0.143 is reported too)\n"
           "  --align-rotations N        rotations of the half sets' alignment search (default 2000)\n"
@@ -365,18 +373,21 @@ static int check_burst(watch *w, const char *name, burst_rec *r, char *msg, size
   return SPF_OK;
 }
 
-/* Every image of half h over the ingested bursts (and `extra`, a burst being added),
- * in arrival order: valid pixels only. The caller frees *img and *quats (NULL when a file
- * has no orientations). An ingested burst that no longer reads is fatal to the run. */
-static int load_half(watch *w, int h, const burst_rec *extra, int64_t n_total, float **img_out, double **quats_out)
+/* Every image of half h over the ingested bursts (and `extra`, a burst being added), in
+ * arrival order, handed to visit(ctx, index in the half, its valid pixels, its file's
+ * orientation or NULL) as the files are read, 64 images at a time: memory holds what the
+ * visitor keeps, not the half. n_total: the images the half must have. *have_q: every
+ * file had orientations. An ingested burst that no longer reads is fatal to the run. */
+typedef int (*half_visitor)(void *ctx, int64_t index, const float *pixels, const double *quat);
+
+static int visit_half(watch *w, int h, const burst_rec *extra, int64_t n_total, half_visitor visit, void *ctx,
+                      int *have_q_out)
 {
-  float *img = malloc(sizeof(float) * (size_t)(n_total * w->np));
-  double *quats = malloc(sizeof(double) * 4 * (size_t)n_total);
   float *buf = malloc(sizeof(float) * (size_t)(w->np_all * 64));
+  float *valid = malloc(sizeof(float) * (size_t)w->np);
   double qbuf[4 * 64];
-  int rc = img && quats && buf ? SPF_OK : SPF_ERR_ALLOC;
-  if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for %lld images of %lld pixels", (long long)n_total,
-                   (long long)w->np);
+  int rc = buf && valid ? SPF_OK : SPF_ERR_ALLOC;
+  if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for a block of images");
   int64_t at = 0;
   int have_q = 1;
   for (int k = 0; !rc && k <= w->n_bursts; k++) {
@@ -402,29 +413,64 @@ static int load_half(watch *w, int h, const burst_rec *extra, int64_t n_total, f
           break;
         }
         for (int64_t p = 0, v = 0; p < w->np_all; p++)
-          if (w->mask[p]) img[at * w->np + v++] = buf[i * w->np_all + p];
-        if (d->h.has_orientations) memcpy(quats + 4 * at, qbuf + 4 * i, sizeof(double) * 4);
+          if (w->mask[p]) valid[v++] = buf[i * w->np_all + p];
+        rc = visit(ctx, at, valid, d->h.has_orientations ? qbuf + 4 * i : NULL);
+        if (rc) snprintf(w->msg, sizeof w->msg, "%s: image %lld: %s", r->name, (long long)(f + i), spf_strerror(rc));
         at++;
       }
     }
     spf_dataset_close_reader(d);
   }
   free(buf);
+  free(valid);
   if (!rc && at != n_total) {
     rc = SPF_ERR_DATA;
     snprintf(w->msg, sizeof w->msg, "half %d: %lld images read, %lld recorded", h + 1, (long long)at,
              (long long)n_total);
   }
+  if (have_q_out) *have_q_out = have_q;
+  return rc;
+}
+
+/* A visitor that keeps the selected images (keep NULL: all) and every orientation. */
+typedef struct {
+  int64_t np;
+  const uint8_t *keep;
+  float *img;       /* the kept, in order */
+  double *quats;    /* every image's */
+  int64_t n_kept;
+} keep_ctx;
+
+static int keep_image(void *ctx, int64_t index, const float *pixels, const double *quat)
+{
+  keep_ctx *c = ctx;
+  if (quat) memcpy(c->quats + 4 * index, quat, sizeof(double) * 4);
+  if (c->keep && !c->keep[index]) return SPF_OK;
+  memcpy(c->img + c->n_kept * c->np, pixels, sizeof(float) * (size_t)c->np);
+  c->n_kept++;
+  return SPF_OK;
+}
+
+/* Every image of half h (see visit_half). The caller frees *img and *quats (NULL when a
+ * file has no orientations). */
+static int load_half(watch *w, int h, const burst_rec *extra, int64_t n_total, float **img_out, double **quats_out)
+{
+  keep_ctx c = {w->np, NULL, malloc(sizeof(float) * (size_t)(n_total * w->np)),
+                malloc(sizeof(double) * 4 * (size_t)n_total), 0};
+  int have_q = 0, rc = c.img && c.quats ? SPF_OK : SPF_ERR_ALLOC;
+  if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for %lld images of %lld pixels", (long long)n_total,
+                   (long long)w->np);
+  if (!rc) rc = visit_half(w, h, extra, n_total, keep_image, &c, &have_q);
   if (rc || !have_q) {
-    free(quats);
-    quats = NULL;
+    free(c.quats);
+    c.quats = NULL;
   }
   if (rc) {
-    free(img);
-    img = NULL;
+    free(c.img);
+    c.img = NULL;
   }
-  *img_out = img;
-  *quats_out = quats;
+  *img_out = c.img;
+  *quats_out = c.quats;
   return rc;
 }
 
@@ -442,6 +488,12 @@ static void checkpoint_path(const watch *w, int h, int bursts, char *out, size_t
   state_path(w, name, out, len);
 }
 
+static void refresh_text(long long refresh, char *out, size_t len)
+{
+  if (refresh < 0) snprintf(out, len, "all");
+  else snprintf(out, len, "%lld", refresh);
+}
+
 /* watch.state, the commit point: written under a temporary name and renamed. */
 static int write_state(const watch *w, int n_bursts, const burst_rec *b)
 {
@@ -450,8 +502,9 @@ static int write_state(const watch *w, int n_bursts, const burst_rec *b)
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "w");
   if (!f) return SPF_ERR_IO;
-  fprintf(f, "%s\nmodel %s\nrefine_generations %d\nfsc_threshold %.17g\nbursts %d\n", STATE_FORMAT,
-          w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, w->threshold, n_bursts);
+  fprintf(f, "%s\nmodel %s\nrefine_generations %d\nfsc_threshold %.17g\nrefresh_images %lld\nbursts %d\n",
+          STATE_FORMAT, w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, w->threshold,
+          (long long)w->refresh, n_bursts);
   for (int i = 0; i < n_bursts; i++)
     fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
             (long long)b[i].n_half[0], (long long)b[i].n_half[1], b[i].res, b[i].res143, b[i].res05, b[i].low_conf,
@@ -473,12 +526,14 @@ static int read_state(watch *w)
   FILE *f = fopen(path, "r");
   if (!f) return errno == ENOENT ? SPF_OK : SPF_ERR_IO;
   int rc = SPF_ERR_FORMAT, bursts = -1, refine = -1;
+  long long refresh = -1; /* states before --refresh-images examined every image again */
   double threshold = NAN;
   char model[32] = "";
   if (fgets(line, sizeof line, f) && !strncmp(line, STATE_FORMAT, strlen(STATE_FORMAT)) && fgets(line, sizeof line, f) &&
       sscanf(line, "model %31s", model) == 1 && fgets(line, sizeof line, f) &&
       sscanf(line, "refine_generations %d", &refine) == 1 && fgets(line, sizeof line, f) &&
       sscanf(line, "fsc_threshold %lf", &threshold) == 1 && fgets(line, sizeof line, f) &&
+      (sscanf(line, "refresh_images %lld", &refresh) != 1 || fgets(line, sizeof line, f)) &&
       sscanf(line, "bursts %d", &bursts) == 1 && bursts >= 0 && bursts < 10000000)
     rc = SPF_OK;
   w->b = rc ? NULL : calloc((size_t)(bursts + 1), sizeof(burst_rec));
@@ -505,9 +560,13 @@ static int read_state(watch *w)
     snprintf(w->msg, sizeof w->msg, "%.1500s: not a watch state this version reads", path);
     return rc;
   }
-  if (refine != w->refine || threshold != w->threshold) {
-    snprintf(w->msg, sizeof w->msg, "%.1500s was made with --refine-generations %d --fsc-threshold %g, not %d and %g: use "
-                                    "another OUTDIR or the same settings", path, refine, threshold, w->refine, w->threshold);
+  if (refine != w->refine || threshold != w->threshold || refresh != w->refresh) {
+    char was[32], now[32];
+    refresh_text(refresh, was, sizeof was);
+    refresh_text(w->refresh, now, sizeof now);
+    snprintf(w->msg, sizeof w->msg, "%.1500s was made with --refine-generations %d --fsc-threshold %g --refresh-images %s, "
+                                    "not %d, %g and %s: use another OUTDIR or the same settings", path, refine, threshold,
+             was, w->refine, w->threshold, now);
     return SPF_ERR_OPTION;
   }
   w->n_bursts = bursts;
@@ -614,35 +673,105 @@ typedef struct {
   double *quats;       /* the files' orientations of the half's images (NULL without) */
 } half_figures;
 
+/* Each image's most probable references kept in the checkpoints (the Poisson model): the
+ * images a burst does not examine again count in the model with them (posterior.h). Late
+ * in a stream an image's probabilities cover a few references (entropy 1.4 nats, about 4,
+ * on the benchmark's phantom); the mass past the kept is reported (say). */
+#define WATCH_POSTERIOR_K 32
+
+/* A visitor for an incremental burst: the examined images kept, the others' kept
+ * probabilities summed into the fixed views, 256 images at a time. */
+typedef struct {
+  keep_ctx k;
+  const spf_run_state *old; /* the others' kept references and fluences */
+  spf_posterior_views *pv;
+  float *cnt;               /* a block of the others' images */
+  double *phi;
+  int32_t *ref;
+  float *prob;
+  int64_t n_block;
+  double mass;              /* the others' kept probability, summed */
+} split_ctx;
+
+static int flush_block(split_ctx *c)
+{
+  const int rc = c->n_block ? spf_posterior_views_add(c->pv, c->n_block, c->cnt, c->phi, WATCH_POSTERIOR_K, c->ref,
+                                                      c->prob)
+                            : SPF_OK;
+  c->n_block = 0;
+  return rc;
+}
+
+static int split_image(void *ctx, int64_t index, const float *pixels, const double *quat)
+{
+  split_ctx *c = ctx;
+  if (c->k.keep[index]) return keep_image(&c->k, index, pixels, quat);
+  if (quat) memcpy(c->k.quats + 4 * index, quat, sizeof(double) * 4);
+  const int64_t b = c->n_block, K = WATCH_POSTERIOR_K;
+  memcpy(c->cnt + b * c->k.np, pixels, sizeof(float) * (size_t)c->k.np);
+  c->phi[b] = c->old->fluence[index];
+  memcpy(c->ref + b * K, c->old->posterior_ref + index * K, sizeof(int32_t) * K);
+  /* Scaled to the image's whole weight: an image counts as much as an examined one,
+   * its probability past the kept moved onto the kept (a little sharper than its
+   * posterior; left out, early bursts' broad posteriors would count half). */
+  double mass = 0;
+  for (int64_t e = 0; e < K; e++) mass += c->old->posterior_p[index * K + e];
+  c->mass += mass;
+  for (int64_t e = 0; e < K; e++)
+    c->prob[b * K + e] = mass > 0 ? (float)fmin(1.0, c->old->posterior_p[index * K + e] / mass) : 0;
+  return ++c->n_block == 256 ? flush_block(c) : SPF_OK;
+}
+
+/* Which images of a half of n (before of them earlier) a Poisson burst examines: the new,
+ * `share` earlier ones from a cursor that moves by share each burst (so every earlier
+ * image is examined again in turn), and any earlier one without kept probabilities
+ * (a state from before they were kept). 0 when every image is examined. */
+static int64_t choose_examined(const spf_run_state *old, int64_t before, int64_t n, int64_t share, int bursts,
+                               uint8_t *keep)
+{
+  if (share >= before) return 0;
+  const int64_t from = (int64_t)((uint64_t)(bursts - 1) * (uint64_t)share % (uint64_t)before);
+  int64_t m = 0;
+  for (int64_t i = 0; i < n; i++) {
+    keep[i] = i >= before || (i - from + before) % before < share || old->posterior_ref[i * WATCH_POSTERIOR_K] < 0;
+    m += keep[i];
+  }
+  return m == n ? 0 : m;
+}
+
 /* Refine half h with the new burst r: its images loaded, its state extended (or the
  * first burst's run from random orientations), spf_reconstruct, the checkpoint. st
- * receives the state (allocated here). *low: low-confidence images among the new. */
+ * receives the state of every image (allocated here). *low: low-confidence images among
+ * the new. With the Poisson model and --refresh-images, a later burst examines only the
+ * new images and a share of the earlier (choose_examined); the others, read from the
+ * files as they pass, add their kept probabilities' views (posterior.h). */
 static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, double *low, half_figures *fig,
                        int *interrupted)
 {
   int64_t before = 0;
   for (int k = 0; k < w->n_bursts; k++) before += w->b[k].n_half[h];
   const int64_t n = before + r->n_half[h];
+  const int poisson = w->model == SPF_MODEL_POISSON, K = WATCH_POSTERIOR_K;
   memset(st, 0, sizeof *st);
   *low = NAN;
   if (n < 1) {
     snprintf(w->msg, sizeof w->msg, "half %d has no image yet", h + 1);
     return SPF_ERR_DATA;
   }
-  float *img = NULL;
-  double *quats = NULL;
-  int rc = load_half(w, h, r, n, &img, &quats);
-  if (rc) return rc;
   spf_reconstruct_options o = w->o;
   o.seed = w->o.seed + (uint64_t)h; /* the halves start from independent orientations */
-  spf_run_state old, ext;
+  spf_run_state old, ext, sub, sub_out;
   memset(&old, 0, sizeof old);
   memset(&ext, 0, sizeof ext);
+  memset(&sub, 0, sizeof sub);
+  memset(&sub_out, 0, sizeof sub_out);
+  int rc = SPF_OK;
   const spf_run_state *resume = NULL;
   if (w->n_bursts > 0) {
     char path[4200], stored[16384];
     checkpoint_path(w, h, w->n_bursts, path, sizeof path);
     rc = spf_run_state_make(o.M, before, &old);
+    if (!rc && poisson) rc = spf_run_state_track(&old, K);
     if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for the state of %lld images", (long long)before);
     if (!rc) rc = spf_checkpoint_read(path, &old, stored, sizeof stored, w->msg, sizeof w->msg);
     if (!rc && strcmp(stored, w->config_results)) {
@@ -653,15 +782,88 @@ static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, d
     if (!rc) rc = spf_run_state_extend(&old, r->n_half[h], o.seed ^ 0x5A5A5A5Aull, before, &ext);
     o.max_generations = old.generation + w->refine;
     resume = &ext;
-    spf_run_state_free(&old);
+  }
+  /* The images this burst examines: all, or (incremental) the new and a share. */
+  uint8_t *keep = NULL;
+  int64_t m = 0;
+  /* (Kept probabilities need one reference grid for every generation: EMC's fixed one.) */
+  if (!rc && poisson && w->n_bursts > 0 && w->refresh >= 0 && o.n_references > 0 &&
+      (o.refs_start == 0 || o.refs_start == o.n_references)) {
+    keep = malloc((size_t)n);
+    if (!keep) rc = SPF_ERR_ALLOC;
+    else m = choose_examined(&old, before, n, w->refresh / 2 + (h == 0 ? w->refresh % 2 : 0), w->n_bursts, keep);
+  }
+  float *img = NULL;
+  double *quats = NULL;
+  spf_posterior_views *pv = NULL;
+  split_ctx sc;
+  memset(&sc, 0, sizeof sc);
+  if (!rc && m == 0) {
+    rc = load_half(w, h, r, n, &img, &quats);
+  } else if (!rc) {
+    int have_q = 0;
+    sc = (split_ctx){{w->np, keep, malloc(sizeof(float) * (size_t)(m * w->np)), malloc(sizeof(double) * 4 * (size_t)n),
+                      0},
+                     &old, NULL, malloc(sizeof(float) * (size_t)(256 * w->np)), malloc(sizeof(double) * 256),
+                     malloc(sizeof(int32_t) * 256 * K), malloc(sizeof(float) * 256 * K), 0, 0};
+    rc = sc.k.img && sc.k.quats && sc.cnt && sc.phi && sc.ref && sc.prob ? SPF_OK : SPF_ERR_ALLOC;
+    if (!rc) rc = spf_posterior_views_make(o.n_references, w->np, &pv);
+    if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for %lld images and %lld references' views", (long long)m,
+                     (long long)o.n_references);
+    sc.pv = pv;
+    if (!rc) rc = visit_half(w, h, r, n, split_image, &sc, &have_q);
+    if (!rc && (rc = flush_block(&sc)))
+      snprintf(w->msg, sizeof w->msg, "half %d: the kept probabilities: %s", h + 1, spf_strerror(rc));
+    free(sc.cnt); free(sc.phi); free(sc.ref); free(sc.prob);
+    img = sc.k.img;
+    quats = have_q ? sc.k.quats : NULL;
+    if (!have_q) free(sc.k.quats);
+    if (!rc) {
+      say(w, "burst %d, half %d: examining %lld of %lld images (the other %lld with their kept probabilities: "
+             "%.3f of the mass in the %d kept)", w->n_bursts + 1, h + 1, (long long)m, (long long)n, (long long)(n - m),
+          sc.mass / (double)(n - m), K);
+      /* The examined images' state, in order: earlier ones as they were, new ones as extended. */
+      rc = spf_run_state_make(o.M, m, &sub);
+      if (!rc) rc = spf_run_state_track(&sub, K);
+      if (!rc) spf_run_state_copy_volumes(&sub, &ext);
+      for (int64_t i = 0, a = 0; !rc && i < n; i++)
+        if (keep[i]) spf_run_state_copy_images(&sub, a++, &ext, i, 1);
+      if (!rc) rc = spf_run_state_make(o.M, m, &sub_out);
+      if (!rc) rc = spf_run_state_track(&sub_out, K);
+      if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for the state of %lld images", (long long)m);
+      resume = &sub;
+      o.fixed_views = pv;
+    }
   }
   if (!rc) rc = spf_run_state_make(o.M, n, st);
+  if (!rc && poisson) rc = spf_run_state_track(st, K);
   gen_ctx gc = {w, h, w->n_bursts, omp_get_wtime(), NAN};
   if (!rc) {
-    rc = spf_reconstruct(n, w->np, img, w->s, quats, &o, resume, on_generation, &gc, st);
+    spf_run_state *out = m ? &sub_out : st;
+    const double *q = quats;
+    double *qm = NULL;
+    if (m && quats && (qm = malloc(sizeof(double) * 4 * (size_t)m)))
+      for (int64_t i = 0, a = 0; i < n; i++)
+        if (keep[i]) memcpy(qm + 4 * a++, quats + 4 * i, sizeof(double) * 4);
+    if (m) q = qm;
+    rc = spf_reconstruct(m ? m : n, w->np, img, w->s, q, &o, resume, on_generation, &gc, out);
     if (rc) snprintf(w->msg, sizeof w->msg, "half %d: %s", h + 1, spf_strerror(rc));
+    free(qm);
+  }
+  if (!rc && m) {
+    /* Every image's state: the earlier kept as they were, the examined from the run. */
+    spf_run_state_copy_images(st, 0, &old, 0, before);
+    spf_run_state_copy_images(st, before, &ext, before, n - before);
+    for (int64_t i = 0, a = 0; i < n; i++)
+      if (keep[i]) spf_run_state_copy_images(st, i, &sub_out, a++, 1);
+    spf_run_state_copy_volumes(st, &sub_out);
   }
   spf_run_state_free(&ext);
+  spf_run_state_free(&old);
+  spf_run_state_free(&sub);
+  spf_run_state_free(&sub_out);
+  spf_posterior_views_free(pv);
+  free(keep);
   if (!rc && stop_requested && st->generation < o.max_generations) *interrupted = 1;
   if (!rc && !*interrupted) {
     char path[4200];
@@ -1324,7 +1526,10 @@ static int parse(int argc, char **argv, watch *w)
     else if (!strcmp(a, "--poll")) rc = arg_double(C_NAME, a, v, 0.01, 3600, &w->poll);
     else if (!strcmp(a, "--fsc-threshold")) rc = arg_double(C_NAME, a, v, 0.01, 0.99, &w->threshold);
     else if (!strcmp(a, "--align-rotations")) rc = arg_int64(C_NAME, a, v, 10, 10000000, &w->align_rotations);
-    else if (!strcmp(a, "--refine-generations")) {
+    else if (!strcmp(a, "--refresh-images")) {
+      if (!strcmp(v, "all")) w->refresh = -1;
+      else rc = arg_int64(C_NAME, a, v, 0, INT64_MAX / 4, &w->refresh);
+    } else if (!strcmp(a, "--refine-generations")) {
       int64_t k;
       rc = arg_int64(C_NAME, a, v, 1, 1000, &k);
       w->refine = (int)k;
@@ -1407,6 +1612,7 @@ int cmd_watch(int argc, char **argv)
   w.threshold = 0.5;
   w.refine = 3;
   w.align_rotations = 2000;
+  w.refresh = 4000;
   w.model = -1;
   int rc = parse(argc, argv, &w);
   if (rc) return rc < 0 ? 0 : rc;
@@ -1465,6 +1671,8 @@ int cmd_watch(int argc, char **argv)
             (long long)total, w.b[w.n_bursts - 1].name);
   }
   /* The configuration, as reconstruct writes it, and the watch's own settings. */
+  char refresh_now[32];
+  refresh_text(w.refresh, refresh_now, sizeof refresh_now);
   snprintf(path, sizeof path, "%.4000s/config.ini", w.outdir);
   {
     char tmp[4300];
@@ -1472,8 +1680,8 @@ int cmd_watch(int argc, char **argv)
     FILE *f = fopen(tmp, "w");
     int ok = f && fputs(w.config, f) >= 0 &&
              fprintf(f, "\n[watch]\nindir = %s\ntarget-resolution = %g\nrefine-generations = %d\nalign-rotations = %lld\n"
-                     "fsc-threshold = %g\n",
-                     w.indir, w.target, w.refine, (long long)w.align_rotations, w.threshold) > 0;
+                     "fsc-threshold = %g\nrefresh-images = %s\n",
+                     w.indir, w.target, w.refine, (long long)w.align_rotations, w.threshold, refresh_now) > 0;
     if (f) ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
       remove(tmp);

@@ -48,6 +48,10 @@ struct spf_likelihood_s {
   int keeping;
   double *kept_L;    /* n_img x n_refs */
   double *kept_sw;   /* n_refs */
+  /* Pass 3's K most probable references per image (spf_likelihood_track). */
+  int track_k, top_k;
+  int32_t *top_ref;  /* n_img x top_k, most probable first */
+  float *top_p;
   double t_product, t_views;
 };
 
@@ -66,7 +70,7 @@ void spf_likelihood_free(spf_likelihood *lk)
   free(lk->off); free(lk->pix); free(lk->cnt); free(lk->photons); free(lk->phi); free(lk->best);
   free(lk->best_L); free(lk->second_L); free(lk->sum_L); free(lk->Z); free(lk->entropy); free(lk->p_best);
   free(lk->exp_W); free(lk->alt_L); free(lk->floor); free(lk->logw); free(lk->sum_w); free(lk->L); free(lk->active); free(lk->scatter);
-  free(lk->kept_L); free(lk->kept_sw);
+  free(lk->kept_L); free(lk->kept_sw); free(lk->top_ref); free(lk->top_p);
   free(lk);
 }
 
@@ -187,6 +191,29 @@ int spf_likelihood_begin(spf_likelihood *lk, int64_t n_refs, const double *phi)
     free(lk->kept_sw);
     lk->kept_L = lk->kept_sw = NULL;
     lk->kept_cap = 0;
+  }
+  if (lk->top_k != lk->track_k) {
+    free(lk->top_ref);
+    free(lk->top_p);
+    lk->top_ref = NULL;
+    lk->top_p = NULL;
+    lk->top_k = 0;
+    if (lk->track_k > 0) {
+      lk->top_ref = malloc(sizeof(int32_t) * (size_t)(lk->n_img * lk->track_k));
+      lk->top_p = malloc(sizeof(float) * (size_t)(lk->n_img * lk->track_k));
+      if (!lk->top_ref || !lk->top_p) {
+        free(lk->top_ref);
+        free(lk->top_p);
+        lk->top_ref = NULL;
+        lk->top_p = NULL;
+        return SPF_ERR_ALLOC;
+      }
+      lk->top_k = lk->track_k;
+    }
+  }
+  for (int64_t e = 0; e < lk->n_img * lk->top_k; e++) {
+    lk->top_ref[e] = -1;
+    lk->top_p[e] = 0;
   }
   lk->n_refs = n_refs;
   lk->next_ref = 0;
@@ -383,6 +410,21 @@ static inline double rounded_product(double x, double y)
   return t;
 }
 
+/* Into a list of k (reference, probability), most probable first: after the entries of
+ * equal probability (the references come in increasing order, so the lower index leads). */
+static void top_insert(int32_t *ref, float *prob, int k, int32_t r, float p)
+{
+  if (!(p > prob[k - 1])) return;
+  int at = k - 1;
+  while (at > 0 && p > prob[at - 1]) {
+    ref[at] = ref[at - 1];
+    prob[at] = prob[at - 1];
+    at--;
+  }
+  ref[at] = r;
+  prob[at] = p;
+}
+
 /* Pass 3; onto: views and weights hold the sums over earlier images, which this
  * plan's images continue (the same additions, in the same order, as one plan of all). */
 static int views_pass(spf_likelihood *lk, int64_t first_ref, int64_t count, const float *models, double *views,
@@ -416,6 +458,8 @@ static int views_pass(spf_likelihood *lk, int64_t first_ref, int64_t count, cons
           continue;
         }
         Pk[j] = p;
+        if (lk->top_k) top_insert(lk->top_ref + k * lk->top_k, lk->top_p + k * lk->top_k, lk->top_k,
+                                  (int32_t)(first_ref + j), (float)p);
         h -= p * lp;
         ew += p * lk->sum_w[j];
         any = 1;
@@ -500,6 +544,23 @@ int spf_likelihood_distant_gap(const spf_likelihood *lk, double *gap)
   if (!lk || !gap) return SPF_ERR_NULL;
   if (lk->pass < 3 || !lk->near) return SPF_ERR_ARG;
   for (int64_t k = 0; k < lk->n_img; k++) gap[k] = lk->best_L[k] - lk->alt_L[k];
+  return SPF_OK;
+}
+
+int spf_likelihood_track(spf_likelihood *lk, int k)
+{
+  if (!lk) return SPF_ERR_NULL;
+  if (k < 0 || k > SPF_LIKELIHOOD_TRACK_MAX) return SPF_ERR_ARG;
+  lk->track_k = k;
+  return SPF_OK;
+}
+
+int spf_likelihood_top(const spf_likelihood *lk, int32_t *refs, float *probs)
+{
+  if (!lk || !refs || !probs) return SPF_ERR_NULL;
+  if (lk->pass < 4 || lk->top_k < 1) return SPF_ERR_ARG;
+  memcpy(refs, lk->top_ref, sizeof(int32_t) * (size_t)(lk->n_img * lk->top_k));
+  memcpy(probs, lk->top_p, sizeof(float) * (size_t)(lk->n_img * lk->top_k));
   return SPF_OK;
 }
 

@@ -498,7 +498,8 @@ static int poisson_orient(spf_orienter *p, int gen, int64_t n_refs, const double
                                .slots = p->slots, .store_bytes = (int64_t)p->o.match_store_mib << 20,
                                .refq = p->refq, .refm = p->refm, .slices = p->slices, .x = p->x, .b = p->b,
                                .w = p->w, .phi = st->fluence, .best = p->best, .best_dist = st->best_dist,
-                               .gap = st->gap, .entropy = st->entropy,
+                               .gap = st->gap, .entropy = st->entropy, .fixed = p->o.fixed_views,
+                               .track_k = st->posterior_k, .post_ref = st->posterior_ref, .post_p = st->posterior_p,
                                .near_limit = CONFIDENCE_RADII * spf_orientation_ball_radius(n_refs)};
   rc = spf_comm_agree(p->cm, rc);
   if (!rc) rc = spf_poisson_step(&job, log);

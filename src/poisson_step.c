@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "spinifel/error.h"
+#include "spinifel/posterior.h"
 #include "spinifel/rotation.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -41,10 +42,16 @@ static void poisson_progress(const spf_poisson_job *j, int64_t *done, int64_t c)
 
 /* Add references f .. f + c - 1 (views summed over every image, and their weights) to
  * the merger: each reference with weight at its orientation, its view over its weight. */
-static int merge_poisson_batch(const spf_poisson_job *j, int64_t f, int64_t c, const double *views, const double *wt,
+static int merge_poisson_batch(const spf_poisson_job *j, int64_t f, int64_t c, double *views, double *wt,
                                double *tmerge)
 {
   const int64_t np = j->np, n = j->slots * np;
+  /* The images not examined: their kept probabilities' sums (posterior.h). */
+  for (int64_t r = 0; j->fixed && r < c; r++) {
+    const double *v = spf_posterior_views_view(j->fixed, f + r);
+    for (int64_t p = 0; p < np; p++) views[r * np + p] += v[p];
+    wt[r] += spf_posterior_views_weight(j->fixed, f + r);
+  }
   int rc = spf_orientation_grid(j->n_refs, f, c, j->refq);
   int64_t used = 0;
   for (int64_t r = 0; !rc && r < c; r++) {
@@ -212,6 +219,7 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
   /* What the store leaves of its budget keeps pass 1's likelihoods for passes 2 and 3. */
   const int64_t left = j->store_bytes - (store ? R * np * (int64_t)sizeof(float) : 0);
   if (!rc) rc = spf_likelihood_keep(j->lk, left > 0 ? left : 0);
+  if (!rc) rc = spf_likelihood_track(j->lk, j->track_k > 0 ? j->track_k : 0);
   if (!rc) rc = spf_likelihood_begin(j->lk, R, j->phi);
   for (int64_t f = 0; !rc && f < R; f += j->nb) {
     const int64_t c = R - f < j->nb ? R - f : j->nb;
@@ -242,6 +250,7 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
   /* 3. The views. Exact sums with bounds over every call (and every rank): sum w <= np
    * sum phi, sum w |b| <= photons, sum w b^2 <= photons max K/phi. */
   double photons = 0, kmax = 0, phisum = 0;
+  spf_posterior_views_totals(j->fixed, NULL, &phisum, &photons, &kmax);
   for (int64_t k = 0; !rc && k < n_all; k++) {
     photons += all[3 * k + 1];
     phisum += all[3 * k + 2];
@@ -256,6 +265,7 @@ int spf_poisson_step(const spf_poisson_job *j, spf_generation_log *log)
   /* Per image: confidence figures, and the fluence for the next generation (mean 1 over
    * all images). */
   if (!rc) rc = spf_likelihood_image_stats(j->lk, ent, NULL, fl);
+  if (!rc && j->track_k > 0) rc = spf_likelihood_top(j->lk, j->post_ref, j->post_p);
   for (int64_t k = 0; !rc && k < N; k++) {
     j->best_dist[k] = (float)-bestL[k];
     j->gap[k] = (float)(isfinite(far[k]) ? far[k] : gap[k]); /* every reference near: the second best's */

@@ -36,6 +36,7 @@
 #include "spinifel/likelihood.h"
 #include "spinifel/merging.h"
 #include "spinifel/mpi.h"
+#include "spinifel/posterior.h"
 #include "spinifel/reconstruct.h"
 #include "spinifel/slicing.h"
 
@@ -55,6 +56,10 @@ typedef struct {
   float *best_dist, *gap, *entropy; /* out, n_images: -log L of the best, the log-likelihood
                                        gap to the best distant alternative (the confidence),
                                        the entropy (nats) */
+  const spf_posterior_views *fixed; /* may be NULL: views added to every batch's */
+  int track_k;           /* > 0: each image's track_k most probable references into: */
+  int32_t *post_ref;     /*   out, n_images x track_k */
+  float *post_p;
   double near_limit;     /* radians: a reference within this of the best, or of the best
                             turned 180 degrees about the beam, is not an alternative */
 } spf_poisson_job;

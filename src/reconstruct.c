@@ -357,7 +357,14 @@ static int run_options(int64_t n_images, int64_t np, const float *images, const 
   if (rc) return rc;
   if (!out->fluence || !out->entropy) return SPF_ERR_NULL;
   o->model = model;
-  return spf_reconstruct_resolve(o, model);
+  const int rr = spf_reconstruct_resolve(o, model);
+  /* Fixed views fit one grid, every generation's, and join a model that exists. */
+  if (!rr && o->fixed_views &&
+      (model != SPF_MODEL_POISSON || o->n_references < 1 || (o->refs_start > 0 && o->refs_start != o->n_references) ||
+       spf_posterior_views_refs(o->fixed_views) != o->n_references || spf_posterior_views_pixels(o->fixed_views) != np ||
+       !resume || !resume->have_model))
+    return SPF_ERR_OPTION;
+  return rr;
 }
 
 /* Setup: the options, the merger, the orientation step's plan (which takes the data's
@@ -404,7 +411,9 @@ static int run_setup(run *r, int64_t n_images, int64_t np, const float *images, 
   if (!rc) rc = spf_orienter_start(r->orienter, resume, true_quats, out);
   if (rc) return rc;
   /* Regularisation relative to the data's weight per grid point. */
-  r->lambda0 = (double)spf_orienter_total_images(r->orienter) * (double)np / (double)r->n3;
+  int64_t fixed_images = 0;
+  spf_posterior_views_totals(o->fixed_views, &fixed_images, NULL, NULL, NULL);
+  r->lambda0 = (double)(spf_orienter_total_images(r->orienter) + fixed_images) * (double)np / (double)r->n3;
   for (int i = 0; i < o->n_rho; i++)
     r->rhos[i] = r->lambda0 * (o->n_rho > 1 ? o->rho_min * pow(o->rho_max / o->rho_min, (double)i / (o->n_rho - 1))
                                             : o->rho_min);

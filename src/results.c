@@ -56,6 +56,30 @@ int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st)
   return SPF_OK;
 }
 
+int spf_run_state_track(spf_run_state *st, int k)
+{
+  if (!st) return SPF_ERR_NULL;
+  if (k < 1 || k > 1024 || st->n_images < 1) return SPF_ERR_ARG;
+  const size_t e = (size_t)st->n_images * (size_t)k;
+  int32_t *r = malloc(sizeof(int32_t) * e);
+  float *p = malloc(sizeof(float) * e);
+  if (!r || !p) {
+    free(r);
+    free(p);
+    return SPF_ERR_ALLOC;
+  }
+  for (size_t i = 0; i < e; i++) {
+    r[i] = -1;
+    p[i] = 0;
+  }
+  free(st->posterior_ref);
+  free(st->posterior_p);
+  st->posterior_ref = r;
+  st->posterior_p = p;
+  st->posterior_k = k;
+  return SPF_OK;
+}
+
 void spf_run_state_copy_volumes(spf_run_state *dst, const spf_run_state *src)
 {
   const size_t n3 = (size_t)(src->M * src->M * src->M);
@@ -82,6 +106,11 @@ void spf_run_state_copy_images(spf_run_state *dst, int64_t dst_first, const spf_
   memcpy(dst->gap + d, src->gap + s, sizeof(float) * n);
   memcpy(dst->fluence + d, src->fluence + s, sizeof(double) * n);
   memcpy(dst->entropy + d, src->entropy + s, sizeof(float) * n);
+  if (dst->posterior_k > 0 && dst->posterior_k == src->posterior_k) {
+    const size_t k = (size_t)dst->posterior_k;
+    memcpy(dst->posterior_ref + k * d, src->posterior_ref + k * s, sizeof(int32_t) * k * n);
+    memcpy(dst->posterior_p + k * d, src->posterior_p + k * s, sizeof(float) * k * n);
+  }
 }
 
 void spf_run_state_free(spf_run_state *st)
@@ -95,6 +124,11 @@ void spf_run_state_free(spf_run_state *st)
   free(st->entropy);
   st->fluence = NULL;
   st->entropy = NULL;
+  free(st->posterior_ref);
+  free(st->posterior_p);
+  st->posterior_ref = NULL;
+  st->posterior_p = NULL;
+  st->posterior_k = 0;
   free(st->rho);
   free(st->u);
   free(st->u_model);
@@ -274,7 +308,8 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
   quiet_hdf5();
   out_file o;
   const double m3 = (double)st->M * (double)st->M * (double)st->M;
-  int rc = out_open(&o, path, (double)st->n_images * 64 + m3 * 42 + (double)strlen(config), msg, msg_len);
+  int rc = out_open(&o, path, (double)st->n_images * (64 + 8.0 * st->posterior_k) + m3 * 42 + (double)strlen(config),
+                    msg, msg_len);
   if (rc) return rc;
   const hsize_t m = (hsize_t)st->M, n = (hsize_t)st->n_images;
   const hsize_t dq[2] = {n, 4}, dn[1] = {n}, dv[3] = {m, m, m};
@@ -299,6 +334,14 @@ int spf_checkpoint_write(const char *path, const spf_run_state *st, const char *
   for (size_t i = 0; i < sizeof sets / sizeof sets[0] && !rc; i++)
     rc = put_array(o.file, path, sets[i].name, sets[i].rank, sets[i].dims, sets[i].file_type, sets[i].mem_type,
                    sets[i].buf, msg, msg_len);
+  if (!rc && st->posterior_k > 0) {
+    const hsize_t dk[2] = {n, (hsize_t)st->posterior_k};
+    rc = put_array(o.file, path, "posterior_refs", 2, dk, H5T_STD_I32LE, H5T_NATIVE_INT32, st->posterior_ref, msg,
+                   msg_len);
+    if (!rc)
+      rc = put_array(o.file, path, "posterior_probs", 2, dk, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, st->posterior_p, msg,
+                     msg_len);
+  }
   const int *ints[2] = {&st->generation, &st->have_model};
   const char *int_names[2] = {"generation", "have_model"};
   if (!rc) rc = put_root_attrs(o.file, path, CHECKPOINT_FORMAT, ints, int_names, NULL, config, msg, msg_len);
@@ -559,6 +602,28 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
     ds[i] = open_checked(f, path, sets[i].name, sets[i].rank, sets[i].dims, msg, msg_len);
     if (ds[i] < 0) rc = SPF_ERR_DATA;
   }
+  /* The kept references when this state keeps them: absent (a checkpoint without them),
+   * every image has none. */
+  hid_t dkr = -1, dkp = -1;
+  if (!rc && st->posterior_k > 0 && H5Lexists(f, "posterior_refs", H5P_DEFAULT) > 0) {
+    const hsize_t dk[2] = {n, (hsize_t)st->posterior_k};
+    dkr = open_checked(f, path, "posterior_refs", 2, dk, msg, msg_len);
+    if (dkr >= 0) dkp = open_checked(f, path, "posterior_probs", 2, dk, msg, msg_len);
+    if (dkr < 0 || dkp < 0) rc = SPF_ERR_DATA;
+  }
+  if (!rc && st->posterior_k > 0 && dkr < 0)
+    for (size_t e = 0; e < (size_t)n * (size_t)st->posterior_k; e++) {
+      st->posterior_ref[e] = -1;
+      st->posterior_p[e] = 0;
+    }
+  if (!rc && dkr >= 0 &&
+      (h5_dread(dkr, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, st->posterior_ref) < 0 ||
+       h5_dread(dkp, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, st->posterior_p) < 0)) {
+    say(msg, msg_len, "%s: cannot read dataset 'posterior_refs' / 'posterior_probs' (damaged file?)", path);
+    rc = SPF_ERR_IO;
+  }
+  if (dkr >= 0) H5Dclose(dkr);
+  if (dkp >= 0) H5Dclose(dkp);
   for (hsize_t i = 0; !rc && i < n; i++) {
     if (ds[NSETS - 2] < 0) st->fluence[i] = 1;
     if (ds[NSETS - 1] < 0) st->entropy[i] = NAN;

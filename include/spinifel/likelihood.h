@@ -122,6 +122,19 @@ int spf_likelihood_distant_gap(const spf_likelihood *lk, double *gap);
  * The results are the same bits either way. */
 int spf_likelihood_keep(spf_likelihood *lk, int64_t bytes);
 
+/* Keep, in pass 3, each image's k most probable references (0 <= k <=
+ * SPF_LIKELIHOOD_TRACK_MAX, else SPF_ERR_ARG; 0, the default: none), the sparse posterior
+ * an incremental E-step stores for the images it does not examine again (posterior.h).
+ * Takes effect at the next spf_likelihood_begin. */
+#define SPF_LIKELIHOOD_TRACK_MAX 1024
+int spf_likelihood_track(spf_likelihood *lk, int k);
+
+/* After pass 3 with tracking: per image (refs, probs: n_images x k) its k most probable
+ * references, most probable first (equal probabilities: lower index first), and their
+ * probabilities P_jk (as floats); slots past the references kept (a probability below the
+ * dropped mass) hold -1 and 0. SPF_ERR_ARG before pass 3 ends or without tracking. */
+int spf_likelihood_top(const spf_likelihood *lk, int32_t *refs, float *probs);
+
 /* Seconds in the products (passes 1-3) and in the views' scatter, since make. */
 void spf_likelihood_timing(const spf_likelihood *lk, double *product_seconds, double *views_seconds);
 

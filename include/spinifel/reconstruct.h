@@ -89,6 +89,7 @@
 #include "spinifel/mpi.h"
 #include "spinifel/orientation_error.h" /* the log's orientation error */
 #include "spinifel/phasing.h"
+#include "spinifel/posterior.h"
 #include "spinifel/results.h"
 
 /* Progress within a generation: step is "slice+match" (done / total references),
@@ -214,6 +215,13 @@ typedef struct {
                                 (8 bytes per image and reference) in it */
   spf_step_fn on_step;     /* progress callback (default NULL) */
   void *step_ctx;
+  const spf_posterior_views *fixed_views;
+                           /* Poisson: the views and weights of images this run does not
+                              examine (posterior.h: kept probabilities), added to every
+                              generation's; NULL (default): none. Its reference count must
+                              be every generation's (n_references with no schedule) and its
+                              pixels the images', else SPF_ERR_OPTION; each rank that merges
+                              a batch adds them once (give every rank the same) */
 } spf_reconstruct_options;
 
 void spf_reconstruct_default_options(spf_reconstruct_options *o);

@@ -57,17 +57,27 @@ typedef struct {
   uint8_t *support_next;     /* rho and support, unless the last generation phased only because it
                                 was the last (a run's output, which a longer run never computed),
                                 so that a resumed run equals an uninterrupted one */
+  int posterior_k;           /* Poisson model, when asked (spf_run_state_track): each image's
+                                posterior_k most probable references of its last E-step and
+                                their probabilities (posterior.h); 0: none kept */
+  int32_t *posterior_ref;    /* n_images x posterior_k, most probable first, -1 past the kept */
+  float *posterior_p;        /* n_images x posterior_k */
 } spf_run_state;
 
 /* Allocate every array of a state for M^3 volumes and n_images images (generation 0,
  * no model); SPF_ERR_ALLOC leaves nothing allocated. Free with spf_run_state_free. */
 int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st);
 void spf_run_state_free(spf_run_state *st);
+/* Keep each image's k most probable references in st (1 <= k <= 1024, else SPF_ERR_ARG):
+ * allocated as none (-1, 0); spf_reconstruct fills them with the Poisson model, the
+ * checkpoint stores them, copy_images copies them when both states keep the same k. */
+int spf_run_state_track(spf_run_state *st, int k);
 /* Copy what is not per image: the generation counters (generation, have_model,
  * last_fraction_changed, n_references) and the six M^3 volumes. Both states have src's M. */
 void spf_run_state_copy_volumes(spf_run_state *dst, const spf_run_state *src);
 
-/* The per-image state (orientations, best, best_dist, gap, fluence, entropy) of count
+/* The per-image state (orientations, best, best_dist, gap, fluence, entropy, and the
+ * kept references when both keep the same number) of count
  * images, src's from src_first to dst's from dst_first; the caller keeps both in range. */
 void spf_run_state_copy_images(spf_run_state *dst, int64_t dst_first, const spf_run_state *src, int64_t src_first,
                                int64_t count);

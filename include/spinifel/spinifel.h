@@ -18,6 +18,7 @@
 #include "spinifel/mpi.h"
 #include "spinifel/mrc.h"
 #include "spinifel/photons.h"
+#include "spinifel/posterior.h"
 #include "spinifel/nufft.h"
 #include "spinifel/orientation.h"
 #include "spinifel/orientation_error.h"
