@@ -102,6 +102,8 @@ int config_set(settings *s, const char *name, const char *value, const char *whe
   for (int i = 0; i < n; i++) {
     if (strcmp(t[i].name, name)) continue;
     if (!strncmp(name, "refs", 4)) s->refs_given = 1;
+    if (!strcmp(name, "cg-tol")) s->cg_tol_given = 1;
+    if (!strcmp(name, "phase-every")) s->phase_every_given = 1;
     int64_t v64;
     int rc = 0;
     switch (t[i].type) {

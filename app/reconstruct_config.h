@@ -25,6 +25,7 @@ typedef struct {
   int64_t images, threads;
   int half, pictures_each, mask_dead, quiet;
   int refs_given;          /* --refs, --refs-start or --refs-gens came from a flag or the file */
+  int cg_tol_given, phase_every_given; /* --cg-tol, --phase-every likewise */
   char data[1024];
   char detector[1024]; /* EMC photons: their detector file */
   char output[1024];

@@ -61,10 +61,10 @@ for k in $(seq 1 "$BURSTS"); do
 import json, sys
 d = json.loads(sys.stdin.read())
 p = d["projection"]
-print("burst %2d: %6d images, latency %6.1f s (read %.1f, half 1 %.1f, half 2 %.1f, compare %.1f, outputs %.1f);"
+print("burst %2d: %6d images (%s examined), latency %6.1f s (read %.1f, half 1 %.1f, half 2 %.1f, compare %.1f, outputs %.1f; peak %s MiB);"
       " resolution %.2f A (FSC 0.5), %.2f A (0.143); error %s deg; projection %s %s [%s, %s]; warnings %s"
-      % (d["burst"], d["images"], d["latency_s"], d["t_read"], d["t_half1"], d["t_half2"], d["t_compare"],
-         d["t_outputs"], d["resolution_A"], d["resolution_fsc0143_A"],
+      % (d["burst"], d["images"], d.get("examined", "-"), d["latency_s"], d["t_read"], d["t_half1"], d["t_half2"], d["t_compare"],
+         d["t_outputs"], "%.0f" % d["peak_rss_mib"] if d.get("peak_rss_mib") is not None else "-", d["resolution_A"], d["resolution_fsc0143_A"],
          "%.1f" % d["median_orientation_error_deg"] if d["median_orientation_error_deg"] is not None else "-",
          p.get("status"), "%.0f" % p["images"] if p.get("images") is not None else "-",
          "%.0f" % p["images_low"] if p.get("images_low") is not None else "-",

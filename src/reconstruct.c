@@ -77,6 +77,7 @@ void spf_reconstruct_default_options(spf_reconstruct_options *o)
   o->match_store_mib = 4096;
   o->on_step = NULL;
   o->step_ctx = NULL;
+  o->fixed_views = NULL;
 }
 
 /* ---- Schedules ---------------------------------------------------------------------- */
@@ -358,11 +359,12 @@ static int run_options(int64_t n_images, int64_t np, const float *images, const 
   if (!out->fluence || !out->entropy) return SPF_ERR_NULL;
   o->model = model;
   const int rr = spf_reconstruct_resolve(o, model);
-  /* Fixed views fit one grid, every generation's, and join a model that exists. */
+  /* Fixed views fit one grid, every generation's from the resumed one on (the schedule
+   * only rises), and join a model that exists. */
   if (!rr && o->fixed_views &&
-      (model != SPF_MODEL_POISSON || o->n_references < 1 || (o->refs_start > 0 && o->refs_start != o->n_references) ||
-       spf_posterior_views_refs(o->fixed_views) != o->n_references || spf_posterior_views_pixels(o->fixed_views) != np ||
-       !resume || !resume->have_model))
+      (model != SPF_MODEL_POISSON || o->n_references < 1 || !resume || !resume->have_model ||
+       reference_count(o, resume->generation + 1) != o->n_references ||
+       spf_posterior_views_refs(o->fixed_views) != o->n_references || spf_posterior_views_pixels(o->fixed_views) != np))
     return SPF_ERR_OPTION;
   return rr;
 }

@@ -56,7 +56,7 @@ for f in density.mrc results.h5 fsc_halves.csv state/half1.00004.h5 state/half2.
   expect "restart: $f as uninterrupted" cmp "$tmp/a/$f" "$tmp/b/$f"
 done
 # The deterministic part of each feedback line (not the times) is the same.
-expect "restart: the same feedback but for the times" bash -c "diff <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/a/feedback.jsonl') <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/b/feedback.jsonl')"
+expect "restart: the same feedback but for the times" bash -c "diff <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|peak_rss_mib|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/a/feedback.jsonl') <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|peak_rss_mib|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/b/feedback.jsonl')"
 expect "restart: no temporary or stale state left" bash -c "[ \$(ls '$tmp/b/state' | wc -l) -eq 3 ] && ! ls '$tmp/b' | grep -q tmp"
 
 check "plot on a watch's directory redraws the pictures" 0 "$bin" plot "$tmp/a"
@@ -88,4 +88,31 @@ expect "the burst of another geometry is skipped by name" \
 check "another configuration in the same OUTDIR is refused" 2 "$bin" watch "$tmp/in" -o "$tmp/c" --stop-after-idle 0.3 \
   "${small[@]}" --refine-generations 3
 expect "another configuration: one line" one_line
+# The Poisson model with a small --refresh-images: later bursts examine the new images and a
+# share of the earlier; the others count with their kept probabilities, which the
+# checkpoint carries: a killed run still ends with the uninterrupted run's bytes.
+"$bin" simulate --bursts 4 --images 120 --pixels 16 --distance 0.03 --fluence 2e13 -o "$tmp/pin" --quiet > /dev/null 2>&1
+pois=("${small[@]}" --model poisson --refresh-images 60)
+mkdir -p "$tmp/pa" "$tmp/pb"
+check "Poisson, uninterrupted" 0 bash -c 'cd "$0/pa" && "$1" watch ../pin -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${pois[@]}" --quiet 0
+expect "Poisson: later bursts examine a share of the images" grep -q "examining [0-9]* of [0-9]* images" <<< "$LAST_OUT"
+expect "Poisson: four feedback lines" bash -c "[ \$(wc -l < '$tmp/pa/out/feedback.jsonl') -eq 4 ]"
+(cd "$tmp/pb" && exec "$bin" watch ../pin -o out --stop-after-idle 30 "${pois[@]}" > /dev/null 2>&1) &
+pid=$!
+pids+=("$pid")
+for _ in $(seq 1 600); do
+  [ -s "$tmp/pb/out/feedback.jsonl" ] && [ "$(wc -l < "$tmp/pb/out/feedback.jsonl")" -ge 2 ] && break
+  sleep 0.05
+done
+sleep 0.2 # into the third burst, the first with kept probabilities read back
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+check "Poisson: restart after SIGKILL" 0 bash -c 'cd "$0/pb" && "$1" watch ../pin -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${pois[@]}"
+for f in density.mrc results.h5 state/half1.00004.h5 state/half2.00004.h5; do
+  expect "Poisson restart: $f as uninterrupted" cmp "$tmp/pa/out/$f" "$tmp/pb/out/$f"
+done
+check "another --refresh-images in the same OUTDIR is refused" 2 "$bin" watch "$tmp/pin" -o "$tmp/pa/out" \
+  --stop-after-idle 0.3 "${small[@]}" --model poisson --refresh-images 30
+expect "another --refresh-images: said which" grep -q "refresh-images 60" <<< "$LAST_OUT"
+check "--refresh-images takes a count or all" 2 "$bin" watch "$tmp/pin" -o "$tmp/pz" --refresh-images many
 finish

@@ -219,8 +219,9 @@ typedef struct {
                            /* Poisson: the views and weights of images this run does not
                               examine (posterior.h: kept probabilities), added to every
                               generation's; NULL (default): none. Its reference count must
-                              be every generation's (n_references with no schedule) and its
-                              pixels the images', else SPF_ERR_OPTION; each rank that merges
+                              be every generation's of the run (n_references, the schedule
+                              done by the resumed generation), its pixels the images', and
+                              the run a resume with a model, else SPF_ERR_OPTION; each rank that merges
                               a batch adds them once (give every rank the same) */
 } spf_reconstruct_options;
 

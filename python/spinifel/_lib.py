@@ -80,7 +80,8 @@ class ReconstructOptions(ctypes.Structure):  # reconstruct.h: spf_reconstruct_op
                 ("slice_phase_cycles", c_int), ("phase_average", c_int),
                 ("start_from_truth", c_int), ("merge", MergeOptions), ("phase", PhaseOptions), ("seed", u64),
                 ("nthreads", c_int), ("verbose", c_int), ("comm", P(Comm)), ("first_image", i64),
-                ("match_store_mib", i64), ("on_step", STEP_FN), ("step_ctx", c_void_p)]
+                ("match_store_mib", i64), ("on_step", STEP_FN), ("step_ctx", c_void_p),
+                ("fixed_views", c_void_p)]
 
 
 class ReferenceChoice(ctypes.Structure):  # reconstruct.h: spf_reference_choice
@@ -105,7 +106,8 @@ class RunState(ctypes.Structure):  # results.h: spf_run_state
                 ("last_fraction_changed", c_double), ("n_references", i64), ("orientations", P(c_double)),
                 ("best", P(i64)), ("best_dist", P(c_float)), ("gap", P(c_float)), ("fluence", P(c_double)),
                 ("entropy", P(c_float)), ("rho", P(c_double)), ("u", P(c_double)), ("u_model", P(c_double)),
-                ("support", P(u8)), ("rho_next", P(c_double)), ("support_next", P(u8))]
+                ("support", P(u8)), ("rho_next", P(c_double)), ("support_next", P(u8)),
+                ("posterior_k", c_int), ("posterior_ref", P(ctypes.c_int32)), ("posterior_p", P(ctypes.c_float))]
 
 
 GENERATION_FN = ctypes.CFUNCTYPE(c_int, c_void_p, P(GenerationLog), P(RunState))  # spf_generation_fn
