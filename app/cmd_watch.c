@@ -66,6 +66,8 @@ typedef struct {
   int64_t align_rotations;
   int64_t refresh;         /* Poisson: earlier images examined again per burst (both halves);
                               -1: all of them */
+  spf_comm cw;             /* under mpirun: every rank refines the halves with its share of
+                              the images, rank 0 polls, writes and reports */
   char config[16384], config_results[16384];
   /* what has been ingested */
   int n_bursts, cap;
@@ -128,6 +130,8 @@ static void usage(FILE *out)
           "                             and --phase-average 1; with the Poisson model --refs 3240 reached from\n"
           "                             --refs-start 1000 over the first burst, --cg-tol 1e-4, --phase-every 16\n"
           "  -h, --help                 this text\n"
+          "  Under mpirun every rank refines each half with its share of the images and rank 0 polls\n"
+          "  INDIR and writes OUTDIR (the same bytes as one process).\n"
           "exit: 0 when stopped (idle, SIGINT, SIGTERM), 1 on a failure of the computation or the\n"
           "  output, 2 on bad usage. A malformed burst is reported by name and skipped, not fatal.\n"
           "examples:\n"
@@ -157,7 +161,7 @@ static void nap(double s)
 static void say(const watch *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const watch *w, const char *fmt, ...)
 {
-  if (w->progress == PROGRESS_QUIET) return;
+  if (w->progress == PROGRESS_QUIET || w->cw.rank != 0) return;
   if (w->progress == PROGRESS_LINES) progress_stamp();
   va_list ap;
   va_start(ap, fmt);
@@ -434,13 +438,15 @@ static int visit_half(watch *w, int h, const burst_rec *extra, int64_t n_total, 
   return rc;
 }
 
-/* A visitor that keeps the selected images (keep NULL: all) and every orientation. */
+/* A visitor that keeps the selected images (keep NULL: all) whose place among the
+ * selected is in [lo, hi) (this rank's share), and every image's orientation. */
 typedef struct {
   int64_t np;
   const uint8_t *keep;
   float *img;       /* the kept, in order */
   double *quats;    /* every image's */
   int64_t n_kept;
+  int64_t lo, hi, seen;
 } keep_ctx;
 
 static int keep_image(void *ctx, int64_t index, const float *pixels, const double *quat)
@@ -448,6 +454,8 @@ static int keep_image(void *ctx, int64_t index, const float *pixels, const doubl
   keep_ctx *c = ctx;
   if (quat) memcpy(c->quats + 4 * index, quat, sizeof(double) * 4);
   if (c->keep && !c->keep[index]) return SPF_OK;
+  const int64_t at = c->seen++;
+  if (at < c->lo || at >= c->hi) return SPF_OK;
   memcpy(c->img + c->n_kept * c->np, pixels, sizeof(float) * (size_t)c->np);
   c->n_kept++;
   return SPF_OK;
@@ -458,7 +466,7 @@ static int keep_image(void *ctx, int64_t index, const float *pixels, const doubl
 static int load_half(watch *w, int h, const burst_rec *extra, int64_t n_total, float **img_out, double **quats_out)
 {
   keep_ctx c = {w->np, NULL, malloc(sizeof(float) * (size_t)(n_total * w->np)),
-                malloc(sizeof(double) * 4 * (size_t)n_total), 0};
+                malloc(sizeof(double) * 4 * (size_t)n_total), 0, 0, n_total, 0};
   int have_q = 0, rc = c.img && c.quats ? SPF_OK : SPF_ERR_ALLOC;
   if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for %lld images of %lld pixels", (long long)n_total,
                    (long long)w->np);
@@ -664,7 +672,11 @@ static int on_generation(void *ctx, const spf_generation_log *g, const spf_run_s
   c->changed = g->fraction_changed;
   say(c->w, "burst %d, half %d: generation %d done (changed %.3f) in %.1fs", c->burst + 1, c->half + 1,
       g->generation + 1, g->fraction_changed, omp_get_wtime() - c->t0);
-  return stop_requested ? 1 : 0;
+  /* Every rank stops together: a signal may reach some ranks only. */
+  double stop = stop_requested ? 1 : 0;
+  if (spf_comm_max_double(&c->w->cw, &stop, 1)) return 1;
+  if (stop > 0) stop_requested = 1;
+  return stop > 0;
 }
 
 /* The feedback's figures of one half after its refinement. */
@@ -742,19 +754,65 @@ static int64_t choose_examined(const spf_run_state *old, int64_t before, int64_t
   return m == n ? 0 : m;
 }
 
+/* The per-image state of every rank's images, in rank order, into rank 0's dst (made for
+ * them all, with src's kept-reference count); the volumes too (the same on every rank). */
+static int gather_half(const watch *w, const spf_run_state *src, spf_run_state *dst)
+{
+  const spf_comm *cw = &w->cw;
+  int64_t mine = src->n_images, *counts = NULL, ranks = 0;
+  int rc = spf_comm_allgather(cw, &mine, 1, sizeof(int64_t), (void **)&counts, &ranks);
+  const int root = cw->rank == 0;
+  const int64_t K = src->posterior_k;
+  const struct {
+    const void *from;
+    void *to;
+    int64_t bytes;
+  } a[] = {{src->orientations, root ? dst->orientations : NULL, 4 * sizeof(double)},
+           {src->best, root ? dst->best : NULL, sizeof(int64_t)},
+           {src->best_dist, root ? dst->best_dist : NULL, sizeof(float)},
+           {src->gap, root ? dst->gap : NULL, sizeof(float)},
+           {src->fluence, root ? dst->fluence : NULL, sizeof(double)},
+           {src->entropy, root ? dst->entropy : NULL, sizeof(float)},
+           {src->posterior_ref, root ? dst->posterior_ref : NULL, K * (int64_t)sizeof(int32_t)},
+           {src->posterior_p, root ? dst->posterior_p : NULL, K * (int64_t)sizeof(float)}};
+  for (size_t i = 0; !rc && i < sizeof a / sizeof a[0]; i++)
+    if (a[i].bytes > 0) rc = spf_comm_gather(cw, a[i].from, mine, a[i].to, counts, a[i].bytes, 0);
+  if (!rc && root) spf_run_state_copy_volumes(dst, src);
+  free(counts);
+  return spf_comm_agree(cw, rc);
+}
+
+/* A state for count images (kept references as k) with src's volumes and the per-image
+ * state of src's images idx[0 .. count - 1]. */
+static int pick_state(const spf_run_state *src, int64_t M, int k, const int64_t *idx, int64_t count, spf_run_state *out)
+{
+  int rc = spf_run_state_make(M, count, out);
+  if (!rc && k > 0) rc = spf_run_state_track(out, k);
+  if (rc) return rc;
+  spf_run_state_copy_volumes(out, src);
+  for (int64_t a = 0; a < count; a++) spf_run_state_copy_images(out, a, src, idx[a], 1);
+  return SPF_OK;
+}
+
 /* Refine half h with the new burst r: its images loaded, its state extended (or the
- * first burst's run from random orientations), spf_reconstruct, the checkpoint. st
- * receives the state of every image (allocated here). *low: low-confidence images among
- * the new. With the Poisson model and --refresh-images, a later burst examines only the
- * new images and a share of the earlier (choose_examined); the others, read from the
- * files as they pass, add their kept probabilities' views (posterior.h). */
+ * first burst's run from random orientations), spf_reconstruct, the checkpoint. On rank
+ * 0, st receives the state of every image of the half (allocated here; other ranks: left
+ * empty). *low: low-confidence images among the new. With the Poisson model and
+ * --refresh-images, a later burst examines only the new images and a share of the earlier
+ * (choose_examined); the others, read from the files as they pass, add their kept
+ * probabilities' views (posterior.h). Under mpirun each rank holds a contiguous share of
+ * the examined images (spf_share, as reconstruct), every rank sums the fixed views of all
+ * the others (so that every rank has the same), and rank 0 gathers the states and writes
+ * the checkpoint; collective, the error agreed. */
 static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, double *low, half_figures *fig,
                        int *interrupted)
 {
+  const spf_comm *cw = &w->cw;
+  const int root = cw->rank == 0;
   int64_t before = 0;
   for (int k = 0; k < w->n_bursts; k++) before += w->b[k].n_half[h];
   const int64_t n = before + r->n_half[h];
-  const int poisson = w->model == SPF_MODEL_POISSON, K = WATCH_POSTERIOR_K;
+  const int poisson = w->model == SPF_MODEL_POISSON, K = poisson ? WATCH_POSTERIOR_K : 0;
   memset(st, 0, sizeof *st);
   *low = NAN;
   if (n < 1) {
@@ -763,13 +821,14 @@ static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, d
   }
   spf_reconstruct_options o = w->o;
   o.seed = w->o.seed + (uint64_t)h; /* the halves start from independent orientations */
-  spf_run_state old, ext, sub, sub_out;
+  o.comm = cw->active ? cw : NULL;
+  spf_run_state old, ext, mine_in, mine_out, ex;
   memset(&old, 0, sizeof old);
   memset(&ext, 0, sizeof ext);
-  memset(&sub, 0, sizeof sub);
-  memset(&sub_out, 0, sizeof sub_out);
+  memset(&mine_in, 0, sizeof mine_in);
+  memset(&mine_out, 0, sizeof mine_out);
+  memset(&ex, 0, sizeof ex);
   int rc = SPF_OK;
-  const spf_run_state *resume = NULL;
   if (w->n_bursts > 0) {
     char path[4200], stored[16384];
     checkpoint_path(w, h, w->n_bursts, path, sizeof path);
@@ -784,102 +843,128 @@ static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, d
     }
     if (!rc) rc = spf_run_state_extend(&old, r->n_half[h], o.seed ^ 0x5A5A5A5Aull, before, &ext);
     o.max_generations = old.generation + w->refine;
-    resume = &ext;
   }
-  /* The images this burst examines: all, or (incremental) the new and a share. */
-  uint8_t *keep = NULL;
+  /* The images this burst examines: all, or (incremental) the new and a share. (Kept
+   * probabilities need one reference grid for every generation of the burst: the final
+   * one, the first burst's schedule done.) */
+  uint8_t *keep = malloc((size_t)n);
   int64_t m = 0;
-  /* (Kept probabilities need one reference grid for every generation of the burst: the
-   * final one, the first burst's schedule done.) */
+  if (!rc && !keep) rc = SPF_ERR_ALLOC;
   if (!rc && poisson && w->n_bursts > 0 && w->refresh >= 0 && o.n_references > 0 &&
-      (o.refs_start <= 0 || o.refs_start >= o.n_references || old.generation + 1 >= o.refs_generations)) {
-    keep = malloc((size_t)n);
-    if (!keep) rc = SPF_ERR_ALLOC;
-    else m = choose_examined(&old, before, n, w->refresh / 2 + (h == 0 ? w->refresh % 2 : 0), w->n_bursts, keep);
+      (o.refs_start <= 0 || o.refs_start >= o.n_references || old.generation + 1 >= o.refs_generations))
+    m = choose_examined(&old, before, n, w->refresh / 2 + (h == 0 ? w->refresh % 2 : 0), w->n_bursts, keep);
+  const int64_t E = m ? m : n;
+  int64_t first = 0, cnt = 0;
+  spf_share(E, cw->rank, cw->size, &first, &cnt);
+  o.first_image = first;
+  if (!rc && cnt < 1) {
+    snprintf(w->msg, sizeof w->msg, "half %d: %lld images to examine, fewer than the %d MPI ranks", h + 1, (long long)E,
+             cw->size);
+    rc = SPF_ERR_SIZE;
   }
+  int64_t *idx = malloc(sizeof(int64_t) * (size_t)(E > 0 ? E : 1)); /* the examined, in order */
+  if (!rc && !idx) rc = SPF_ERR_ALLOC;
+  for (int64_t i = 0, a = 0; !rc && i < n; i++)
+    if (!m || keep[i]) idx[a++] = i;
+  /* Read the half: this rank's share of the examined images kept, the others' kept
+   * probabilities summed (every rank sums all of them). */
   float *img = NULL;
   double *quats = NULL;
   spf_posterior_views *pv = NULL;
   split_ctx sc;
   memset(&sc, 0, sizeof sc);
-  if (!rc && m == 0) {
-    rc = load_half(w, h, r, n, &img, &quats);
-  } else if (!rc) {
-    int have_q = 0;
-    sc = (split_ctx){{w->np, keep, malloc(sizeof(float) * (size_t)(m * w->np)), malloc(sizeof(double) * 4 * (size_t)n),
-                      0},
-                     &old, NULL, malloc(sizeof(float) * (size_t)(256 * w->np)), malloc(sizeof(double) * 256),
-                     malloc(sizeof(int32_t) * 256 * K), malloc(sizeof(float) * 256 * K), 0, 0};
-    rc = sc.k.img && sc.k.quats && sc.cnt && sc.phi && sc.ref && sc.prob ? SPF_OK : SPF_ERR_ALLOC;
-    if (!rc) rc = spf_posterior_views_make(o.n_references, w->np, &pv);
-    if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for %lld images and %lld references' views", (long long)m,
-                     (long long)o.n_references);
-    sc.pv = pv;
-    if (!rc) rc = visit_half(w, h, r, n, split_image, &sc, &have_q);
-    if (!rc && (rc = flush_block(&sc)))
+  int have_q = 0;
+  if (!rc) {
+    sc = (split_ctx){{w->np, m ? keep : NULL, malloc(sizeof(float) * (size_t)((cnt > 0 ? cnt : 1) * w->np)),
+                      malloc(sizeof(double) * 4 * (size_t)n), 0, first, first + cnt, 0},
+                     &old, NULL, NULL, NULL, NULL, NULL, 0, 0};
+    rc = sc.k.img && sc.k.quats ? SPF_OK : SPF_ERR_ALLOC;
+    if (!rc && m) {
+      sc.cnt = malloc(sizeof(float) * (size_t)(256 * w->np));
+      sc.phi = malloc(sizeof(double) * 256);
+      sc.ref = malloc(sizeof(int32_t) * 256 * K);
+      sc.prob = malloc(sizeof(float) * 256 * K);
+      rc = sc.cnt && sc.phi && sc.ref && sc.prob ? spf_posterior_views_make(o.n_references, w->np, &pv) : SPF_ERR_ALLOC;
+      sc.pv = pv;
+    }
+    if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for %lld images of %lld pixels", (long long)cnt,
+                     (long long)w->np);
+    if (!rc) rc = visit_half(w, h, r, n, m ? split_image : keep_image, m ? (void *)&sc : (void *)&sc.k, &have_q);
+    if (!rc && m && (rc = flush_block(&sc)))
       snprintf(w->msg, sizeof w->msg, "half %d: the kept probabilities: %s", h + 1, spf_strerror(rc));
     free(sc.cnt); free(sc.phi); free(sc.ref); free(sc.prob);
     img = sc.k.img;
-    quats = have_q ? sc.k.quats : NULL;
-    if (!have_q) free(sc.k.quats);
-    if (!rc) {
-      say(w, "burst %d, half %d: examining %lld of %lld images (the other %lld with their kept probabilities: "
-             "%.3f of the mass in the %d kept)", w->n_bursts + 1, h + 1, (long long)m, (long long)n, (long long)(n - m),
-          sc.mass / (double)(n - m), K);
-      /* The examined images' state, in order: earlier ones as they were, new ones as extended. */
-      rc = spf_run_state_make(o.M, m, &sub);
-      if (!rc) rc = spf_run_state_track(&sub, K);
-      if (!rc) spf_run_state_copy_volumes(&sub, &ext);
-      for (int64_t i = 0, a = 0; !rc && i < n; i++)
-        if (keep[i]) spf_run_state_copy_images(&sub, a++, &ext, i, 1);
-      if (!rc) rc = spf_run_state_make(o.M, m, &sub_out);
-      if (!rc) rc = spf_run_state_track(&sub_out, K);
-      if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for the state of %lld images", (long long)m);
-      resume = &sub;
-      o.fixed_views = pv;
-    }
+    quats = sc.k.quats;
   }
-  if (!rc) rc = spf_run_state_make(o.M, n, st);
-  if (!rc && poisson) rc = spf_run_state_track(st, K);
-  gen_ctx gc = {w, h, w->n_bursts, omp_get_wtime(), NAN};
+  rc = spf_comm_agree(cw, rc);
+  if (!rc && m)
+    say(w, "burst %d, half %d: examining %lld of %lld images (the other %lld with their kept probabilities: "
+           "%.3f of the mass in the %d kept)", w->n_bursts + 1, h + 1, (long long)m, (long long)n, (long long)(n - m),
+        sc.mass / (double)(n - m), K);
+  /* This rank's share of the state to resume from: the examined images' as they were (the
+   * new ones as extended). */
+  const spf_run_state *resume = NULL;
+  if (!rc && w->n_bursts > 0) {
+    rc = pick_state(&ext, o.M, K, idx + first, cnt, &mine_in);
+    resume = &mine_in;
+  }
+  if (!rc) rc = spf_run_state_make(o.M, cnt, &mine_out);
+  if (!rc && K) rc = spf_run_state_track(&mine_out, K);
+  if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for the state of %lld images", (long long)cnt);
+  rc = spf_comm_agree(cw, rc);
   if (!rc) {
-    spf_run_state *out = m ? &sub_out : st;
-    const double *q = quats;
-    double *qm = NULL;
-    if (m && quats && (qm = malloc(sizeof(double) * 4 * (size_t)m)))
-      for (int64_t i = 0, a = 0; i < n; i++)
-        if (keep[i]) memcpy(qm + 4 * a++, quats + 4 * i, sizeof(double) * 4);
-    if (m) q = qm;
-    rc = spf_reconstruct(m ? m : n, w->np, img, w->s, q, &o, resume, on_generation, &gc, out);
+    o.fixed_views = pv;
+    double *q = NULL;
+    if (have_q && (q = malloc(sizeof(double) * 4 * (size_t)(cnt > 0 ? cnt : 1))))
+      for (int64_t a = 0; a < cnt; a++) memcpy(q + 4 * a, quats + 4 * idx[first + a], sizeof(double) * 4);
+    gen_ctx gc = {w, h, w->n_bursts, omp_get_wtime(), NAN};
+    rc = spf_reconstruct(cnt, w->np, img, w->s, q, &o, resume, on_generation, &gc, &mine_out);
     if (rc) snprintf(w->msg, sizeof w->msg, "half %d: %s", h + 1, spf_strerror(rc));
-    free(qm);
+    fig->changed = gc.changed;
+    free(q);
   }
-  if (!rc && m) {
-    /* Every image's state: the earlier kept as they were, the examined from the run. */
-    spf_run_state_copy_images(st, 0, &old, 0, before);
-    spf_run_state_copy_images(st, before, &ext, before, n - before);
-    for (int64_t i = 0, a = 0; i < n; i++)
-      if (keep[i]) spf_run_state_copy_images(st, i, &sub_out, a++, 1);
-    spf_run_state_copy_volumes(st, &sub_out);
+  rc = spf_comm_agree(cw, rc);
+  /* Rank 0: every image's state. The examined from the run (gathered), the others kept
+   * as they were. */
+  if (!rc && root) {
+    rc = spf_run_state_make(o.M, E, &ex);
+    if (!rc && K) rc = spf_run_state_track(&ex, K);
+    if (!rc) rc = spf_run_state_make(o.M, n, st);
+    if (!rc && K) rc = spf_run_state_track(st, K);
+    if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for the state of %lld images", (long long)n);
   }
+  rc = spf_comm_agree(cw, rc);
+  if (!rc) rc = gather_half(w, &mine_out, &ex);
+  if (!rc && root) {
+    if (m) {
+      spf_run_state_copy_images(st, 0, &old, 0, before);
+      spf_run_state_copy_images(st, before, &ext, before, n - before);
+    }
+    for (int64_t a = 0; a < E; a++) spf_run_state_copy_images(st, idx[a], &ex, a, 1);
+    spf_run_state_copy_volumes(st, &ex);
+  }
+  const int generation = mine_out.generation;
   spf_run_state_free(&ext);
   spf_run_state_free(&old);
-  spf_run_state_free(&sub);
-  spf_run_state_free(&sub_out);
+  spf_run_state_free(&mine_in);
+  spf_run_state_free(&mine_out);
+  spf_run_state_free(&ex);
   spf_posterior_views_free(pv);
   free(keep);
-  if (!rc && stop_requested && st->generation < o.max_generations) *interrupted = 1;
-  if (!rc && !*interrupted) {
+  free(idx);
+  if (!rc && stop_requested && generation < o.max_generations) *interrupted = 1;
+  if (!rc && !*interrupted && root) {
     char path[4200];
     checkpoint_path(w, h, w->n_bursts + 1, path, sizeof path);
     rc = spf_checkpoint_write(path, st, w->config_results, w->msg, sizeof w->msg);
   }
-  if (!rc) rc = spf_watch_low_confidence(n, st->gap, 0.25, before, r->n_half[h], low);
-  fig->generation = st->generation;
-  fig->changed = gc.changed;
-  fig->examined = m ? m : n;
-  fig->median_error = quats ? spf_orientation_error_median(n, quats, st->orientations, NULL) : NAN;
-  fig->quats = quats;
+  if (!rc && root) rc = spf_watch_low_confidence(n, st->gap, 0.25, before, r->n_half[h], low);
+  rc = spf_comm_agree(cw, rc); /* also: the checkpoint is on disk before any rank reads it */
+  fig->generation = generation;
+  fig->examined = E;
+  fig->median_error = root && !rc && have_q ? spf_orientation_error_median(n, quats, st->orientations, NULL) : NAN;
+  fig->quats = have_q ? quats : NULL;
+  if (!have_q) free(quats);
   free(img);
   return rc;
 }
@@ -1369,10 +1454,11 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     snprintf(msg, sizeof msg, "%s: %lld images, too few to start two half sets", name, (long long)r.n_images);
     rc = SPF_ERR_DATA;
   }
+  rc = spf_comm_agree(&w->cw, rc); /* every rank read the file: all skip it or none */
   if (!rc && (w->model < 0 || w->n_bursts == 0)) {
     /* The model from the first burst's images; data it cannot use (all zero) are a skip. */
     w->msg[0] = 0;
-    rc = choose_model(w, &r);
+    rc = spf_comm_agree(&w->cw, choose_model(w, &r));
     if (rc == SPF_ERR_DATA) snprintf(msg, sizeof msg, "%.255s: %.1700s", name, w->msg[0] ? w->msg : spf_strerror(rc));
     else if (rc) {
       if (!w->msg[0]) snprintf(w->msg, sizeof w->msg, "%s", spf_strerror(rc));
@@ -1385,7 +1471,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     struct stat sb;
     snprintf(path, sizeof path, "%.4000s/%s", w->indir, name);
     if (stat(path, &sb) == 0) remember_skip(w, name, &sb);
-    fprintf(stderr, "spinifel watch: skipped %s: %s\n", name, msg[0] ? msg : spf_strerror(rc));
+    if (w->cw.rank == 0) fprintf(stderr, "spinifel watch: skipped %s: %s\n", name, msg[0] ? msg : spf_strerror(rc));
     const size_t used = strlen(skipped_list);
     if (used + strlen(name) + 3 < skipped_len) snprintf(skipped_list + used, skipped_len - used, "%s%s", used ? "/" : "", name);
     return 1;
@@ -1406,7 +1492,9 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     rc = refine_half(w, h, &r, &st[h], &low[h], &fig[h], &interrupted);
     t_refine[h] = omp_get_wtime() - t;
   }
-  if (!rc && !interrupted && stop_requested) interrupted = 1;
+  double stop = stop_requested ? 1 : 0; /* agreed: a signal may reach some ranks only */
+  if (!rc) rc = spf_comm_max_double(&w->cw, &stop, 1);
+  if (!rc && !interrupted && stop > 0) interrupted = 1;
   if (rc || interrupted) {
     spf_run_state_free(&st[0]);
     spf_run_state_free(&st[1]);
@@ -1419,11 +1507,20 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   double t = omp_get_wtime();
   comparison c;
   memset(&c, 0, sizeof c);
-  rc = compare_halves(w, &st[0], &st[1], &c);
+  const int root = w->cw.rank == 0; /* rank 0 compares, writes and reports */
+  rc = root ? compare_halves(w, &st[0], &st[1], &c) : SPF_OK;
   if (rc) snprintf(w->msg, sizeof w->msg, "comparing the half sets: %s", spf_strerror(rc));
   const double t_compare = omp_get_wtime() - t;
   burst_rec *all = NULL;
-  if (!rc) {
+  if (!rc && !root) {
+    all = malloc(sizeof(burst_rec) * (size_t)(w->n_bursts + 1));
+    if (!all) rc = SPF_ERR_ALLOC;
+    else {
+      if (w->n_bursts) memcpy(all, w->b, sizeof(burst_rec) * (size_t)w->n_bursts);
+      all[w->n_bursts] = r;
+    }
+  }
+  if (!rc && root) {
     const int64_t M = w->S.o.M;
     r.res143 = spf_fsc_resolution(M, c.fsc, w->voxel, 0.143);
     r.res05 = spf_fsc_resolution(M, c.fsc, w->voxel, 0.5);
@@ -1438,7 +1535,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   spf_watch_projection p;
   int unreachable = 0;
   t = omp_get_wtime();
-  if (!rc) {
+  if (!rc && root) {
     if (w->n_bursts) memcpy(all, w->b, sizeof(burst_rec) * (size_t)w->n_bursts);
     all[w->n_bursts] = r;
     const int n = w->n_bursts + 1;
@@ -1468,6 +1565,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
       rc = SPF_ERR_IO;
     }
   }
+  rc = spf_comm_agree(&w->cw, rc);
   if (!rc) {
     /* Committed: the new list is the run's, the previous checkpoints go. */
     free(w->b);
@@ -1475,6 +1573,8 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     all = NULL;
     w->n_bursts++;
     w->cap = w->n_bursts;
+  }
+  if (!rc && root) {
     tidy_state(w, w->n_bursts);
     const burst_rec *rr = &w->b[w->n_bursts - 1];
     int64_t total = 0;
@@ -1635,14 +1735,10 @@ int cmd_watch(int argc, char **argv)
   int rc = parse(argc, argv, &w);
   if (rc) return rc < 0 ? 0 : rc;
   w.progress = progress_mode(w.quiet);
-  /* One process: under mpirun every rank would write the same files (docs/watch.md, "MPI"). */
-  const char *ranks[2] = {getenv("OMPI_COMM_WORLD_SIZE"), getenv("PMI_SIZE")};
-  for (int k = 0; k < 2; k++)
-    if (ranks[k] && atoi(ranks[k]) > 1) {
-      fprintf(stderr, "spinifel watch: runs in one process (threads: --threads); not under mpirun with %s ranks\n",
-              ranks[k]);
-      return 2;
-    }
+  /* Under mpirun: rank 0 polls, writes and reports; every rank refines each half with its
+   * share of the images (docs/watch.md, "MPI"). */
+  spf_comm_world(&w.cw);
+  const int root = w.cw.rank == 0;
   struct stat sb;
   if (stat(w.indir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
     fprintf(stderr, "spinifel watch: %s: %s\n", w.indir, errno ? strerror(errno) : "not a directory");
@@ -1668,21 +1764,24 @@ int cmd_watch(int argc, char **argv)
   w.S.o.model = w.S.o.model; /* decided with the first burst */
   config_text(&w.S, 0, w.config, sizeof w.config);
   config_text(&w.S, 1, w.config_results, sizeof w.config_results);
-  rc = restore(&w);
+  rc = spf_comm_agree(&w.cw, restore(&w));
   if (rc) {
-    fprintf(stderr, "spinifel watch: %s\n", w.msg[0] ? w.msg : spf_strerror(rc));
+    if (root) fprintf(stderr, "spinifel watch: %s\n", w.msg[0] ? w.msg : spf_strerror(rc));
     watch_free(&w);
     return rc == SPF_ERR_OPTION ? 2 : 1;
   }
-  if (trim_feedback(&w, w.n_bursts)) {
-    fprintf(stderr, "spinifel watch: cannot rewrite %s/feedback.jsonl\n", w.outdir);
+  rc = spf_comm_agree(&w.cw, root && trim_feedback(&w, w.n_bursts) ? SPF_ERR_IO : SPF_OK);
+  if (rc) {
+    if (root) fprintf(stderr, "spinifel watch: cannot rewrite %s/feedback.jsonl\n", w.outdir);
     watch_free(&w);
     return 1;
   }
-  tidy_state(&w, w.n_bursts);
-  remove_dead_temporaries(w.outdir);
-  remove_dead_temporaries(path); /* OUTDIR/state */
-  if (w.n_bursts > 0) {
+  if (root) {
+    tidy_state(&w, w.n_bursts);
+    remove_dead_temporaries(w.outdir);
+    remove_dead_temporaries(path); /* OUTDIR/state */
+  }
+  if (w.n_bursts > 0 && root) {
     int64_t total = 0;
     for (int i = 0; i < w.n_bursts; i++) total += w.b[i].n_images;
     fprintf(stderr, "spinifel watch: continuing %s after %d bursts (%lld images; the last %s)\n", w.outdir, w.n_bursts,
@@ -1692,7 +1791,7 @@ int cmd_watch(int argc, char **argv)
   char refresh_now[32];
   refresh_text(w.refresh, refresh_now, sizeof refresh_now);
   snprintf(path, sizeof path, "%.4000s/config.ini", w.outdir);
-  {
+  if (root) {
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
@@ -1704,9 +1803,12 @@ int cmd_watch(int argc, char **argv)
     if (!ok || rename(tmp, path) != 0) {
       remove(tmp);
       fprintf(stderr, "spinifel watch: cannot write %s\n", path);
-      watch_free(&w);
-      return 1;
+      rc = SPF_ERR_IO;
     }
+  }
+  if (spf_comm_agree(&w.cw, rc)) {
+    watch_free(&w);
+    return 1;
   }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -1720,34 +1822,54 @@ int cmd_watch(int argc, char **argv)
   int ret = 0;
   say(&w, "watching %s for bursts (outputs in %s)%s", w.indir, w.outdir,
       w.idle > 0 ? "" : "; SIGINT or SIGTERM ends it");
-  while (!stop_requested) {
-    char name[256];
-    double arrival = 0;
-    const int found = next_burst(&w, name, sizeof name, &arrival);
-    if (found < 0) {
-      fprintf(stderr, "spinifel watch: %s: cannot read the folder: %s\n", w.indir, strerror(errno));
+  for (;;) {
+    /* Rank 0 looks; every rank learns what to do (a signal on any rank stops all). */
+    struct {
+      double arrival;
+      int32_t cmd, pad; /* 0 nothing new, 1 a burst, 2 idle: stop, 3 a signal: stop, -1 the folder failed */
+      char name[256];
+    } next;
+    memset(&next, 0, sizeof next);
+    double stop = stop_requested ? 1 : 0;
+    if (spf_comm_max_double(&w.cw, &stop, 1)) {
       ret = 1;
       break;
     }
-    if (!found) {
-      if (w.idle > 0 && now_s() - last >= w.idle) {
+    if (stop > 0) stop_requested = 1;
+    if (root && stop > 0) next.cmd = 3;
+    else if (root) {
+      const int found = next_burst(&w, next.name, sizeof next.name, &next.arrival);
+      if (found < 0) {
+        fprintf(stderr, "spinifel watch: %s: cannot read the folder: %s\n", w.indir, strerror(errno));
+        next.cmd = -1;
+      } else if (found) {
+        next.cmd = 1;
+      } else if (w.idle > 0 && now_s() - last >= w.idle) {
         say(&w, "no new burst for %g s: stopping", w.idle);
-        break;
+        next.cmd = 2;
       }
+    }
+    if (spf_comm_bcast(&w.cw, &next, sizeof next, 0)) {
+      ret = 1;
+      break;
+    }
+    if (next.cmd < 0) ret = 1;
+    if (next.cmd < 0 || next.cmd >= 2) break;
+    if (next.cmd == 0) {
       nap(w.poll);
       continue;
     }
     w.msg[0] = 0;
-    const int r = ingest(&w, name, arrival, skipped_list, sizeof skipped_list);
+    const int r = ingest(&w, next.name, next.arrival, skipped_list, sizeof skipped_list);
     if (r < 0) {
-      fprintf(stderr, "spinifel watch: %s: %s\n", name, w.msg[0] ? w.msg : "failed");
+      if (root) fprintf(stderr, "spinifel watch: %s: %s\n", next.name, w.msg[0] ? w.msg : "failed");
       ret = 1;
       break;
     }
     if (r == 2) break;
     last = now_s();
   }
-  if (stop_requested && ret == 0)
+  if (stop_requested && ret == 0 && root)
     fprintf(stderr, "spinifel watch: stopped by a signal after %d bursts; the same command continues\n", w.n_bursts);
   watch_free(&w);
   return ret;

@@ -60,11 +60,20 @@ int main(int argc, char **argv)
     spf_mpi_finalize();
     return rc;
   }
+  if (!strcmp(cmd, "watch")) {
+    /* Under mpirun every rank refines the halves with its share of the images. */
+    if (spf_mpi_init(&argc, &argv)) {
+      fprintf(stderr, "spinifel: MPI failed to start\n");
+      return 1;
+    }
+    const int rc = cmd_watch(argc - 1, argv + 1);
+    spf_mpi_finalize();
+    return rc;
+  }
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
   if (!strcmp(cmd, "fsc")) return cmd_fsc(argc - 1, argv + 1);
   if (!strcmp(cmd, "orientations")) return cmd_orientations(argc - 1, argv + 1);
   if (!strcmp(cmd, "plot")) return cmd_plot(argc - 1, argv + 1);
-  if (!strcmp(cmd, "watch")) return cmd_watch(argc - 1, argv + 1);
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     /* 'spinifel help COMMAND' is 'spinifel COMMAND --help'. */
     if (argc > 2 && strcmp(argv[2], "help") && argv[2][0] != '-') {

@@ -76,4 +76,23 @@ else
   rc=$?
   if [ "$rc" -eq 124 ]; then echo "FAIL a missing file hung"; fails=$((fails + 1)); else echo "ok   a missing file ends all ranks (exit $rc)"; fi
 fi
+# watch under mpirun: rank 0 polls and writes, every rank refines each half with its share
+# of the examined images; the Poisson model with kept probabilities (--refresh-images 40)
+# ends on the same bytes as one process, and a malformed burst is skipped by every rank.
+"$bin" simulate --bursts 3 --images 100 --pixels 16 --distance 0.03 --fluence 2e13 --threads 1 -o "$tmp/win" --quiet \
+  > /dev/null 2>&1
+printf 'not a burst\n' > "$tmp/win/burst_0002b.h5"
+wargs=(--model poisson --M 13 --refs 300 --generations 3 --refine-generations 2 --soft-gens 1 --phase-cycles 3
+       --align-rotations 300 --refresh-images 40 --poll 0.05 --stop-after-idle 0.3 --threads 1)
+mkdir -p "$tmp/w1" "$tmp/w2"
+(cd "$tmp/w1" && "$bin" watch ../win -o out "${wargs[@]}" > ../w1.log 2>&1)
+(cd "$tmp/w2" && "${mpi2[@]}" "$bin" watch ../win -o out "${wargs[@]}" > ../w2.log 2>&1); wrc=$?
+same=1
+for f in density.mrc results.h5 fsc_halves.csv state/half1.00003.h5 state/half2.00003.h5; do
+  cmp -s "$tmp/w1/out/$f" "$tmp/w2/out/$f" || same=0
+done
+if [ "$wrc" -eq 0 ] && [ "$same" -eq 1 ] && [ "$(wc -l < "$tmp/w2/out/feedback.jsonl")" -eq 3 ] &&
+   grep -q "examining" "$tmp/w2.log" && [ "$(grep -c "skipped burst_0002b.h5" "$tmp/w2.log")" -eq 1 ]; then
+  echo "ok   watch on 2 ranks: the same bytes as one process (3 bursts, kept probabilities), one skip line"
+else echo "FAIL watch on 2 ranks (exit $wrc, same bytes $same): $(tail -3 "$tmp/w2.log")"; fails=$((fails + 1)); fi
 [ "$fails" -eq 0 ]
