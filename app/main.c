@@ -39,6 +39,18 @@ static void prefer_passive_waiting(char **argv)
   execv("/proc/self/exe", argv); /* returns only on failure: carry on as started */
 }
 
+/* A command that runs over MPI ranks when started by mpirun (one process otherwise). */
+static int with_mpi(int (*command)(int, char **), int argc, char **argv)
+{
+  if (spf_mpi_init(&argc, &argv)) {
+    fprintf(stderr, "spinifel: MPI failed to start\n");
+    return 1;
+  }
+  const int rc = command(argc - 1, argv + 1);
+  spf_mpi_finalize();
+  return rc;
+}
+
 int main(int argc, char **argv)
 {
   prefer_passive_waiting(argv);
@@ -50,26 +62,9 @@ int main(int argc, char **argv)
   if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
   if (!strcmp(cmd, "selfcheck")) return cmd_selfcheck(argc - 1, argv + 1);
   if (!strcmp(cmd, "simulate")) return cmd_simulate(argc - 1, argv + 1);
-  if (!strcmp(cmd, "reconstruct")) {
-    /* Under mpirun every rank runs this with its share of the images. */
-    if (spf_mpi_init(&argc, &argv)) {
-      fprintf(stderr, "spinifel: MPI failed to start\n");
-      return 1;
-    }
-    const int rc = cmd_reconstruct(argc - 1, argv + 1);
-    spf_mpi_finalize();
-    return rc;
-  }
-  if (!strcmp(cmd, "watch")) {
-    /* Under mpirun every rank refines the halves with its share of the images. */
-    if (spf_mpi_init(&argc, &argv)) {
-      fprintf(stderr, "spinifel: MPI failed to start\n");
-      return 1;
-    }
-    const int rc = cmd_watch(argc - 1, argv + 1);
-    spf_mpi_finalize();
-    return rc;
-  }
+  /* Under mpirun every rank runs these with its share of the images. */
+  if (!strcmp(cmd, "reconstruct")) return with_mpi(cmd_reconstruct, argc, argv);
+  if (!strcmp(cmd, "watch")) return with_mpi(cmd_watch, argc, argv);
   if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
   if (!strcmp(cmd, "fsc")) return cmd_fsc(argc - 1, argv + 1);
   if (!strcmp(cmd, "orientations")) return cmd_orientations(argc - 1, argv + 1);

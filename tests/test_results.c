@@ -230,6 +230,58 @@ static void same_content_gives_the_same_bytes(void)
   state_free(&a);
 }
 
+/* The kept references (spf_run_state_track): written when kept, read back bit-exact;
+ * absent from a checkpoint, a state that keeps them gets none (-1, 0); a checkpoint with
+ * another count is refused; copy_images carries them between states keeping the same. */
+static void kept_references_round_trip(void)
+{
+  spf_run_state a, b, c;
+  int rc = spf_run_state_make(5, 9, &a);
+  if (!rc) rc = spf_run_state_make(5, 9, &b);
+  if (!rc) rc = spf_run_state_make(5, 9, &c);
+  CHECK(rc == SPF_OK, "make");
+  if (rc) return;
+  state_fill(&a, 2);
+  CHECK(spf_run_state_track(&a, 0) == SPF_ERR_ARG && spf_run_state_track(&a, 1025) == SPF_ERR_ARG, "k out of range");
+  CHECK(spf_run_state_track(&a, 4) == SPF_OK && spf_run_state_track(&b, 4) == SPF_OK && spf_run_state_track(&c, 3) == SPF_OK,
+        "track");
+  CHECK(a.posterior_ref[0] == -1 && a.posterior_p[0] == 0, "made as none");
+  spf_rng g;
+  spf_rng_seed(&g, 7, 0);
+  for (int64_t e = 0; e < 9 * 4; e++) {
+    a.posterior_ref[e] = e % 4 == 3 ? -1 : (int32_t)(spf_rng_uniform(&g) * 3240);
+    a.posterior_p[e] = e % 4 == 3 ? 0.0f : (float)spf_rng_uniform(&g);
+  }
+  const char *path = tmp_path("kept.h5");
+  char msg[256] = "";
+  CHECK(spf_checkpoint_write(path, &a, "c", msg, sizeof msg) == SPF_OK, "write: %s", msg);
+  CHECK(spf_checkpoint_read(path, &b, NULL, 0, msg, sizeof msg) == SPF_OK, "read: %s", msg);
+  CHECK(!memcmp(a.posterior_ref, b.posterior_ref, sizeof(int32_t) * 36) &&
+        !memcmp(a.posterior_p, b.posterior_p, sizeof(float) * 36), "kept references bit-exact");
+  CHECK(spf_checkpoint_read(path, &c, NULL, 0, msg, sizeof msg) == SPF_ERR_DATA, "another count refused");
+  /* copy_images: the same count is copied, another is not touched. */
+  spf_run_state_copy_images(&b, 2, &a, 5, 1);
+  CHECK(!memcmp(b.posterior_ref + 8, a.posterior_ref + 20, sizeof(int32_t) * 4), "copied with the image");
+  spf_run_state_free(&c);
+  CHECK(spf_run_state_make(5, 9, &c) == SPF_OK && spf_run_state_track(&c, 3) == SPF_OK, "make again");
+  spf_run_state_copy_images(&c, 0, &a, 0, 9);
+  CHECK(c.posterior_ref[0] == -1 && c.posterior_p[0] == 0, "another count is not copied");
+  /* Without kept references in the file: none. */
+  spf_run_state plain;
+  CHECK(spf_run_state_make(5, 9, &plain) == SPF_OK, "make plain");
+  state_fill(&plain, 3);
+  CHECK(spf_checkpoint_write(path, &plain, "c", msg, sizeof msg) == SPF_OK, "write plain: %s", msg);
+  CHECK(spf_checkpoint_read(path, &b, NULL, 0, msg, sizeof msg) == SPF_OK, "read plain: %s", msg);
+  int none = 1;
+  for (int64_t e = 0; e < 36; e++) none &= b.posterior_ref[e] == -1 && b.posterior_p[e] == 0;
+  CHECK(none, "a checkpoint without kept references gives none");
+  remove(path);
+  spf_run_state_free(&plain);
+  spf_run_state_free(&a);
+  spf_run_state_free(&b);
+  spf_run_state_free(&c);
+}
+
 static void checkpoint_with_other_sizes_is_refused(void)
 {
   spf_run_state a, b, c;
@@ -612,6 +664,7 @@ int main(void)
   if (!mkdtemp(dir)) return 1;
   RUN_TEST(checkpoint_round_trip_is_bit_exact);
   RUN_TEST(checkpoint_with_other_sizes_is_refused);
+  RUN_TEST(kept_references_round_trip);
   RUN_TEST(older_checkpoint_reads_with_defaults);
   RUN_TEST(same_content_gives_the_same_bytes);
   RUN_TEST(failed_write_leaves_no_file);
