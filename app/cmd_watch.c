@@ -1326,6 +1326,10 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
   json_num(f, "nyquist_A", nyq);
   fprintf(f, ",\"at_nyquist\":%s", r->res <= nyq * (1 + 1e-9) ? "true" : "false");
   json_num(f, "halves_correlation", c->correlation);
+  /* The curve itself, shell 0 (the centre) to the edge: what the resolution reads. */
+  fprintf(f, ",\"fsc_halves\":[");
+  for (int64_t k = 0; k <= (w->S.o.M - 1) / 2; k++) fprintf(f, "%s%.5g", k ? "," : "", c->fsc[k]);
+  fprintf(f, "]");
   json_num(f, "low_confidence_fraction", r->low_conf);
   json_num(f, "mean_photons_per_image", r->mean_photons);
   fprintf(f, ",\"generations\":%d", fig[0].generation);
