@@ -3,38 +3,12 @@
 #include <math.h>
 
 #include "spinifel/spinifel.h"
+#include "poisson_problem.h"
 #include "testing.h"
 
-typedef struct {
-  int64_t n_img, n_ref, np;
-  float *counts, *models;
-  double *phi;
-} problem;
-
-/* Poisson counts from random model images, each image from one reference at a fluence. */
 static problem make_problem(int64_t n_img, int64_t n_ref, int64_t np, uint64_t seed)
 {
-  problem q = {n_img, n_ref, np, malloc(sizeof(float) * n_img * np), malloc(sizeof(float) * n_ref * np),
-               malloc(sizeof(double) * n_img)};
-  spf_rng r;
-  spf_rng_seed(&r, seed, 0);
-  for (int64_t k = 0; k < n_ref * np; k++) {
-    const double u = spf_rng_uniform(&r);
-    q.models[k] = (float)(0.05 + 0.4 * u * u);
-  }
-  for (int64_t i = 0; i < n_img; i++) {
-    const int64_t j = (int64_t)(spf_rng_next(&r) % (uint64_t)n_ref);
-    q.phi[i] = 0.5 + spf_rng_uniform(&r);
-    for (int64_t p = 0; p < np; p++) q.counts[i * np + p] = (float)spf_rng_poisson(&r, q.phi[i] * q.models[j * np + p]);
-  }
-  return q;
-}
-
-static void free_problem(problem *q)
-{
-  free(q->counts);
-  free(q->models);
-  free(q->phi);
+  return make_problem_with(n_img, n_ref, np, seed, 0);
 }
 
 /* One E-step in batches, tracking k references; views and weights of every reference. */
