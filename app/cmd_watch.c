@@ -973,6 +973,8 @@ static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, d
  * orientations of half 2's images turned into half 1's frame. */
 typedef struct {
   double *fsc;        /* (M-1)/2 + 1 */
+  double *fsc_u;      /*   the same of the halves' merged autocorrelations (their intensities'
+                           shell correlation: no phasing in it) */
   double *rho, *u;    /* averaged */
   double correlation;
   spf_align_result ar;
@@ -983,9 +985,10 @@ static int compare_halves(const watch *w, const spf_run_state *h1, const spf_run
   const int64_t M = h1->M, n3 = M * M * M;
   double *aligned = malloc(sizeof(double) * (size_t)n3), *u2 = malloc(sizeof(double) * (size_t)n3);
   c->fsc = malloc(sizeof(double) * (size_t)((M - 1) / 2 + 1));
+  c->fsc_u = malloc(sizeof(double) * (size_t)((M - 1) / 2 + 1));
   c->rho = malloc(sizeof(double) * (size_t)n3);
   c->u = malloc(sizeof(double) * (size_t)n3);
-  int rc = aligned && u2 && c->fsc && c->rho && c->u ? SPF_OK : SPF_ERR_ALLOC;
+  int rc = aligned && u2 && c->fsc && c->fsc_u && c->rho && c->u ? SPF_OK : SPF_ERR_ALLOC;
   spf_align_options ao;
   spf_align_default_options(&ao);
   ao.n_rotations = w->align_rotations;
@@ -995,7 +998,8 @@ static int compare_halves(const watch *w, const spf_run_state *h1, const spf_run
   if (!rc) {
     /* The autocorrelation is centred and centrosymmetric: only the rotation moves it. */
     spf_rotate_volume(M, h2->u, c->ar.quat, 0, u2);
-    for (int64_t v = 0; v < n3; v++) {
+    rc = spf_fsc(M, h1->u, u2, c->fsc_u);
+    for (int64_t v = 0; !rc && v < n3; v++) {
       c->rho[v] = 0.5 * (h1->rho[v] + aligned[v]);
       c->u[v] = 0.5 * (h1->u[v] + u2[v]);
     }
@@ -1329,6 +1333,8 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
   /* The curve itself, shell 0 (the centre) to the edge: what the resolution reads. */
   fprintf(f, ",\"fsc_halves\":[");
   for (int64_t k = 0; k <= (w->S.o.M - 1) / 2; k++) fprintf(f, "%s%.5g", k ? "," : "", c->fsc[k]);
+  fprintf(f, "],\"fsc_intensity_halves\":[");
+  for (int64_t k = 0; k <= (w->S.o.M - 1) / 2; k++) fprintf(f, "%s%.5g", k ? "," : "", c->fsc_u[k]);
   fprintf(f, "]");
   json_num(f, "low_confidence_fraction", r->low_conf);
   json_num(f, "mean_photons_per_image", r->mean_photons);
@@ -1595,6 +1601,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   }
   free(all);
   free(c.fsc);
+  free(c.fsc_u);
   free(c.rho);
   free(c.u);
   spf_run_state_free(&st[0]);
