@@ -927,19 +927,18 @@ static int refine_half(watch *w, int h, const burst_rec *r, spf_run_state *st, d
   /* Rank 0: every image's state. The examined from the run (gathered), the others kept
    * as they were. */
   if (!rc && root) {
-    rc = spf_run_state_make(o.M, E, &ex);
-    if (!rc && K) rc = spf_run_state_track(&ex, K);
-    if (!rc) rc = spf_run_state_make(o.M, n, st);
+    rc = spf_run_state_make(o.M, n, st);
     if (!rc && K) rc = spf_run_state_track(st, K);
+    if (!rc && m) rc = spf_run_state_make(o.M, E, &ex);
+    if (!rc && m && K) rc = spf_run_state_track(&ex, K);
     if (rc) snprintf(w->msg, sizeof w->msg, "out of memory for the state of %lld images", (long long)n);
   }
   rc = spf_comm_agree(cw, rc);
-  if (!rc) rc = gather_half(w, &mine_out, &ex);
-  if (!rc && root) {
-    if (m) {
-      spf_run_state_copy_images(st, 0, &old, 0, before);
-      spf_run_state_copy_images(st, before, &ext, before, n - before);
-    }
+  /* Every image examined: gathered straight into st. */
+  if (!rc) rc = gather_half(w, &mine_out, m ? &ex : st);
+  if (!rc && root && m) {
+    spf_run_state_copy_images(st, 0, &old, 0, before);
+    spf_run_state_copy_images(st, before, &ext, before, n - before);
     for (int64_t a = 0; a < E; a++) spf_run_state_copy_images(st, idx[a], &ex, a, 1);
     spf_run_state_copy_volumes(st, &ex);
   }

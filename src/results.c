@@ -15,6 +15,7 @@
 #include "fftw_threads.h"
 #include "hdf5_util.h"
 #include "spinifel/error.h"
+#include "spinifel/likelihood.h" /* SPF_LIKELIHOOD_TRACK_MAX: the references a state keeps */
 #include "tempfile.h"
 
 #define CHECKPOINT_FORMAT "spinifel checkpoint 1"
@@ -56,10 +57,19 @@ int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st)
   return SPF_OK;
 }
 
+/* Every image's kept references none (-1, probability 0). */
+static void clear_kept(spf_run_state *st)
+{
+  for (size_t e = 0; e < (size_t)st->n_images * (size_t)st->posterior_k; e++) {
+    st->posterior_ref[e] = -1;
+    st->posterior_p[e] = 0;
+  }
+}
+
 int spf_run_state_track(spf_run_state *st, int k)
 {
   if (!st) return SPF_ERR_NULL;
-  if (k < 1 || k > 1024 || st->n_images < 1) return SPF_ERR_ARG;
+  if (k < 1 || k > SPF_LIKELIHOOD_TRACK_MAX || st->n_images < 1) return SPF_ERR_ARG;
   const size_t e = (size_t)st->n_images * (size_t)k;
   int32_t *r = malloc(sizeof(int32_t) * e);
   float *p = malloc(sizeof(float) * e);
@@ -68,15 +78,12 @@ int spf_run_state_track(spf_run_state *st, int k)
     free(p);
     return SPF_ERR_ALLOC;
   }
-  for (size_t i = 0; i < e; i++) {
-    r[i] = -1;
-    p[i] = 0;
-  }
   free(st->posterior_ref);
   free(st->posterior_p);
   st->posterior_ref = r;
   st->posterior_p = p;
   st->posterior_k = k;
+  clear_kept(st);
   return SPF_OK;
 }
 
@@ -611,11 +618,7 @@ int spf_checkpoint_read(const char *path, spf_run_state *st, char *config_out, s
     if (dkr >= 0) dkp = open_checked(f, path, "posterior_probs", 2, dk, msg, msg_len);
     if (dkr < 0 || dkp < 0) rc = SPF_ERR_DATA;
   }
-  if (!rc && st->posterior_k > 0 && dkr < 0)
-    for (size_t e = 0; e < (size_t)n * (size_t)st->posterior_k; e++) {
-      st->posterior_ref[e] = -1;
-      st->posterior_p[e] = 0;
-    }
+  if (!rc && st->posterior_k > 0 && dkr < 0) clear_kept(st);
   if (!rc && dkr >= 0 &&
       (h5_dread(dkr, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, st->posterior_ref) < 0 ||
        h5_dread(dkp, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, st->posterior_p) < 0)) {

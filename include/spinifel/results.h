@@ -68,7 +68,8 @@ typedef struct {
  * no model); SPF_ERR_ALLOC leaves nothing allocated. Free with spf_run_state_free. */
 int spf_run_state_make(int64_t M, int64_t n_images, spf_run_state *st);
 void spf_run_state_free(spf_run_state *st);
-/* Keep each image's k most probable references in st (1 <= k <= 1024, else SPF_ERR_ARG):
+/* Keep each image's k most probable references in st (1 <= k <= SPF_LIKELIHOOD_TRACK_MAX,
+ * likelihood.h, else SPF_ERR_ARG):
  * allocated as none (-1, 0); spf_reconstruct fills them with the Poisson model, the
  * checkpoint stores them, copy_images copies them when both states keep the same k. */
 int spf_run_state_track(spf_run_state *st, int k);
