@@ -120,7 +120,7 @@ static void usage(FILE *out)
           "                             others keep their last probabilities, and count in the model with them\n"
           "  --fsc-threshold T          the half sets' FSC level that defines the resolution the trend, the\n"
           "                             projection and the warnings use (default 0.5; 0.143 is reported too)\n"
-          "  --align-rotations N        rotations of the half sets' alignment search (default 2000)\n"
+          "  --align-rotations N        rotations of the half sets' alignment search, on their intensities (default 2000)\n"
           "  --detector FILE            the EMC detector file, for bursts that are EMC photon files\n"
           "  --config FILE.ini          reconstruct's parameters from a file ([reconstruct] section)\n"
           "  --quiet                    no progress lines on stderr\n"
@@ -987,10 +987,25 @@ static int compare_halves(const watch *w, const spf_run_state *h1, const spf_run
   c->fsc_u = malloc(sizeof(double) * (size_t)((M - 1) / 2 + 1));
   c->rho = malloc(sizeof(double) * (size_t)n3);
   c->u = malloc(sizeof(double) * (size_t)n3);
-  int rc = aligned && u2 && c->fsc && c->fsc_u && c->rho && c->u ? SPF_OK : SPF_ERR_ALLOC;
+  double *i1 = malloc(sizeof(double) * (size_t)n3), *i2 = malloc(sizeof(double) * (size_t)n3);
+  int rc = aligned && u2 && i1 && i2 && c->fsc && c->fsc_u && c->rho && c->u ? SPF_OK : SPF_ERR_ALLOC;
+  /* The rotation from the halves' intensities, the hand and the shift from their
+   * densities. The intensities hold the data and no phasing: aligning the densities
+   * alone locked onto a false rotation in 3 of 20 bursts of the benchmark's stream
+   * (BENCHMARKS.md), which the intensities' shell correlation showed. */
+  spf_shellcorr_options so;
+  spf_shellcorr_default_options(&so);
+  so.n_rotations = w->align_rotations;
+  so.nthreads = (int)w->S.threads;
+  spf_shellcorr_result sr;
+  if (!rc) rc = spf_intensity_from_autocorrelation(M, h1->u, i1);
+  if (!rc) rc = spf_intensity_from_autocorrelation(M, h2->u, i2);
+  if (!rc) rc = spf_shellcorr_align(M, i1, i2, &so, &sr, NULL);
   spf_align_options ao;
   spf_align_default_options(&ao);
-  ao.n_rotations = w->align_rotations;
+  ao.n_rotations = 0;
+  ao.refine_steps = 0;
+  memcpy(ao.start, sr.quat, sizeof ao.start);
   ao.nthreads = (int)w->S.threads;
   if (!rc) rc = spf_align(M, h1->rho, h2->rho, &ao, &c->ar, aligned);
   if (!rc) rc = spf_fsc(M, h1->rho, aligned, c->fsc);
@@ -1006,6 +1021,8 @@ static int compare_halves(const watch *w, const spf_run_state *h1, const spf_run
   }
   free(aligned);
   free(u2);
+  free(i1);
+  free(i2);
   return rc;
 }
 

@@ -18,6 +18,8 @@ void spf_align_default_options(spf_align_options *o)
   o->n_rotations = 4000;
   o->refine_steps = 7;
   o->nthreads = 0;
+  o->start[0] = 1;
+  o->start[1] = o->start[2] = o->start[3] = 0;
 }
 
 /* out(x) = in(sg R^T (x - c_out) + c_in), trilinear, zero outside. */
@@ -121,11 +123,19 @@ int spf_align(int64_t M, const double *ref, const double *mov, const spf_align_o
   spf_align_options o;
   if (opts) o = *opts;
   else spf_align_default_options(&o);
-  if (o.n_rotations < 1 || o.refine_steps < 0 || o.nthreads < 0) return SPF_ERR_OPTION;
+  if (o.n_rotations < 0 || o.refine_steps < 0 || o.nthreads < 0) return SPF_ERR_OPTION;
+  if (o.n_rotations == 0) {
+    const double s = sqrt(o.start[0] * o.start[0] + o.start[1] * o.start[1] + o.start[2] * o.start[2] +
+                          o.start[3] * o.start[3]);
+    if (!(s > 0) || !isfinite(s)) return SPF_ERR_OPTION;
+    for (int k = 0; k < 4; k++) o.start[k] /= s;
+  }
   const int nt = o.nthreads > 0 ? o.nthreads : omp_get_max_threads();
   ctx_t c = {.M = M, .n = M * M * M, .nspec = M * M * (M / 2 + 1)};
   work_t *w = calloc((size_t)nt, sizeof *w);
-  double *q = malloc(sizeof(double) * 4 * (size_t)o.n_rotations), *rm = fftw_malloc(sizeof(double) * (size_t)c.n);
+  /* The rotations searched: the grid, or the one start (both hands each). */
+  const int64_t n_rot = o.n_rotations > 0 ? o.n_rotations : 1;
+  double *q = malloc(sizeof(double) * 4 * (size_t)n_rot), *rm = fftw_malloc(sizeof(double) * (size_t)c.n);
   c.ref_spec = fftw_malloc(sizeof(fftw_complex) * (size_t)c.nspec);
   int rc = w && q && rm && c.ref_spec ? SPF_OK : SPF_ERR_ALLOC;
   for (int t = 0; !rc && t < nt; t++) {
@@ -157,15 +167,16 @@ int spf_align(int64_t M, const double *ref, const double *mov, const spf_align_o
     else fftw_execute_dft_r2c(c.fwd, rm, c.ref_spec);
   }
   if (!rc) {
-    spf_orientation_grid(o.n_rotations, 0, o.n_rotations, q);
-    const int64_t nc = 2 * o.n_rotations;
+    if (o.n_rotations > 0) spf_orientation_grid(o.n_rotations, 0, o.n_rotations, q);
+    else memcpy(q, o.start, sizeof o.start);
+    const int64_t nc = 2 * n_rot;
     double *coarse = malloc(sizeof(double) * (size_t)nc);
     if (!coarse) rc = SPF_ERR_ALLOC;
     /* Coarse search over both hands. */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 16)
     for (int64_t j = 0; j < nc; j++) {
       int sh[3];
-      if (coarse) coarse[j] = score(&c, &w[omp_get_thread_num()], mov, q + 4 * (j % o.n_rotations), (int)(j / o.n_rotations), sh);
+      if (coarse) coarse[j] = score(&c, &w[omp_get_thread_num()], mov, q + 4 * (j % n_rot), (int)(j / n_rot), sh);
     }
     /* Refine the best few: sharp densities make the coarse grid's best point a poor
      * guide to the best basin. Ties keep the lowest index (a fixed result). */
@@ -186,8 +197,8 @@ int spf_align(int64_t M, const double *ref, const double *mov, const spf_align_o
     int inv = 0, shift[3] = {0, 0, 0};
     for (int t = 0; t < ntop; t++) {
       double qc[4];
-      memcpy(qc, q + 4 * (top[t] % o.n_rotations), sizeof qc);
-      const int ic = (int)(top[t] / o.n_rotations);
+      memcpy(qc, q + 4 * (top[t] % n_rot), sizeof qc);
+      const int ic = (int)(top[t] / n_rot);
       int shc[3];
       double bc = score(&c, &w[0], mov, qc, ic, shc);
       /* Local refinement: rotations by +-step about x, y, z, halving the step. */

@@ -110,9 +110,66 @@ static void exact_copy_gives_fsc_one_to_nyquist(void)
   free(ref); free(rot); free(mov); free(al);
 }
 
+/* A rotation found elsewhere (the intensities' in the watch): with n_rotations 0 only
+ * the hand and the shift are searched, at that rotation as given (refine_steps 0), or
+ * refined from it; a start that is no rotation is refused. */
+static void hand_and_shift_at_a_given_rotation(void)
+{
+  const int64_t M = 21, n = M * M * M;
+  double *ref = malloc(sizeof(double) * n), *rot = malloc(sizeof(double) * n), *mov = malloc(sizeof(double) * n);
+  blobs(M, 7, 5.0, 1.5, 13, ref);
+  spf_rng r;
+  spf_rng_seed(&r, 5, 0);
+  for (int inv = 0; inv <= 1; inv++) {
+    double qt[4], qi[4];
+    spf_random_rotation(&r, qt);
+    spf_quat_conjugate(qt, qi);
+    const int s[3] = {-2, 1, 2};
+    spf_rotate_volume(M, ref, qt, inv, rot);
+    for (int64_t z = 0; z < M; z++)
+      for (int64_t y = 0; y < M; y++)
+        for (int64_t x = 0; x < M; x++)
+          mov[(((z + s[2]) % M + M) % M * M + ((y + s[1]) % M + M) % M) * M + ((x + s[0]) % M + M) % M] =
+              rot[(z * M + y) * M + x];
+    spf_align_options o;
+    spf_align_default_options(&o);
+    o.n_rotations = 0;
+    o.refine_steps = 0;
+    for (int k = 0; k < 4; k++) o.start[k] = 2 * qi[k]; /* not unit: normalised */
+    spf_align_result res;
+    CHECK(spf_align(M, ref, mov, &o, &res, NULL) == SPF_OK, "align at a given rotation");
+    const double ang = spf_quat_angle(res.quat, qi) * 180 / M_PI;
+    CHECK(res.inverted == inv && ang < 1e-6 && res.correlation > 0.98, "hand %d found as %d, %.2g deg, correlation %.4f",
+          inv, res.inverted, ang, res.correlation);
+    /* From 8 degrees off, the local search finds it. */
+    const double h = 8 * M_PI / 360, d[4] = {cos(h), sin(h) / sqrt(3), sin(h) / sqrt(3), sin(h) / sqrt(3)};
+    spf_quat_multiply(d, qi, o.start);
+    o.refine_steps = 7;
+    CHECK(spf_align(M, ref, mov, &o, &res, NULL) == SPF_OK, "align from near the rotation");
+    const double ang2 = spf_quat_angle(res.quat, qi) * 180 / M_PI;
+    CHECK(res.inverted == inv && ang2 < 2 && res.correlation > 0.98, "refined: hand %d, %.2f deg off, correlation %.4f",
+          res.inverted, ang2, res.correlation);
+    printf("  hand %d at the given rotation: correlation %.4f; refined from 8 deg off: %.2f deg\n", inv,
+           res.correlation, ang2);
+  }
+  spf_align_options o;
+  spf_align_default_options(&o);
+  o.n_rotations = 0;
+  o.start[0] = 0;
+  spf_align_result res;
+  CHECK(spf_align(M, ref, mov, &o, &res, NULL) == SPF_ERR_OPTION, "a zero start refused");
+  o.start[0] = NAN;
+  CHECK(spf_align(M, ref, mov, &o, &res, NULL) == SPF_ERR_OPTION, "a NaN start refused");
+  o.start[0] = 1;
+  o.n_rotations = -1;
+  CHECK(spf_align(M, ref, mov, &o, &res, NULL) == SPF_ERR_OPTION, "negative n_rotations refused");
+  free(ref); free(rot); free(mov);
+}
+
 int main(void)
 {
   RUN_TEST(finds_rotation_hand_and_shift);
   RUN_TEST(exact_copy_gives_fsc_one_to_nyquist);
+  RUN_TEST(hand_and_shift_at_a_given_rotation);
   return test_summary();
 }

@@ -407,6 +407,11 @@ class TestValidation(unittest.TestCase):
         self.assertAlmostEqual(spinifel.fsc_resolution(curve, voxel), 2 * voxel * M / (M - 1), places=9)
         al = spinifel.align(vol, vol, n_rotations=200)
         self.assertGreater(al.correlation, 0.999)
+        # At a given rotation (the identity): the hand and the shift only, the rotation kept.
+        al0 = spinifel.align(vol, vol, refine_steps=0, start=(2.0, 0.0, 0.0, 0.0))
+        self.assertGreater(al0.correlation, 0.999)
+        np.testing.assert_allclose(al0.quat, (1.0, 0.0, 0.0, 0.0), atol=1e-15)
+        self.assertRaisesRegex(Error, "start must be", spinifel.align, vol, vol, start=(0, 0, 0, 0))
         self.assertEqual(al.aligned.shape, vol.shape)
         # Writing the map back gives the command line's bytes, with its origin or the default.
         spinifel.write_mrc(tmp("again.mrc"), vol, voxel, origin)

@@ -10,9 +10,15 @@
 #include <stdint.h>
 
 typedef struct {
-  int64_t n_rotations; /* coarse search grid (default 4000: covering radius ~12 deg) */
-  int refine_steps;    /* halvings of the local search step, from 6 deg (default 7) */
+  int64_t n_rotations; /* coarse search grid (default 4000: covering radius ~12 deg); 0: no
+                          search, both hands start from `start` */
+  int refine_steps;    /* halvings of the local search step, from 6 deg (default 7); 0: none */
   int nthreads;        /* 0: OpenMP default */
+  double start[4];     /* with n_rotations 0: the rotation (default identity), found some
+                          other way. Two reconstructions' intensities fix it without the
+                          phasing's noise (spf_shellcorr_align; the intensity is the same
+                          for both hands and any shift): then only the hand and the shift
+                          are left to find, with refine_steps 0 */
 } spf_align_options;
 
 void spf_align_default_options(spf_align_options *o);

@@ -175,7 +175,7 @@ SIM_PROGRESS_FN = ctypes.CFUNCTYPE(None, c_void_p, i64, i64)  # simulate.h: spf_
 
 
 class AlignOptions(ctypes.Structure):  # align.h: spf_align_options
-    _fields_ = [("n_rotations", i64), ("refine_steps", c_int), ("nthreads", c_int)]
+    _fields_ = [("n_rotations", i64), ("refine_steps", c_int), ("nthreads", c_int), ("start", c_double * 4)]
 
 
 class AlignResult(ctypes.Structure):  # align.h: spf_align_result

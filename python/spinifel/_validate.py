@@ -73,16 +73,25 @@ class Alignment:
             self.correlation, np.array2string(self.quat, precision=5), self.inverted, self.shift)
 
 
-def align(ref, mov, n_rotations=4000, refine_steps=7, nthreads=0):
+def align(ref, mov, n_rotations=4000, refine_steps=7, nthreads=0, start=None):
     """Align density mov to ref (same centred M^3 grid, [z, y, x]) over rotations of both
     hands and circular translations (spf_align); returns an Alignment. n_rotations: the
-    coarse grid (4000: covering radius about 12 degrees)."""
+    coarse grid (4000: covering radius about 12 degrees). start: a rotation (w, x, y, z)
+    found otherwise (align_intensity's), searched instead of the grid: only the hand and
+    the shift are then found, refined by refine_steps local steps (0: none)."""
     ref = _cube(ref, "ref")
     mov = _cube(mov, "mov", ref.shape[0])
     M = ref.shape[0]
     o = _lib.AlignOptions()
     lib.spf_align_default_options(ctypes.byref(o))
     o.n_rotations, o.refine_steps, o.nthreads = int(n_rotations), int(refine_steps), int(nthreads)
+    if start is not None:
+        q = np.ascontiguousarray(start, dtype=np.float64)
+        if q.shape != (4,) or not np.isfinite(q).all() or not np.linalg.norm(q) > 0:
+            raise Error("align: start must be 4 finite numbers, not all 0 (w, x, y, z)")
+        o.n_rotations = 0
+        for k in range(4):
+            o.start[k] = float(q[k])
     r = _lib.AlignResult()
     out = np.empty_like(ref)
     with _lib.planner_lock:
