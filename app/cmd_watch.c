@@ -27,7 +27,7 @@
 #include "reconstruct_config.h"
 
 #define C_NAME "watch"
-#define STATE_FORMAT "spinifel watch state 1"
+#define STATE_FORMAT "spinifel watch state 2" /* 1: without the fraction changed */
 
 /* The one piece of state a signal handler may touch: set by SIGINT / SIGTERM, read
  * between steps (a handler can do nothing else safely). */
@@ -47,6 +47,8 @@ typedef struct {
   double res143, res05;   /*   and at 0.143 and 0.5 */
   double low_conf;        /* fraction of its images of low confidence */
   double mean_photons;    /* its mean photons (intensity sum) per image */
+  double changed;         /* the larger of the halves' last-generation fraction changed (NaN:
+                             unknown, a state of version 1): spf_watch_first_settled */
   unsigned warnings;      /* SPF_WATCH_WARN_* */
 } burst_rec;
 
@@ -62,6 +64,7 @@ typedef struct {
   spf_reconstruct_options o; /* resolved once the model is known */
   const char *indir, *outdir;
   double target, idle, poll, threshold;
+  double settled;          /* --settled-fraction: spf_watch_first_settled's */
   int refine, quiet, progress;
   int64_t align_rotations;
   int64_t refresh;         /* Poisson: earlier images examined again per burst (both halves);
@@ -120,6 +123,9 @@ static void usage(FILE *out)
           "                             others keep their last probabilities, and count in the model with them\n"
           "  --fsc-threshold T          the half sets' FSC level that defines the resolution the trend, the\n"
           "                             projection and the warnings use (default 0.5; 0.143 is reported too)\n"
+          "  --settled-fraction F       the trend starts at the first burst whose last generation changed the\n"
+          "                             orientations of fewer than F of the images in each half (default 0.05):\n"
+          "                             before, the resolution moves with the search, not with the data\n"
           "  --align-rotations N        rotations of the half sets' alignment search, on their intensities (default 2000)\n"
           "  --detector FILE            the EMC detector file, for bursts that are EMC photon files\n"
           "  --config FILE.ini          reconstruct's parameters from a file ([reconstruct] section)\n"
@@ -516,9 +522,9 @@ static int write_state(const watch *w, int n_bursts, const burst_rec *b)
           STATE_FORMAT, w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, w->threshold,
           (long long)w->refresh, n_bursts);
   for (int i = 0; i < n_bursts; i++)
-    fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
+    fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
             (long long)b[i].n_half[0], (long long)b[i].n_half[1], b[i].res, b[i].res143, b[i].res05, b[i].low_conf,
-            b[i].mean_photons, b[i].warnings, b[i].name);
+            b[i].mean_photons, b[i].changed, b[i].warnings, b[i].name);
   int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = fclose(f) == 0 && ok;
   if (!ok || rename(tmp, path) != 0) {
@@ -539,7 +545,11 @@ static int read_state(watch *w)
   long long refresh = -1; /* states before --refresh-images examined every image again */
   double threshold = NAN;
   char model[32] = "";
-  if (fgets(line, sizeof line, f) && !strncmp(line, STATE_FORMAT, strlen(STATE_FORMAT)) && fgets(line, sizeof line, f) &&
+  /* Version 1 (no fraction changed) is read too: its bursts count as settled. */
+  const size_t lf = strlen(STATE_FORMAT) - strlen("2");
+  int version = 0;
+  if (fgets(line, sizeof line, f) && !strncmp(line, STATE_FORMAT, lf) && (line[lf] == '1' || line[lf] == '2') &&
+      (line[lf + 1] == '\n' || line[lf + 1] == ' ') && (version = line[lf] - '0') && fgets(line, sizeof line, f) &&
       sscanf(line, "model %31s", model) == 1 && fgets(line, sizeof line, f) &&
       sscanf(line, "refine_generations %d", &refine) == 1 && fgets(line, sizeof line, f) &&
       sscanf(line, "fsc_threshold %lf", &threshold) == 1 && fgets(line, sizeof line, f) &&
@@ -553,9 +563,13 @@ static int read_state(watch *w)
     burst_rec *r = &w->b[i];
     long long n, h0, h1;
     int used = 0;
+    r->changed = NAN;
     if (!fgets(line, sizeof line, f) ||
-        sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res, &r->res143, &r->res05,
-               &r->low_conf, &r->mean_photons, &r->warnings, &used) < 9 || used == 0) {
+        (version == 1 ? sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res, &r->res143,
+                               &r->res05, &r->low_conf, &r->mean_photons, &r->warnings, &used) < 9
+                      : sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res, &r->res143,
+                               &r->res05, &r->low_conf, &r->mean_photons, &r->changed, &r->warnings, &used) < 10) ||
+        used == 0) {
       rc = SPF_ERR_FORMAT;
       break;
     }
@@ -1050,20 +1064,24 @@ static const char *projection_status(int s)
   case SPF_WATCH_REACHED: return "reached";
   case SPF_WATCH_NOT_IMPROVING: return "not_improving";
   case SPF_WATCH_UNCERTAIN: return "uncertain";
+  case SPF_WATCH_SETTLING: return "settling";
   default: return "few_points";
   }
 }
 
-/* The trend over the bursts so far (the points where the FSC crossed 0.143 below Nyquist). */
-static void project(const watch *w, int n, const burst_rec *b, spf_watch_projection *p, int *unreachable)
+/* The trend over the bursts so far: from the first whose orientations settled (*from, 0-based;
+ * n if none), the points where the FSC crossed the threshold below Nyquist. */
+static void project(const watch *w, int n, const burst_rec *b, spf_watch_projection *p, int *unreachable, int *from)
 {
   const double nyq = 2 * w->voxel * (double)w->S.o.M / (double)(w->S.o.M - 1);
   double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1));
   int m = 0;
   int64_t total = 0;
+  for (int i = 0; x && i < n; i++) x[i] = b[i].changed;
+  *from = x ? spf_watch_first_settled(n, x, w->settled) : n;
   for (int i = 0; x && y && i < n; i++) {
     total += b[i].n_images;
-    if (isfinite(b[i].res) && b[i].res > nyq * (1 + 1e-9)) {
+    if (i >= *from && isfinite(b[i].res) && b[i].res > nyq * (1 + 1e-9)) {
       x[m] = (double)total;
       y[m++] = b[i].res;
     }
@@ -1079,6 +1097,13 @@ static void project(const watch *w, int n, const burst_rec *b, spf_watch_project
   if (x && y && w->target >= nyq && n > 0 && isfinite(b[n - 1].res) && b[n - 1].res <= w->target) {
     p->status = SPF_WATCH_REACHED;
     p->n_target = p->n_low = p->n_high = (double)total;
+  }
+  /* Nothing settled: no trend, and no resolution counts as reached (a first burst's half
+   * sets can share a blob's shape to a fine FSC with their orientations still random). */
+  if (*from >= n) {
+    p->status = SPF_WATCH_SETTLING;
+    p->n_used = 0;
+    p->a = p->b = p->n_target = p->n_low = p->n_high = NAN;
   }
   free(x);
   free(y);
@@ -1199,7 +1224,11 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
     else if (p->status == SPF_WATCH_UNCERTAIN)
       fprintf(f, "no reliable projection: the bursts scatter about the trend as much as it moves (%.3g images, "
                  "%.3g to %.3g)", p->n_target, p->n_low, p->n_high);
-    else fprintf(f, "no projection yet: it needs two bursts whose FSC falls below 0.143 inside the grid");
+    else if (p->status == SPF_WATCH_SETTLING)
+      fprintf(f, "no projection yet: the orientations are still settling (the last burst's last generation changed "
+                 "%.1f%% of them; the trend starts at the first burst below %g%%)",
+              100 * last->changed, 100 * w->settled);
+    else fprintf(f, "no projection yet: it needs two settled bursts whose FSC falls below the threshold inside the grid");
     fprintf(f, "</td></tr>\n");
   }
   fprintf(f, "<tr><th>low-confidence images (last burst)</th><td>%.1f%%</td></tr>\n", 100 * last->low_conf);
@@ -1319,7 +1348,7 @@ static int write_outputs(watch *w, const spf_run_state *h[2], const burst_rec *a
 }
 
 /* Append the burst's line to feedback.jsonl (flushed and synced). */
-static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_watch_projection *p, int unreachable,
+static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_watch_projection *p, int unreachable, int from,
                            const half_figures fig[2], double combined_error, double arrival, double t_read, double t_refine[2],
                            double t_compare, double t_outputs, const comparison *c, const char *skipped_list)
 {
@@ -1370,6 +1399,7 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
     json_num(f, "images_high", unreachable ? NAN : p->n_high);
     json_num(f, "exponent", p->b);
     fprintf(f, ",\"points\":%d", p->n_used);
+    json_num(f, "from_burst", from < n ? from + 1 : NAN);
   } else {
     fprintf(f, "\"status\":\"no_target\"");
   }
@@ -1537,6 +1567,8 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   rc = root ? compare_halves(w, &st[0], &st[1], &c) : SPF_OK;
   if (rc) snprintf(w->msg, sizeof w->msg, "comparing the half sets: %s", spf_strerror(rc));
   const double t_compare = omp_get_wtime() - t;
+  r.changed = isnan(fig[0].changed) ? fig[1].changed : isnan(fig[1].changed) ? fig[0].changed
+                                                                               : fmax(fig[0].changed, fig[1].changed);
   burst_rec *all = NULL;
   if (!rc && !root) {
     all = malloc(sizeof(burst_rec) * (size_t)(w->n_bursts + 1));
@@ -1559,7 +1591,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     if (!all) rc = SPF_ERR_ALLOC;
   }
   spf_watch_projection p;
-  int unreachable = 0;
+  int unreachable = 0, from = 0;
   t = omp_get_wtime();
   if (!rc && root) {
     if (w->n_bursts) memcpy(all, w->b, sizeof(burst_rec) * (size_t)w->n_bursts);
@@ -1573,7 +1605,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     }
     rc = hist ? spf_watch_assess(n, hist, NULL, &all[n - 1].warnings) : SPF_ERR_ALLOC;
     free(hist);
-    project(w, n, all, &p, &unreachable);
+    project(w, n, all, &p, &unreachable, &from);
     const spf_run_state *hs[2] = {&st[0], &st[1]};
     if (!rc) rc = write_outputs(w, hs, all, n, &c, fig, &combined_error);
     if (!rc) rc = plot_trend(w, n, all, &p, w->msg, sizeof w->msg);
@@ -1582,7 +1614,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
       rc = SPF_ERR_IO;
     }
     const double t_outputs = omp_get_wtime() - t;
-    if (!rc && append_feedback(w, n, all, &p, unreachable, fig, combined_error, arrival, t_read, t_refine, t_compare, t_outputs, &c, skipped_list)) {
+    if (!rc && append_feedback(w, n, all, &p, unreachable, from, fig, combined_error, arrival, t_read, t_refine, t_compare, t_outputs, &c, skipped_list)) {
       snprintf(w->msg, sizeof w->msg, "%s/feedback.jsonl: cannot append", w->outdir);
       rc = SPF_ERR_IO;
     }
@@ -1670,6 +1702,7 @@ static int parse(int argc, char **argv, watch *w)
     else if (!strcmp(a, "--stop-after-idle")) rc = arg_double(C_NAME, a, v, 0, 1e9, &w->idle);
     else if (!strcmp(a, "--poll")) rc = arg_double(C_NAME, a, v, 0.01, 3600, &w->poll);
     else if (!strcmp(a, "--fsc-threshold")) rc = arg_double(C_NAME, a, v, 0.01, 0.99, &w->threshold);
+    else if (!strcmp(a, "--settled-fraction")) rc = arg_double(C_NAME, a, v, 0, 1, &w->settled);
     else if (!strcmp(a, "--align-rotations")) rc = arg_int64(C_NAME, a, v, 10, 10000000, &w->align_rotations);
     else if (!strcmp(a, "--refresh-images")) {
       if (!strcmp(v, "all")) w->refresh = -1;
@@ -1755,6 +1788,7 @@ int cmd_watch(int argc, char **argv)
   w.S.o.phase_average = 1;
   w.poll = 1;
   w.threshold = 0.5;
+  w.settled = SPF_WATCH_SETTLED_FRACTION;
   w.refine = 3;
   w.align_rotations = 2000;
   w.refresh = 12000;
@@ -1824,8 +1858,8 @@ int cmd_watch(int argc, char **argv)
     FILE *f = fopen(tmp, "w");
     int ok = f && fputs(w.config, f) >= 0 &&
              fprintf(f, "\n[watch]\nindir = %s\ntarget-resolution = %g\nrefine-generations = %d\nalign-rotations = %lld\n"
-                     "fsc-threshold = %g\nrefresh-images = %s\n",
-                     w.indir, w.target, w.refine, (long long)w.align_rotations, w.threshold, refresh_now) > 0;
+                     "fsc-threshold = %g\nrefresh-images = %s\nsettled-fraction = %g\n",
+                     w.indir, w.target, w.refine, (long long)w.align_rotations, w.threshold, refresh_now, w.settled) > 0;
     if (f) ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
       remove(tmp);

@@ -93,30 +93,51 @@ for d in lines:
         err = "%+.0f%%" % (100.0 * (p["images"] / reached - 1)) if reached else "-"
         rng = ("[%.0f, %.0f]" % (p["images_low"], p["images_high"])) if p.get("images_low") is not None else "[-]"
         print("  after burst %d (%d images): projected %.0f %s, vs actual: %s" % (d["burst"], d["images"], p["images"], rng, err))
-# The same fit (spf_watch_project: the last 6 bursts inside the grid, log(1/d) against
-# log N) after bursts 3 and 4, for every resolution the stream reached later: how far
-# the early projection is from the count that reached it.
-import math
+# The same fit (spf_watch_project: the last 6 settled bursts inside the grid, log(1/d)
+# against log N, from the first burst whose halves changed fewer than 5% of their
+# orientations: spf_watch_first_settled) after bursts k, for every resolution the stream
+# reached later: the projected count and its one-s.e. range against the count that
+# reached it first, and the count from which it held (the median of three bursts at or
+# below it: one burst's FSC moves by 1-2 A with the phasing).
+import math, statistics
 def project(pts, target):
     pts = pts[-6:]
     if len(pts) < 2: return None
     x = [math.log(n) for n, d in pts]; y = [-math.log(d) for n, d in pts]
-    mx, my = sum(x) / len(x), sum(y) / len(y)
+    m = len(x); mx, my = sum(x) / m, sum(y) / m
     sxx = sum((a - mx) ** 2 for a in x); sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
     if sxx <= 0: return None
     b = sxy / sxx; a = my - b * mx
-    return math.exp((-math.log(target) - a) / b) if b >= 0.05 else None
-usable = [(d["images"], d["resolution_A"]) for d in lines if d["resolution_A"] is not None and not d["at_nyquist"]]
-for k in (3, 4):
-    if len(lines) <= k: continue
-    early = [(d["images"], d["resolution_A"]) for d in lines[:k] if d["resolution_A"] is not None and not d["at_nyquist"]]
-    for d in lines[k:]:
-        t = d["resolution_A"]
-        if t is None or d["at_nyquist"]: continue
-        actual = next(e["images"] for e in lines if e["resolution_A"] is not None and e["resolution_A"] <= t)
-        if actual <= lines[k - 1]["images"]: continue
-        n = project(early, t)
-        print("  post hoc, target %.2f A (reached at %d images): after burst %d projected %s%s" % (
-            t, actual, k, "%.0f" % n if n else "nothing",
-            " (%+.0f%%)" % (100.0 * (n / actual - 1)) if n else ""))
+    if b < 0.05: return None
+    xs = (-math.log(target) - a) / b
+    if m < 3: return math.exp(xs), None, None
+    s = math.sqrt(sum((yy - a - b * xx) ** 2 for xx, yy in zip(x, y)) / (m - 2))
+    se = s / abs(b) * math.sqrt(1.0 / m + (xs - mx) ** 2 / sxx)
+    return math.exp(xs), math.exp(xs - se), math.exp(xs + se)
+changed = [max(d.get("fraction_changed_half1") or 0, d.get("fraction_changed_half2") or 0) for d in lines]
+first = next((i for i, c in enumerate(changed) if c < 0.05), len(lines))
+print("  orientations settled from burst %s (fraction changed %s)" % (first + 1 if first < len(lines) else "-",
+      " ".join("%.3f" % c for c in changed)))
+res = [d["resolution_A"] if d["resolution_A"] is not None and not d["at_nyquist"] else None for d in lines]
+def held(i):
+    w = [r for r in res[max(0, i - 2):i + 1] if r is not None]
+    return statistics.median(w) if i >= 2 and len(w) == 3 else None
+targets = sorted({round(r, 1) for r in res[first:] if r is not None}, reverse=True)
+for k in range(first + 2, min(first + 6, len(lines)) + 1):
+    pts = [(lines[i]["images"], res[i]) for i in range(first, k) if res[i] is not None]
+    for t in targets:
+        reached = next((lines[i]["images"] for i in range(len(lines)) if res[i] is not None and res[i] <= t), None)
+        steady = next((lines[i]["images"] for i in range(len(lines)) if held(i) is not None and held(i) <= t), None)
+        if reached is None or reached <= lines[k - 1]["images"]: continue
+        pr = project(pts, t)
+        if pr is None:
+            print("  after burst %d, target %.1f A (first reached at %d, held from %s): no projection" % (
+                  k, t, reached, steady))
+            continue
+        n, lo, hi = pr
+        def rel(v): return "%+.0f%%" % (100.0 * (n / v - 1)) if v else "-"
+        inside = lambda v: "-" if v is None or lo is None else ("inside" if lo <= v <= hi else "outside")
+        print("  after burst %d, target %.1f A: projected %.0f [%s, %s]; first reached at %d (%s, %s the range), "
+              "held from %s (%s, %s)" % (k, t, n, "%.0f" % lo if lo else "-", "%.0f" % hi if hi else "-", reached,
+              rel(reached), inside(reached), steady if steady else "-", rel(steady), inside(steady)))
 EOF

@@ -131,6 +131,14 @@ int spf_watch_project(int n, const double *n_images, const double *d, int window
   return SPF_OK;
 }
 
+int spf_watch_first_settled(int n, const double *changed, double fraction)
+{
+  if (n <= 0 || !changed) return n > 0 ? n : 0;
+  for (int i = 0; i < n; i++)
+    if (!(changed[i] >= fraction)) return i; /* NaN: settled */
+  return n;
+}
+
 void spf_watch_default_thresholds(spf_watch_thresholds *t)
 {
   if (!t) return;

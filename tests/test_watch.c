@@ -124,6 +124,20 @@ static void projection_recovers_a_power_law(void)
   CHECK(spf_watch_project(5, n, d, 4, -1, &p) == SPF_ERR_ARG, "bad target");
 }
 
+static void the_trend_starts_where_the_orientations_settle(void)
+{
+  const double changed[6] = {0.55, 0.21, 0.09, 0.044, 0.06, 0.02};
+  CHECK(spf_watch_first_settled(6, changed, SPF_WATCH_SETTLED_FRACTION) == 3, "the first burst below 0.05: %d", spf_watch_first_settled(6, changed, SPF_WATCH_SETTLED_FRACTION));
+  CHECK(spf_watch_first_settled(3, changed, SPF_WATCH_SETTLED_FRACTION) == 3, "none settled yet: n");
+  const double at[2] = {SPF_WATCH_SETTLED_FRACTION, nextafter(SPF_WATCH_SETTLED_FRACTION, 0)};
+  CHECK(spf_watch_first_settled(2, at, SPF_WATCH_SETTLED_FRACTION) == 1, "the fraction itself is not settled, just below it is");
+  const double unknown[2] = {0.3, NAN};
+  CHECK(spf_watch_first_settled(6, changed, 0.1) == 2 && spf_watch_first_settled(6, changed, 1) == 0,
+        "another fraction: %d", spf_watch_first_settled(6, changed, 0.1));
+  CHECK(spf_watch_first_settled(2, unknown, SPF_WATCH_SETTLED_FRACTION) == 1, "unknown counts as settled");
+  CHECK(spf_watch_first_settled(0, changed, 0.05) == 0 && spf_watch_first_settled(2, NULL, 0.05) == 2, "no bursts, no figures");
+}
+
 static void warnings_fire_on_what_they_name(void)
 {
   spf_watch_point h[5] = {{1000, 30, 0.02, 100}, {2000, 26, 0.02, 105}, {3000, 24, 0.03, 95},
@@ -153,6 +167,7 @@ int main(void)
   RUN_TEST(extended_state_keeps_the_old_and_starts_the_new);
   RUN_TEST(low_confidence_counts_small_gaps);
   RUN_TEST(projection_recovers_a_power_law);
+  RUN_TEST(the_trend_starts_where_the_orientations_settle);
   RUN_TEST(warnings_fire_on_what_they_name);
   return test_summary();
 }

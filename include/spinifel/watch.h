@@ -66,10 +66,27 @@ enum {
   SPF_WATCH_FEW_POINTS = 2, /* fewer than two usable points */
   SPF_WATCH_NOT_IMPROVING = 3, /* the fitted exponent b is below SPF_WATCH_MIN_EXPONENT: more data
                                   hardly helped (ten times the images would gain less than 12%) */
-  SPF_WATCH_UNCERTAIN = 4      /* projected, but one standard error spans more than a factor 10
+  SPF_WATCH_UNCERTAIN = 4,     /* projected, but one standard error spans more than a factor 10
                                   either way: n_target and the range are given, and mean little */
+  SPF_WATCH_SETTLING = 5       /* no burst's orientations have settled yet (spf_watch_first_settled):
+                                  the resolution still moves with the search, not with the data */
 };
 #define SPF_WATCH_MIN_EXPONENT 0.05
+
+/* Where the trend starts: the first of n bursts whose orientations have settled, that is
+ * whose last generation changed the orientation of fewer than `fraction` (default
+ * SPF_WATCH_SETTLED_FRACTION) of the images it examined in each half (changed[i]: the
+ * larger of the two halves' fractions; NaN, unknown, counts as settled); n when none has.
+ * Fine grids on few, small images keep changing a larger share between neighbouring
+ * references with the orientations found (the test stream of tests/cli_watch.sh: 0.08-0.24
+ * started from the truth), hence the watch's --settled-fraction. Before it the half sets'
+ * resolution improves as the orientations are found, not as the data grow, and a trend
+ * through those bursts projects far too few images: on the benchmark's stream (bursts of
+ * 2,000 images at 474 photons, BENCHMARKS.md) -50% to -60% from bursts 1-8, against
+ * +5% to +37% for the targets reached steadily from bursts 4-8, the first settled (0.044
+ * changed; 0.55, 0.21 and 0.09 before it). */
+#define SPF_WATCH_SETTLED_FRACTION 0.05
+int spf_watch_first_settled(int n, const double *changed, double fraction);
 
 int spf_watch_project(int n, const double *n_images, const double *resolution_a, int window, double d_target,
                       spf_watch_projection *p);
