@@ -59,6 +59,18 @@ done
 expect "restart: the same feedback but for the times" bash -c "diff <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|peak_rss_mib|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/a/feedback.jsonl') <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|peak_rss_mib|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/b/feedback.jsonl')"
 expect "restart: no temporary or stale state left" bash -c "[ \$(ls '$tmp/b/state' | wc -l) -eq 3 ] && ! ls '$tmp/b' | grep -q tmp"
 
+# A state of version 1 (before each burst kept its fraction changed) is read: all four
+# bursts ingested, nothing to do; a version this build does not know is refused.
+cp -r "$tmp/ra" "$tmp/rv"
+sed -i -e 's/^spinifel watch state 2$/spinifel watch state 1/' \
+  -e 's/^\(b \([^ ]* \)\{8\}\)[^ ]* /\1/' "$tmp/rv/out/state/watch.state"
+expect "a version 1 state as written before" bash -c "head -1 '$tmp/rv/out/state/watch.state' | grep -qx 'spinifel watch state 1' && [ \$(awk '/^b /{print NF}' '$tmp/rv/out/state/watch.state' | sort -u) = \$(( \$(awk '/^b /{print NF}' '$tmp/a/state/watch.state' | sort -u) - 1 )) ]"
+check "a version 1 state is read" 0 bash -c 'cd "$0/rv" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
+expect "version 1: nothing ingested again" bash -c "[ \$(wc -l < '$tmp/rv/out/feedback.jsonl') -eq 4 ]"
+sed -i 's/^spinifel watch state 1$/spinifel watch state 9/' "$tmp/rv/out/state/watch.state"
+check "an unknown state version is refused" 1 bash -c 'cd "$0/rv" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
+expect "an unknown state version: said so" grep -q "not a watch state this version reads" <<< "$LAST_OUT"
+
 check "plot on a watch's directory redraws the pictures" 0 "$bin" plot "$tmp/a"
 expect "plot keeps the watch's own report" grep -q 'http-equiv="refresh"' "$tmp/a/report.html"
 # A burst of another geometry (20 x 20 pixels) among them: skipped by name, the state
