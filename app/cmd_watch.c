@@ -1215,11 +1215,9 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
     fprintf(f, "<tr><th>target</th><td>%.1f &Aring;: ", w->target);
     if (unreachable) fprintf(f, "finer than the grid's Nyquist: raise --M (and the data must reach it)");
     else if (p->status == SPF_WATCH_REACHED) fprintf(f, "reached");
-    else if (p->status == SPF_WATCH_PROJECTED && isfinite(p->n_low))
+    else if (p->status == SPF_WATCH_PROJECTED)
       fprintf(f, "about %.0f images projected (%.0f to %.0f, one standard error), %.0f more than now", p->n_target,
               p->n_low, p->n_high, fmax(0, p->n_target - (double)total));
-    else if (p->status == SPF_WATCH_PROJECTED)
-      fprintf(f, "about %.0f images projected (two points: no uncertainty yet)", p->n_target);
     else if (p->status == SPF_WATCH_NOT_IMPROVING) fprintf(f, "no projection: the resolution is not improving with data");
     else if (p->status == SPF_WATCH_UNCERTAIN)
       fprintf(f, "no reliable projection: the bursts scatter about the trend as much as it moves (%.3g images, "
@@ -1228,7 +1226,7 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
       fprintf(f, "no projection yet: the orientations are still settling (the last burst's last generation changed "
                  "%.1f%% of them; the trend starts at the first burst below %g%%)",
               100 * last->changed, 100 * w->settled);
-    else fprintf(f, "no projection yet: it needs two settled bursts whose FSC falls below the threshold inside the grid");
+    else fprintf(f, "no projection yet: it needs three settled bursts whose FSC falls below the threshold inside the grid");
     fprintf(f, "</td></tr>\n");
   }
   fprintf(f, "<tr><th>low-confidence images (last burst)</th><td>%.1f%%</td></tr>\n", 100 * last->low_conf);

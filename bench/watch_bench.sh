@@ -93,7 +93,7 @@ for d in lines:
         err = "%+.0f%%" % (100.0 * (p["images"] / reached - 1)) if reached else "-"
         rng = ("[%.0f, %.0f]" % (p["images_low"], p["images_high"])) if p.get("images_low") is not None else "[-]"
         print("  after burst %d (%d images): projected %.0f %s, vs actual: %s" % (d["burst"], d["images"], p["images"], rng, err))
-# The same fit (spf_watch_project: the last 6 settled bursts inside the grid, log(1/d)
+# The same fit (spf_watch_project: the last 6 settled bursts inside the grid, at least 3, log(1/d)
 # against log N, from the first burst whose halves changed fewer than 5% of their
 # orientations: spf_watch_first_settled) after bursts k, for every resolution the stream
 # reached later: the projected count and its one-s.e. range against the count that
@@ -102,7 +102,7 @@ for d in lines:
 import math, statistics
 def project(pts, target):
     pts = pts[-6:]
-    if len(pts) < 2: return None
+    if len(pts) < 3: return None
     x = [math.log(n) for n, d in pts]; y = [-math.log(d) for n, d in pts]
     m = len(x); mx, my = sum(x) / m, sum(y) / m
     sxx = sum((a - mx) ** 2 for a in x); sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
@@ -110,7 +110,6 @@ def project(pts, target):
     b = sxy / sxx; a = my - b * mx
     if b < 0.05: return None
     xs = (-math.log(target) - a) / b
-    if m < 3: return math.exp(xs), None, None
     s = math.sqrt(sum((yy - a - b * xx) ** 2 for xx, yy in zip(x, y)) / (m - 2))
     se = s / abs(b) * math.sqrt(1.0 / m + (xs - mx) ** 2 / sxx)
     return math.exp(xs), math.exp(xs - se), math.exp(xs + se)
@@ -123,7 +122,7 @@ def held(i):
     w = [r for r in res[max(0, i - 2):i + 1] if r is not None]
     return statistics.median(w) if i >= 2 and len(w) == 3 else None
 targets = sorted({round(r, 1) for r in res[first:] if r is not None}, reverse=True)
-for k in range(first + 2, min(first + 6, len(lines)) + 1):
+for k in range(first + 3, min(first + 7, len(lines)) + 1):
     pts = [(lines[i]["images"], res[i]) for i in range(first, k) if res[i] is not None]
     for t in targets:
         reached = next((lines[i]["images"] for i in range(len(lines)) if res[i] is not None and res[i] <= t), None)

@@ -109,6 +109,9 @@ int spf_watch_project(int n, const double *n_images, const double *d, int window
   p->b = sxy / sxx;
   p->a = my - p->b * mx;
   if (p->status == SPF_WATCH_REACHED) return SPF_OK;
+  /* A line through two points has no uncertainty: the line is kept (for the picture),
+   * nothing projected. */
+  if (m < 3) return SPF_OK;
   if (!(p->b >= SPF_WATCH_MIN_EXPONENT)) {
     p->status = SPF_WATCH_NOT_IMPROVING;
     return SPF_OK;
@@ -121,7 +124,7 @@ int spf_watch_project(int n, const double *n_images, const double *d, int window
   const double xs = (-log(d_target) - p->a) / p->b;
   p->status = SPF_WATCH_PROJECTED;
   p->n_target = exp(xs);
-  if (m >= 3) {
+  {
     const double s = sqrt(ssr / (m - 2));
     const double se = s / fabs(p->b) * sqrt(1.0 / m + (xs - mx) * (xs - mx) / sxx);
     p->n_low = exp(xs - se);

@@ -50,20 +50,22 @@ int spf_watch_low_confidence(int64_t n, const float *gap, double fraction, int64
  * left out by the caller), and the count N* where it reaches d_target:
  * log N* = (log(1/d_target) - a) / b. Its uncertainty is the inverse prediction's
  * standard error, s / |b| sqrt(1/n + (log N* - mean log N)^2 / Sxx), s the residuals'
- * standard deviation (n - 2 degrees of freedom; with two points none: NaN), given as
+ * standard deviation (n - 2 degrees of freedom), given as
  * the range [n_low, n_high] = exp(log N* -+ se). */
 typedef struct {
   int status;        /* SPF_WATCH_* below */
   int n_used;        /* points fitted */
   double a, b;       /* the line; b is the exponent of 1/d ~ N^b */
   double n_target;   /* projected images for d_target (NaN unless status is PROJECTED or REACHED) */
-  double n_low, n_high; /* one standard error either side (NaN with two points) */
+  double n_low, n_high; /* one standard error either side */
 } spf_watch_projection;
 
 enum {
   SPF_WATCH_PROJECTED = 0,  /* n_target projected from the trend */
   SPF_WATCH_REACHED = 1,    /* the last point is already at or below d_target: n_target its N */
-  SPF_WATCH_FEW_POINTS = 2, /* fewer than two usable points */
+  SPF_WATCH_FEW_POINTS = 2, /* fewer than three usable points (a and b are fitted from two): a
+                               line through two has no uncertainty, and on the benchmark's
+                               stream the first two settled bursts projected 39-69% too few */
   SPF_WATCH_NOT_IMPROVING = 3, /* the fitted exponent b is below SPF_WATCH_MIN_EXPONENT: more data
                                   hardly helped (ten times the images would gain less than 12%) */
   SPF_WATCH_UNCERTAIN = 4,     /* projected, but one standard error spans more than a factor 10
@@ -82,9 +84,10 @@ enum {
  * started from the truth), hence the watch's --settled-fraction. Before it the half sets'
  * resolution improves as the orientations are found, not as the data grow, and a trend
  * through those bursts projects far too few images: on the benchmark's stream (bursts of
- * 2,000 images at 474 photons, BENCHMARKS.md) -50% to -60% from bursts 1-8, against
- * +5% to +37% for the targets reached steadily from bursts 4-8, the first settled (0.044
- * changed; 0.55, 0.21 and 0.09 before it). */
+ * 2,000 images at 474 photons, BENCHMARKS.md) 40-60% too few after bursts 6-8 from all
+ * bursts; from the first settled one (the fourth: 0.044 changed, 0.55, 0.21 and 0.09
+ * before it) -35% to +135%, with the count that reached each target inside the one
+ * standard error range every time. */
 #define SPF_WATCH_SETTLED_FRACTION 0.05
 int spf_watch_first_settled(int n, const double *changed, double fraction);
 
