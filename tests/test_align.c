@@ -31,6 +31,18 @@ static void blobs(int64_t M, int n, double rmax, double sigma, uint64_t seed, do
       }
 }
 
+/* mov = ref turned by q (and inverted), then shifted circularly by s voxels; rot: work. */
+static void turned_copy(int64_t M, const double *ref, const double q[4], int inv, const int s[3], double *rot,
+                        double *mov)
+{
+  spf_rotate_volume(M, ref, q, inv, rot);
+  for (int64_t z = 0; z < M; z++)
+    for (int64_t y = 0; y < M; y++)
+      for (int64_t x = 0; x < M; x++)
+        mov[(((z + s[2]) % M + M) % M * M + ((y + s[1]) % M + M) % M) * M + ((x + s[0]) % M + M) % M] =
+            rot[(z * M + y) * M + x];
+}
+
 static void finds_rotation_hand_and_shift(void)
 {
   const int64_t M = 21, n = M * M * M;
@@ -43,12 +55,7 @@ static void finds_rotation_hand_and_shift(void)
     double qt[4];
     spf_random_rotation(&r, qt);
     const int s[3] = {2, -1, 3};
-    spf_rotate_volume(M, ref, qt, inv, rot);
-    for (int64_t z = 0; z < M; z++)
-      for (int64_t y = 0; y < M; y++)
-        for (int64_t x = 0; x < M; x++)
-          mov[(((z + s[2]) % M + M) % M * M + ((y + s[1]) % M + M) % M) * M + ((x + s[0]) % M + M) % M] =
-              rot[(z * M + y) * M + x];
+    turned_copy(M, ref, qt, inv, s, rot, mov);
     spf_align_options o;
     spf_align_default_options(&o);
     o.n_rotations = 2000;
@@ -125,12 +132,7 @@ static void hand_and_shift_at_a_given_rotation(void)
     spf_random_rotation(&r, qt);
     spf_quat_conjugate(qt, qi);
     const int s[3] = {-2, 1, 2};
-    spf_rotate_volume(M, ref, qt, inv, rot);
-    for (int64_t z = 0; z < M; z++)
-      for (int64_t y = 0; y < M; y++)
-        for (int64_t x = 0; x < M; x++)
-          mov[(((z + s[2]) % M + M) % M * M + ((y + s[1]) % M + M) % M) * M + ((x + s[0]) % M + M) % M] =
-              rot[(z * M + y) * M + x];
+    turned_copy(M, ref, qt, inv, s, rot, mov);
     spf_align_options o;
     spf_align_default_options(&o);
     o.n_rotations = 0;
