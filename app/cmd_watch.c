@@ -1578,9 +1578,11 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   }
   if (!rc && root) {
     const int64_t M = w->S.o.M;
-    r.res143 = spf_fsc_resolution(M, c.fsc, w->voxel, 0.143);
-    r.res05 = spf_fsc_resolution(M, c.fsc, w->voxel, 0.5);
-    r.res = spf_fsc_resolution(M, c.fsc, w->voxel, w->threshold);
+    /* Where the FSC falls below each level for good: a weak shell's dip inside is no
+     * resolution (spf_fsc_resolution_outer). */
+    r.res143 = spf_fsc_resolution_outer(M, c.fsc, w->voxel, 0.143);
+    r.res05 = spf_fsc_resolution_outer(M, c.fsc, w->voxel, 0.5);
+    r.res = spf_fsc_resolution_outer(M, c.fsc, w->voxel, w->threshold);
     const double nh = (double)(r.n_half[0] + r.n_half[1]);
     r.low_conf = nh > 0 ? ((r.n_half[0] ? low[0] * (double)r.n_half[0] : 0) +
                            (r.n_half[1] ? low[1] * (double)r.n_half[1] : 0)) / nh

@@ -72,6 +72,17 @@ double spf_fsc_resolution(int64_t M, const double *fsc, double voxel, double thr
   return (double)M * voxel / (double)(ns - 1);
 }
 
+double spf_fsc_resolution_outer(int64_t M, const double *fsc, double voxel, double threshold)
+{
+  const int64_t ns = (M - 1) / 2 + 1;
+  int64_t k = ns - 1;
+  while (k > 0 && !(fsc[k] >= threshold)) k--;
+  if (k == ns - 1) return (double)M * voxel / (double)(ns - 1);
+  const double f0 = k > 0 ? fsc[k] : 1.0, t = f0 > fsc[k + 1] ? (f0 - threshold) / (f0 - fsc[k + 1]) : 0.0;
+  const double kc = (double)k + t;
+  return kc > 0 ? (double)M * voxel / kc : INFINITY;
+}
+
 int spf_reference_density(const spf_molecule *m, int64_t M, double voxel, int nthreads, double *out)
 {
   if (!m || !out) return SPF_ERR_NULL;

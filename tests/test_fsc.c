@@ -57,8 +57,44 @@ static void copies_band_limits_and_noise(void)
   free(b);
 }
 
+/* The first crossing and the crossing for good: equal on a curve that falls once, the
+ * dip's and the tail's on a curve with a weak shell inside; both interpolate linearly
+ * (d = M voxel / k). */
+static void first_and_outer_crossings(void)
+{
+  const int64_t M = 21; /* shells 0 .. 10 */
+  const double voxel = 1.5;
+  const double once[11] = {1, 1, 0.99, 0.95, 0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.05};
+  /* 0.5 between shells 6 (0.6) and 7 (0.4): k = 6.5. */
+  const double d_once = M * voxel / 6.5;
+  CHECK(fabs(spf_fsc_resolution(M, once, voxel, 0.5) - d_once) < 1e-12 &&
+            fabs(spf_fsc_resolution_outer(M, once, voxel, 0.5) - d_once) < 1e-12,
+        "one crossing: %.6f and %.6f, expected %.6f", spf_fsc_resolution(M, once, voxel, 0.5),
+        spf_fsc_resolution_outer(M, once, voxel, 0.5), d_once);
+  const double dip[11] = {1, 1, 0.99, 0.95, 0.45, 0.7, 0.75, 0.7, 0.3, 0.1, 0.05};
+  /* First: between 3 (0.95) and 4 (0.45), k = 3 + 0.45 / 0.5 = 3.9; for good: between 7
+   * (0.7) and 8 (0.3), k = 7.5. */
+  CHECK(fabs(spf_fsc_resolution(M, dip, voxel, 0.5) - M * voxel / 3.9) < 1e-12, "the dip's: %.6f",
+        spf_fsc_resolution(M, dip, voxel, 0.5));
+  CHECK(fabs(spf_fsc_resolution_outer(M, dip, voxel, 0.5) - M * voxel / 7.5) < 1e-12, "for good: %.6f",
+        spf_fsc_resolution_outer(M, dip, voxel, 0.5));
+  const double high[11] = {1, 1, 1, 1, 0.3, 0.9, 0.9, 0.9, 0.9, 0.8, 0.6};
+  CHECK(fabs(spf_fsc_resolution_outer(M, high, voxel, 0.5) - 2 * voxel * M / (M - 1)) < 1e-12,
+        "above at the last shell: Nyquist");
+  const double none[11] = {1, 0.3, 0.2, 0.1, 0, 0, 0, 0, 0, 0, 0};
+  /* Below from shell 1: between shell 0 (1) and 1 (0.3), k = 0.5 / 0.7. */
+  CHECK(fabs(spf_fsc_resolution_outer(M, none, voxel, 0.5) - M * voxel / (0.5 / 0.7)) < 1e-9 &&
+            fabs(spf_fsc_resolution(M, none, voxel, 0.5) - M * voxel / (0.5 / 0.7)) < 1e-9,
+        "below from shell 1: %.6f", spf_fsc_resolution_outer(M, none, voxel, 0.5));
+  double nan_tail[11];
+  for (int k = 0; k < 11; k++) nan_tail[k] = once[k];
+  nan_tail[10] = NAN;
+  CHECK(fabs(spf_fsc_resolution_outer(M, nan_tail, voxel, 0.5) - d_once) < 1e-12, "a NaN shell counts as below");
+}
+
 int main(void)
 {
   RUN_TEST(copies_band_limits_and_noise);
+  RUN_TEST(first_and_outer_crossings);
   return test_summary();
 }

@@ -18,6 +18,16 @@ int spf_fsc(int64_t M, const double *a, const double *b, double *fsc);
  * it never does. */
 double spf_fsc_resolution(int64_t M, const double *fsc, double voxel, double threshold);
 
+/* Resolution where the curve falls below threshold for good: after the outermost shell at
+ * or above it (shell 0 counts as above), interpolated linearly to the next; the Nyquist
+ * resolution when the last shell is at or above it. A shell or two of weak signal (a
+ * minimum of the particle's intensity) can dip below the threshold with the shells
+ * beyond it well above: the first crossing then reads the dip. The watch reads this one
+ * (docs/watch.md): at 237 photons per image the first crossing jumped from 14 to 25 A in
+ * 2 of 14 settled bursts (and 1 of the 6 before) on such a dip; this one stayed at 13.4-15.8 A
+ * in the settled bursts. */
+double spf_fsc_resolution_outer(int64_t M, const double *fsc, double voxel, double threshold);
+
 /* A reference density for a reconstruction: the molecule (atoms centred on their centre
  * of mass, the simulator's form factors) on a centred M^3 grid of the given voxel
  * (Angstrom), each atom blurred by B = 2 pi^2 voxel^2 so the map is band-limited for its
