@@ -405,6 +405,10 @@ class TestValidation(unittest.TestCase):
         self.assertEqual(curve.shape, ((M - 1) // 2 + 1,))
         np.testing.assert_allclose(curve, 1.0, atol=1e-12)
         self.assertAlmostEqual(spinifel.fsc_resolution(curve, voxel), 2 * voxel * M / (M - 1), places=9)
+        # A weak shell's dip: the first crossing reads it, the crossing for good the tail.
+        dip = np.array([1, 1, 0.95, 0.45, 0.7, 0.3, 0.1])
+        self.assertAlmostEqual(spinifel.fsc_resolution(dip, 1.0), 13 / 2.9, places=12)
+        self.assertAlmostEqual(spinifel.fsc_resolution(dip, 1.0, outer=True), 13 / 4.5, places=12)
         al = spinifel.align(vol, vol, n_rotations=200)
         self.assertGreater(al.correlation, 0.999)
         # At a given rotation (the identity): the hand and the shift only, the rotation kept.

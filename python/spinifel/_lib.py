@@ -273,6 +273,7 @@ _PROTOTYPES = {
     "spf_mrc_read": (c_int, [c_char_p, P(vp), vp, P(c_double), vp, c_char_p, sz]),
     "spf_fsc": (c_int, [i64, vp, vp, vp]),
     "spf_fsc_resolution": (c_double, [i64, vp, c_double, c_double]),
+    "spf_fsc_resolution_outer": (c_double, [i64, vp, c_double, c_double]),
     "spf_reference_density": (c_int, [P(Molecule), i64, c_double, c_int, vp]),
     "spf_align_default_options": (None, [P(AlignOptions)]),
     "spf_align": (c_int, [i64, vp, vp, P(AlignOptions), P(AlignResult), vp]),

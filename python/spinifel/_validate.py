@@ -39,15 +39,17 @@ def fsc(a, b):
     return out
 
 
-def fsc_resolution(curve, voxel_angstrom, threshold=0.5):
+def fsc_resolution(curve, voxel_angstrom, threshold=0.5, outer=False):
     """Resolution (Angstrom when voxel is) where an FSC curve first falls below threshold,
     interpolated between shells; Nyquist, 2 voxel M / (M - 1), when it never does
-    (spf_fsc_resolution)."""
+    (spf_fsc_resolution). outer: where it falls below for good, past a weak shell's dip
+    inside (spf_fsc_resolution_outer, the watch's)."""
     c = np.ascontiguousarray(curve, dtype=np.float64)
     if c.ndim != 1 or c.shape[0] < 2:
         raise Error("fsc_resolution: a curve of (M - 1) / 2 + 1 >= 2 shells expected, got shape %s" % (c.shape,))
     M = 2 * (c.shape[0] - 1) + 1
-    return lib.spf_fsc_resolution(M, addr(c), float(voxel_angstrom), float(threshold))
+    f = lib.spf_fsc_resolution_outer if outer else lib.spf_fsc_resolution
+    return f(M, addr(c), float(voxel_angstrom), float(threshold))
 
 
 class Alignment:
