@@ -27,7 +27,8 @@
 #include "reconstruct_config.h"
 
 #define C_NAME "watch"
-#define STATE_FORMAT "spinifel watch state 2" /* 1: without the fraction changed */
+#define STATE_PREFIX "spinifel watch state "
+#define STATE_VERSION 2 /* 1: without the fraction changed, still read */
 
 /* The one piece of state a signal handler may touch: set by SIGINT / SIGTERM, read
  * between steps (a handler can do nothing else safely). */
@@ -518,8 +519,8 @@ static int write_state(const watch *w, int n_bursts, const burst_rec *b)
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "w");
   if (!f) return SPF_ERR_IO;
-  fprintf(f, "%s\nmodel %s\nrefine_generations %d\nfsc_threshold %.17g\nrefresh_images %lld\nbursts %d\n",
-          STATE_FORMAT, w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, w->threshold,
+  fprintf(f, "%s%d\nmodel %s\nrefine_generations %d\nfsc_threshold %.17g\nrefresh_images %lld\nbursts %d\n",
+          STATE_PREFIX, STATE_VERSION, w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, w->threshold,
           (long long)w->refresh, n_bursts);
   for (int i = 0; i < n_bursts; i++)
     fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
@@ -546,10 +547,10 @@ static int read_state(watch *w)
   double threshold = NAN;
   char model[32] = "";
   /* Version 1 (no fraction changed) is read too: its bursts count as settled. */
-  const size_t lf = strlen(STATE_FORMAT) - strlen("2");
   int version = 0;
-  if (fgets(line, sizeof line, f) && !strncmp(line, STATE_FORMAT, lf) && (line[lf] == '1' || line[lf] == '2') &&
-      (line[lf + 1] == '\n' || line[lf + 1] == ' ') && (version = line[lf] - '0') && fgets(line, sizeof line, f) &&
+  if (fgets(line, sizeof line, f) && !strncmp(line, STATE_PREFIX, strlen(STATE_PREFIX)) &&
+      sscanf(line + strlen(STATE_PREFIX), "%d", &version) == 1 && version >= 1 && version <= STATE_VERSION &&
+      fgets(line, sizeof line, f) &&
       sscanf(line, "model %31s", model) == 1 && fgets(line, sizeof line, f) &&
       sscanf(line, "refine_generations %d", &refine) == 1 && fgets(line, sizeof line, f) &&
       sscanf(line, "fsc_threshold %lf", &threshold) == 1 && fgets(line, sizeof line, f) &&
@@ -1565,17 +1566,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   rc = root ? compare_halves(w, &st[0], &st[1], &c) : SPF_OK;
   if (rc) snprintf(w->msg, sizeof w->msg, "comparing the half sets: %s", spf_strerror(rc));
   const double t_compare = omp_get_wtime() - t;
-  r.changed = isnan(fig[0].changed) ? fig[1].changed : isnan(fig[1].changed) ? fig[0].changed
-                                                                               : fmax(fig[0].changed, fig[1].changed);
-  burst_rec *all = NULL;
-  if (!rc && !root) {
-    all = malloc(sizeof(burst_rec) * (size_t)(w->n_bursts + 1));
-    if (!all) rc = SPF_ERR_ALLOC;
-    else {
-      if (w->n_bursts) memcpy(all, w->b, sizeof(burst_rec) * (size_t)w->n_bursts);
-      all[w->n_bursts] = r;
-    }
-  }
+  r.changed = fmax(fig[0].changed, fig[1].changed); /* a NaN (unknown) half gives the other's */
   if (!rc && root) {
     const int64_t M = w->S.o.M;
     /* Where the FSC falls below each level for good: a weak shell's dip inside is no
@@ -1587,15 +1578,18 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     r.low_conf = nh > 0 ? ((r.n_half[0] ? low[0] * (double)r.n_half[0] : 0) +
                            (r.n_half[1] ? low[1] * (double)r.n_half[1] : 0)) / nh
                         : 0;
-    all = malloc(sizeof(burst_rec) * (size_t)(w->n_bursts + 1));
-    if (!all) rc = SPF_ERR_ALLOC;
+  }
+  /* Every rank's list of bursts, this one last (committed below when all agree). */
+  burst_rec *all = rc ? NULL : malloc(sizeof(burst_rec) * (size_t)(w->n_bursts + 1));
+  if (!rc && !all) rc = SPF_ERR_ALLOC;
+  if (!rc) {
+    if (w->n_bursts) memcpy(all, w->b, sizeof(burst_rec) * (size_t)w->n_bursts);
+    all[w->n_bursts] = r;
   }
   spf_watch_projection p;
   int unreachable = 0, from = 0;
   t = omp_get_wtime();
   if (!rc && root) {
-    if (w->n_bursts) memcpy(all, w->b, sizeof(burst_rec) * (size_t)w->n_bursts);
-    all[w->n_bursts] = r;
     const int n = w->n_bursts + 1;
     spf_watch_point *hist = malloc(sizeof *hist * (size_t)n);
     int64_t total = 0;

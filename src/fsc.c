@@ -59,16 +59,20 @@ int spf_fsc(int64_t M, const double *a, const double *b, double *fsc)
   return rc;
 }
 
+/* The crossing between shell k (at or above threshold; shell 0 counts as above) and shell
+ * k + 1 (below), linear, as a resolution. */
+static double crossing(int64_t M, const double *fsc, double voxel, double threshold, int64_t k)
+{
+  const double f0 = k > 0 ? fsc[k] : 1.0, t = f0 > fsc[k + 1] ? (f0 - threshold) / (f0 - fsc[k + 1]) : 0.0;
+  const double kc = (double)k + t;
+  return kc > 0 ? (double)M * voxel / kc : INFINITY;
+}
+
 double spf_fsc_resolution(int64_t M, const double *fsc, double voxel, double threshold)
 {
   const int64_t ns = (M - 1) / 2 + 1;
   for (int64_t k = 1; k < ns; k++)
-    if (fsc[k] < threshold) {
-      /* Linear between shells k - 1 and k (shell 0 counts as above). */
-      const double f0 = k > 1 ? fsc[k - 1] : 1.0, t = f0 > fsc[k] ? (f0 - threshold) / (f0 - fsc[k]) : 0.0;
-      const double kc = (double)(k - 1) + t;
-      return kc > 0 ? (double)M * voxel / kc : INFINITY;
-    }
+    if (fsc[k] < threshold) return crossing(M, fsc, voxel, threshold, k - 1);
   return (double)M * voxel / (double)(ns - 1);
 }
 
@@ -78,9 +82,7 @@ double spf_fsc_resolution_outer(int64_t M, const double *fsc, double voxel, doub
   int64_t k = ns - 1;
   while (k > 0 && !(fsc[k] >= threshold)) k--;
   if (k == ns - 1) return (double)M * voxel / (double)(ns - 1);
-  const double f0 = k > 0 ? fsc[k] : 1.0, t = f0 > fsc[k + 1] ? (f0 - threshold) / (f0 - fsc[k + 1]) : 0.0;
-  const double kc = (double)k + t;
-  return kc > 0 ? (double)M * voxel / kc : INFINITY;
+  return crossing(M, fsc, voxel, threshold, k);
 }
 
 int spf_reference_density(const spf_molecule *m, int64_t M, double voxel, int nthreads, double *out)

@@ -124,13 +124,11 @@ int spf_watch_project(int n, const double *n_images, const double *d, int window
   const double xs = (-log(d_target) - p->a) / p->b;
   p->status = SPF_WATCH_PROJECTED;
   p->n_target = exp(xs);
-  {
-    const double s = sqrt(ssr / (m - 2));
-    const double se = s / fabs(p->b) * sqrt(1.0 / m + (xs - mx) * (xs - mx) / sxx);
-    p->n_low = exp(xs - se);
-    p->n_high = exp(xs + se);
-    if (se > log(10.0)) p->status = SPF_WATCH_UNCERTAIN;
-  }
+  const double s = sqrt(ssr / (m - 2));
+  const double se = s / fabs(p->b) * sqrt(1.0 / m + (xs - mx) * (xs - mx) / sxx);
+  p->n_low = exp(xs - se);
+  p->n_high = exp(xs + se);
+  if (se > log(10.0)) p->status = SPF_WATCH_UNCERTAIN;
   return SPF_OK;
 }
 
