@@ -123,6 +123,33 @@ static ALWAYS_INLINE void eval_kernel(const struct PLAN_S *p, FLT u, FLT *ker, c
   }
 }
 
+/* The three dimensions' kernels at once: three independent Horner chains side by side,
+ * so the FMA latency of one chain hides behind the others (one at a time, the chains'
+ * latency bounded the spreading of sparse points). */
+static ALWAYS_INLINE void eval_kernel3(const struct PLAN_S *p, const FLT *u, FLT *kx, FLT *ky,
+                                       FLT *kz, const int KP)
+{
+  if (!p->kernel_eval) {
+    eval_kernel(p, u[0], kx, KP);
+    eval_kernel(p, u[1], ky, KP);
+    eval_kernel(p, u[2], kz, KP);
+    return;
+  }
+  const FLT *c = p->coef;
+  const FLT ux = u[0], uy = u[1], uz = u[2];
+#pragma omp simd
+  for (int i = 0; i < KP; i++) kx[i] = ky[i] = kz[i] = c[i];
+  for (int d = 1; d <= p->degree; d++) {
+    const FLT *cd = c + (size_t)d * KP;
+#pragma omp simd
+    for (int i = 0; i < KP; i++) {
+      kx[i] = kx[i] * ux + cd[i];
+      ky[i] = ky[i] * uy + cd[i];
+      kz[i] = kz[i] * uz + cd[i];
+    }
+  }
+}
+
 /* First grid index touched and polynomial offset, for one coordinate. */
 static ALWAYS_INLINE void point_offset(double t, int w, int32_t *l0, FLT *u)
 {
@@ -177,11 +204,16 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
   FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], kc[2 * KPMAX];
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
+  const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
   for (int64_t jj = 0; jj < n; jj++) {
     const FLT cre = c[NV * (j0 + jj)], cim = NV == 2 ? c[NV * (j0 + jj) + 1] : 0;
-    if (!p->collapsed[0]) eval_kernel(p, s->u[3 * jj], kx, KP);
-    if (!p->collapsed[1]) eval_kernel(p, s->u[3 * jj + 1], ky, KP);
-    if (!p->collapsed[2]) eval_kernel(p, s->u[3 * jj + 2], kz, KP);
+    if (full3d) {
+      eval_kernel3(p, s->u + 3 * jj, kx, ky, kz, KP);
+    } else {
+      if (!p->collapsed[0]) eval_kernel(p, s->u[3 * jj], kx, KP);
+      if (!p->collapsed[1]) eval_kernel(p, s->u[3 * jj + 1], ky, KP);
+      if (!p->collapsed[2]) eval_kernel(p, s->u[3 * jj + 2], kz, KP);
+    }
     if (NV == 2) {
 #pragma omp simd
       for (int i = 0; i < KP; i++) {
@@ -267,12 +299,15 @@ static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int
   const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
   for (int64_t j = j0; j < j1; j++) {
     int32_t l0[3] = {0, 0, 0};
-    FLT u;
+    FLT u[3] = {0, 0, 0};
     FLT *kers[3] = {kx, ky, kz};
-    for (int d = 0; d < 3; d++) {
-      if (p->collapsed[d]) continue;
-      point_offset(p->t_sorted[d * m + j], W, &l0[d], &u);
-      eval_kernel(p, u, kers[d], KP);
+    for (int d = 0; d < 3; d++)
+      if (!p->collapsed[d]) point_offset(p->t_sorted[d * m + j], W, &l0[d], &u[d]);
+    if (full3d) {
+      eval_kernel3(p, u, kx, ky, kz, KP);
+    } else {
+      for (int d = 0; d < 3; d++)
+        if (!p->collapsed[d]) eval_kernel(p, u[d], kers[d], KP);
     }
     for (int i = 0; i < wd[1]; i++) iy[i] = wrap(l0[1] + i, nf2);
     for (int i = 0; i < wd[2]; i++) iz[i] = wrap(l0[2] + i, nf3);
@@ -362,12 +397,15 @@ static ALWAYS_INLINE void interp_real_generic(const struct PLAN_S *p, int64_t j0
   const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
   for (int64_t j = j0; j < j1; j++) {
     int32_t l0[3] = {0, 0, 0};
-    FLT u;
+    FLT u[3] = {0, 0, 0};
     FLT *kers[3] = {kx, ky, kz};
-    for (int d = 0; d < 3; d++) {
-      if (p->collapsed[d]) continue;
-      point_offset(p->t_sorted[d * m + j], W, &l0[d], &u);
-      eval_kernel(p, u, kers[d], KP);
+    for (int d = 0; d < 3; d++)
+      if (!p->collapsed[d]) point_offset(p->t_sorted[d * m + j], W, &l0[d], &u[d]);
+    if (full3d) {
+      eval_kernel3(p, u, kx, ky, kz, KP);
+    } else {
+      for (int d = 0; d < 3; d++)
+        if (!p->collapsed[d]) eval_kernel(p, u[d], kers[d], KP);
     }
     for (int i = 0; i < wd[1]; i++) iy[i] = wrap(l0[1] + i, nf2);
     for (int i = 0; i < wd[2]; i++) iz[i] = wrap(l0[2] + i, nf3);
