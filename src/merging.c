@@ -158,6 +158,7 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   int rc = SPF_OK;
   spf_nufft_opts no;
   spf_nufft_default_opts(&no);
+  no.upsampfac = 2.0; /* fixed: the bits must not depend on how many points a batch has */
   no.nthreads = mg->o.nthreads;
   no.fftw_measure = mg->o.fftw_measure;
   const int64_t m21 = m2 + 1, nt[3] = {m21, m21, m21};

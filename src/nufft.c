@@ -5,7 +5,7 @@ void spf_nufft_default_opts(spf_nufft_opts *o)
 {
   if (!o) return;
   o->modeord = 0;
-  o->upsampfac = 2.0;
+  o->upsampfac = 0.0;
   o->nthreads = 0;
   o->fftw_measure = 1;
   o->kernel_eval = 1;

@@ -51,6 +51,9 @@ typedef struct {
 
 struct PLAN_S {
   int type, dim, sign, ntransf, nthreads, modeord, kernel_eval, sort, deterministic;
+  double tol;
+  int fftw_measure, pow2_fine_grid;
+  int grid_ready;                /* kernel, fine grid and FFT made (upsampfac 0: at set_points) */
   int64_t max_sub;
   int64_t n_modes[3], nf[3], n_modes_total, nf_total;
   double inv_nf[3];
@@ -505,20 +508,143 @@ static void free_scratch(struct PLAN_S *p)
   p->scratch = NULL;
 }
 
-void PUB(destroy)(struct PLAN_S *p)
+/* What setup_grid made, so a failed setup leaves the plan as before it. */
+static void free_grid(struct PLAN_S *p)
 {
-  if (!p) return;
   if (p->fft) FFTW(destroy_plan)(p->fft);
   if (p->fine) FFTW(free)(p->fine);
   free(p->fine_re);
   free(p->coef);
-  for (int d = 0; d < 3; d++) free(p->deconv[d]);
+  for (int d = 0; d < 3; d++) {
+    free(p->deconv[d]);
+    p->deconv[d] = NULL;
+  }
+  p->fft = NULL;
+  p->fine = NULL;
+  p->fine_re = NULL;
+  p->coef = NULL;
+  p->grid_ready = 0;
+}
+
+void PUB(destroy)(struct PLAN_S *p)
+{
+  if (!p) return;
+  free_grid(p);
   free(p->perm);
   free(p->bin_of);
   free(p->t_sorted);
   free(p->c_sorted);
   free_scratch(p);
   free(p);
+}
+
+/* Fine-grid sizes for upsampling factor sigma: 1 when they fit in memory and FFTW's ints. */
+static int grid_sizes(const struct PLAN_S *p, double sigma, int width, int64_t nf[3], int64_t *total)
+{
+  const int allow_pow2 = p->pow2_fine_grid == 1 || (p->pow2_fine_grid < 0 && p->type == 1);
+  int64_t t = 1;
+  for (int d = 0; d < 3; d++) {
+    nf[d] = spf_nufft_fine_size(p->n_modes[d], sigma, width, allow_pow2);
+    if (t > INT64_MAX / 64 / nf[d]) return 0;
+    t *= nf[d];
+  }
+  *total = t;
+  /* FFTW's sizes are int; and a grid that does not fit in memory would swap or die. */
+  return t <= INT_MAX / 2 && (double)t * sizeof(CPX) <= 0.8 * (double)phys_mem_bytes();
+}
+
+static int setup_grid_parts(struct PLAN_S *p, double sigma);
+
+/* Kernel, fine grid, deconvolution tables and FFT plan for upsampling factor sigma. */
+static int setup_grid(struct PLAN_S *p, double sigma)
+{
+  int rc = setup_grid_parts(p, sigma);
+  if (rc) free_grid(p);
+  return rc;
+}
+
+static int setup_grid_parts(struct PLAN_S *p, double sigma)
+{
+  int rc;
+  if ((rc = spf_nufft_kernel_choose(p->tol, sigma, &p->ker)) != SPF_OK) return rc;
+  p->width = p->ker.width;
+  p->kpad = SPF_NUFFT_KPAD(p->width);
+  if (!grid_sizes(p, sigma, p->width, p->nf, &p->nf_total)) return SPF_ERR_TOO_BIG;
+  for (int d = 0; d < 3; d++) p->inv_nf[d] = 1.0 / (double)p->nf[d];
+
+  /* Kernel: polynomial fit to well below the tolerance, and its Fourier transform. */
+  {
+    double coef[(SPF_NUFFT_MAX_DEGREE + 1) * SPF_NUFFT_KPAD(SPF_NUFFT_MAX_WIDTH)], fit_err;
+    /* tol/10 is reachable for every width and keeps the fit's share of the error small. */
+    double target = p->tol * 0.1 > 1e-14 ? p->tol * 0.1 : 1e-14;
+    p->degree = spf_nufft_kernel_fit(&p->ker, target, coef, &fit_err);
+    if (p->degree < 0) return SPF_ERR_TOLERANCE; /* every width 2..16 fits (tested) */
+    p->coef = malloc(sizeof(FLT) * (size_t)(p->degree + 1) * p->kpad);
+    if (!p->coef) return SPF_ERR_ALLOC;
+    for (int i = 0; i < (p->degree + 1) * p->kpad; i++) p->coef[i] = (FLT)coef[i];
+  }
+  for (int d = 0; d < 3; d++) {
+    int64_t n = p->n_modes[d];
+    double *ph = malloc(sizeof(double) * (size_t)n);
+    p->deconv[d] = malloc(sizeof(FLT) * (size_t)n);
+    if (!ph || !p->deconv[d]) {
+      free(ph);
+      return SPF_ERR_ALLOC;
+    }
+    if (p->collapsed[d]) ph[0] = 1.0;
+    else spf_nufft_kernel_fourier(&p->ker, n, p->nf[d], ph);
+    for (int64_t k = 0; k < n; k++) p->deconv[d][k] = (FLT)(1.0 / ph[k]);
+    free(ph);
+  }
+
+  p->fine = FFTW(malloc)(sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
+  if (!p->fine) return SPF_ERR_ALLOC;
+  memset(p->fine, 0, sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
+  spf_fftw_threads_init();
+  FFTW(plan_with_nthreads)(p->nthreads);
+  {
+    int n[3] = {(int)p->nf[2], (int)p->nf[1], (int)p->nf[0]};
+    unsigned flags = p->fftw_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
+    /* MEASURE overwrites the array it plans on; the grid is zeroed before every use. */
+    p->fft = FFTW(plan_dft)(3, n, (FFTW(complex) *)p->fine, (FFTW(complex) *)p->fine,
+                            p->sign > 0 ? FFTW_BACKWARD : FFTW_FORWARD, flags);
+    if (!p->fft) return SPF_ERR_FFTW;
+  }
+  p->spread = spread_table[p->width];
+  p->interp = interp_table[p->width];
+  p->spread_real = spread_real_table[p->width];
+  p->interp_real = interp_real_table[p->width];
+  p->grid_ready = 1;
+  return SPF_OK;
+}
+
+/* Upsampling factor for upsampfac 0: the cheaper of 2 and 1.25 for m points by a cost
+ * model of one execute, wall seconds on 2 threads of this project's machines (fitted on
+ * the 16-case matrix, BENCHMARKS.md): each point costs one vector update per kernel row
+ * (w^(dim-1) rows, 1.6 ns each), the FFT n log2 n times 2e-10 s (double) or 1.2e-10 s
+ * (float). Only the ratio of the two matters, so the thread count drops out. Sparse
+ * points on a large grid get 1.25 (a smaller FFT, a wider kernel); dense ones 2. */
+static double choose_upsampfac(const struct PLAN_S *p, int64_t m)
+{
+  const double sigmas[2] = {2.0, 1.25};
+  const double fft_per = sizeof(FLT) == 8 ? 2e-10 : 1.2e-10, row = 1.6e-9;
+  double best = 2.0, best_cost = INFINITY;
+  for (int i = 0; i < 2; i++) {
+    spf_nufft_kernel k;
+    int64_t nf[3], total;
+    if (spf_nufft_kernel_choose(p->tol, sigmas[i], &k) != SPF_OK) continue;
+    if (!grid_sizes(p, sigmas[i], k.width, nf, &total)) continue;
+    double rows = 1;
+    int dims = 0;
+    for (int d = 0; d < 3; d++) dims += !p->collapsed[d];
+    for (int d = 1; d < dims; d++) rows *= k.width;
+    const double cost = (double)m * rows * row + (double)total * log2((double)total + 1) * fft_per;
+    if (cost < best_cost) {
+      best_cost = cost;
+      best = sigmas[i];
+    }
+  }
+  return best;
 }
 
 int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntransf, double tol,
@@ -534,7 +660,7 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   spf_nufft_opts o;
   if (opts_in) o = *opts_in;
   else spf_nufft_default_opts(&o);
-  if ((o.modeord != 0 && o.modeord != 1) || (o.upsampfac != 2.0 && o.upsampfac != 1.25) ||
+  if ((o.modeord != 0 && o.modeord != 1) || (o.upsampfac != 2.0 && o.upsampfac != 1.25 && o.upsampfac != 0.0) ||
       o.nthreads < 0 || o.max_subproblem < 0 || (o.kernel_eval != 0 && o.kernel_eval != 1) || (o.deterministic != 0 && o.deterministic != 1) ||
       o.pow2_fine_grid < -1 || o.pow2_fine_grid > 1)
     return SPF_ERR_OPTION;
@@ -561,66 +687,21 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
     if (p->n_modes_total > INT64_MAX / p->n_modes[d]) { rc = SPF_ERR_TOO_BIG; goto fail; }
     p->n_modes_total *= p->n_modes[d];
   }
-  if ((rc = spf_nufft_kernel_choose(tol, o.upsampfac, &p->ker)) != SPF_OK) goto fail;
-  p->width = p->ker.width;
-  p->kpad = SPF_NUFFT_KPAD(p->width);
-
-  p->nf_total = 1;
-  const int allow_pow2 = o.pow2_fine_grid == 1 || (o.pow2_fine_grid < 0 && type == 1);
-  for (int d = 0; d < 3; d++) {
-    p->nf[d] = spf_nufft_fine_size(p->n_modes[d], o.upsampfac, p->width, allow_pow2);
-    p->inv_nf[d] = 1.0 / (double)p->nf[d];
-    if (p->nf_total > INT64_MAX / 64 / p->nf[d]) { rc = SPF_ERR_TOO_BIG; goto fail; }
-    p->nf_total *= p->nf[d];
-  }
-  if (p->nf_total > INT_MAX / 2 || (double)p->nf_total * sizeof(CPX) > 0.8 * (double)phys_mem_bytes()) {
-    /* FFTW's sizes are int; and a grid that does not fit in memory would swap or die. */
-    rc = SPF_ERR_TOO_BIG;
-    goto fail;
-  }
-
-  /* Kernel: polynomial fit to well below the tolerance, and its Fourier transform. */
-  {
-    double coef[(SPF_NUFFT_MAX_DEGREE + 1) * SPF_NUFFT_KPAD(SPF_NUFFT_MAX_WIDTH)], fit_err;
-    /* tol/10 is reachable for every width and keeps the fit's share of the error small. */
-    double target = tol * 0.1 > 1e-14 ? tol * 0.1 : 1e-14;
-    p->degree = spf_nufft_kernel_fit(&p->ker, target, coef, &fit_err);
-    if (p->degree < 0) { /* every width 2..16 fits (tested); never fall back silently */
-      rc = SPF_ERR_TOLERANCE;
+  p->tol = tol;
+  p->fftw_measure = o.fftw_measure;
+  p->pow2_fine_grid = o.pow2_fine_grid;
+  if (o.upsampfac != 0.0) {
+    if ((rc = setup_grid(p, o.upsampfac)) != SPF_OK) goto fail;
+  } else {
+    /* Chosen at the first set_points; refuse now what neither factor can do. */
+    spf_nufft_kernel k;
+    int64_t nf[3], total;
+    if ((rc = spf_nufft_kernel_choose(tol, 2.0, &k)) != SPF_OK) goto fail;
+    if (!grid_sizes(p, 1.25, k.width, nf, &total)) {
+      rc = SPF_ERR_TOO_BIG;
       goto fail;
     }
-    p->coef = malloc(sizeof(FLT) * (size_t)(p->degree + 1) * p->kpad);
-    if (!p->coef) { rc = SPF_ERR_ALLOC; goto fail; }
-    for (int i = 0; i < (p->degree + 1) * p->kpad; i++) p->coef[i] = (FLT)coef[i];
   }
-  for (int d = 0; d < 3; d++) {
-    int64_t n = p->n_modes[d];
-    double *ph = malloc(sizeof(double) * (size_t)n);
-    p->deconv[d] = malloc(sizeof(FLT) * (size_t)n);
-    if (!ph || !p->deconv[d]) { free(ph); rc = SPF_ERR_ALLOC; goto fail; }
-    if (p->collapsed[d]) ph[0] = 1.0;
-    else spf_nufft_kernel_fourier(&p->ker, n, p->nf[d], ph);
-    for (int64_t k = 0; k < n; k++) p->deconv[d][k] = (FLT)(1.0 / ph[k]);
-    free(ph);
-  }
-
-  p->fine = FFTW(malloc)(sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
-  if (!p->fine) { rc = SPF_ERR_ALLOC; goto fail; }
-  memset(p->fine, 0, sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
-  spf_fftw_threads_init();
-  FFTW(plan_with_nthreads)(p->nthreads);
-  {
-    int n[3] = {(int)p->nf[2], (int)p->nf[1], (int)p->nf[0]};
-    unsigned flags = o.fftw_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
-    /* MEASURE overwrites the array it plans on; the grid is zeroed before every use. */
-    p->fft = FFTW(plan_dft)(3, n, (FFTW(complex) *)p->fine, (FFTW(complex) *)p->fine,
-                            sign > 0 ? FFTW_BACKWARD : FFTW_FORWARD, flags);
-    if (!p->fft) { rc = SPF_ERR_FFTW; goto fail; }
-  }
-  p->spread = spread_table[p->width];
-  p->interp = interp_table[p->width];
-  p->spread_real = spread_real_table[p->width];
-  p->interp_real = interp_real_table[p->width];
   p->scratch = calloc((size_t)p->nthreads, sizeof(scratch_t));
   if (!p->scratch) { rc = SPF_ERR_ALLOC; goto fail; }
   p->n_points = -1;
@@ -703,6 +784,10 @@ int PUB(set_points)(struct PLAN_S *p, int64_t n_points, const FLT *x, const FLT 
   }
   p->n_points = -1;
   if (bad) return SPF_ERR_POINT;
+  if (!p->grid_ready) {
+    int rc = setup_grid(p, choose_upsampfac(p, n_points));
+    if (rc) return rc;
+  }
   for (int d = 0; d < 3; d++) p->coords[d] = xyz[d];
 
   /* Scratch for spreading: per-point offsets of one subproblem per thread. */
@@ -906,6 +991,10 @@ int PUB(load_modes)(struct PLAN_S *p, const CPX *f)
 {
   if (!p || !f) return SPF_ERR_NULL;
   if (p->type != 2 || p->ntransf != 1) return SPF_ERR_ARG;
+  if (!p->grid_ready) { /* upsampfac 0 before any points: the dense-points choice */
+    int rc = setup_grid(p, 2.0);
+    if (rc) return rc;
+  }
   load_modes(p, f);
   return SPF_OK;
 }

@@ -213,6 +213,7 @@ int spf_scattering_make(int64_t n_atoms, const double *xyz, const int *type, int
 
   spf_nufft_opts o;
   spf_nufft_default_opts(&o);
+  o.upsampfac = 2.0; /* fixed: the bits must not depend on how many points a batch has */
   o.nthreads = sc->nthreads;
   /* One FFT per molecule: MEASURE would cost more than it saves, and it picks plans by
    * timing, which could change the last bits of F from run to run. */

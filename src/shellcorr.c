@@ -331,6 +331,7 @@ static int fourier_make(const voxels *v, fourier_scorer *f)
   if (!rc) {
     spf_nufft_opts no;
     spf_nufft_default_opts(&no);
+    no.upsampfac = 2.0; /* fixed: the bits must not depend on how many points a batch has */
     no.nthreads = 1;
     no.fftw_measure = 0;
     const int64_t n[3] = {M, M, M};
@@ -396,6 +397,7 @@ int spf_rotate_intensity(int64_t M, const double *in, const double q[4], double 
     }
     spf_nufft_opts no;
     spf_nufft_default_opts(&no);
+    no.upsampfac = 2.0; /* fixed: the bits must not depend on how many points a batch has */
     no.nthreads = 1;
     no.fftw_measure = 0;
     const int64_t n[3] = {M, M, M};

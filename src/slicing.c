@@ -58,6 +58,7 @@ int spf_slicer_make(int64_t M, int64_t n_pixels, const double *s, double s_max, 
   for (int64_t i = 0; i < 3 * n_pixels; i++) sl->s[i] = s[i];
   spf_nufft_opts o;
   spf_nufft_default_opts(&o);
+  o.upsampfac = 2.0; /* fixed: the bits must not depend on how many points a batch has */
   o.nthreads = sl->nthreads;
   /* One FFT per volume: FFTW_MEASURE would not pay, and its timing-dependent plans
    * would make runs differ in the last bits from one process to the next. */

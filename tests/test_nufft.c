@@ -693,6 +693,110 @@ static void type1_real_strengths_match_direct_sum(void)
   spf_nufft_destroy(t2);
 }
 
+
+/* upsampfac 0: the factor is chosen at the first set_points, by the number of points
+ * against the grid: few points on a large grid get 1.25 (a smaller FFT), many points
+ * 2.0; a tolerance 1.25 cannot reach gets 2.0 whatever the points; the transforms meet
+ * the tolerance either way; the choice stays for later set_points calls; load_modes
+ * before any points takes 2.0. */
+static void automatic_upsampling_chooses_by_point_density(void)
+{
+  struct {
+    int type;
+    int64_t n, m;
+    double tol, expect;
+  } cases[] = {{1, 32, 500, 1e-6, 1.25}, {2, 32, 500, 1e-6, 1.25}, {1, 8, 20000, 1e-6, 2.0},
+               {2, 8, 20000, 1e-6, 2.0},  {1, 32, 500, 1e-12, 2.0}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const int64_t n = cases[i].n, m = cases[i].m, nm[3] = {n, n, n}, ntot = n * n * n;
+    double *pts = malloc(sizeof(double) * 3 * (size_t)m);
+    double complex *in = malloc(sizeof(double complex) * (size_t)(m > ntot ? m : ntot));
+    double complex *out = malloc(sizeof(double complex) * (size_t)(m > ntot ? m : ntot));
+    double complex *ref = malloc(sizeof(double complex) * (size_t)(m > ntot ? m : ntot));
+    spf_rng r;
+    spf_rng_seed(&r, 40 + i, 0);
+    for (int64_t j = 0; j < 3 * m; j++) pts[j] = M_PI * (2.0 * spf_rng_uniform(&r) - 1.0);
+    const int type = cases[i].type;
+    const int64_t nin = type == 1 ? m : ntot, nout = type == 1 ? ntot : m;
+    for (int64_t j = 0; j < nin; j++) in[j] = rnd_c(&r);
+    spf_nufft_opts o;
+    spf_nufft_default_opts(&o);
+    CHECK(o.upsampfac == 0.0, "the default is automatic");
+    o.fftw_measure = 0;
+    spf_nufft_plan p = NULL;
+    int rc = spf_nufft_make_plan(type, 3, nm, 1, 1, cases[i].tol, &o, &p);
+    CHECK(rc == SPF_OK, "case %zu: make_plan: %s", i, spf_strerror(rc));
+    if (rc) continue;
+    spf_nufft_info info;
+    spf_nufft_get_info(p, &info);
+    CHECK(info.upsampfac == 0.0 && info.width == 0, "case %zu: undecided before set_points", i);
+    rc = spf_nufft_set_points(p, m, pts, pts + m, pts + 2 * m);
+    if (!rc) rc = type == 1 ? spf_nufft_execute(p, in, out) : spf_nufft_execute(p, out, in);
+    CHECK(rc == SPF_OK, "case %zu: %s", i, spf_strerror(rc));
+    spf_nufft_get_info(p, &info);
+    CHECK(info.upsampfac == cases[i].expect, "case %zu: type %d, %lld^3 modes, %lld points, tol %.0e: chose %.2f, expected %.2f",
+          i, type, (long long)n, (long long)m, cases[i].tol, info.upsampfac, cases[i].expect);
+    if (!rc) {
+      if (type == 1) spf_nufft_direct(1, 3, nm, 1, 0, m, pts, pts + m, pts + 2 * m, in, ref);
+      else spf_nufft_direct(2, 3, nm, 1, 0, m, pts, pts + m, pts + 2 * m, ref, in);
+      double err = 0, nrm = 0;
+      for (int64_t j = 0; j < nout; j++) {
+        err += pow(cabs(out[j] - ref[j]), 2);
+        nrm += pow(cabs(ref[j]), 2);
+      }
+      CHECK(sqrt(err / nrm) <= 10 * cases[i].tol, "case %zu: error %.2e at sigma %.2f, tol %.0e", i,
+            sqrt(err / nrm), info.upsampfac, cases[i].tol);
+    }
+    /* Many more points later: the plan keeps its grid. */
+    if (!rc && m < 1000) {
+      double *more = malloc(sizeof(double) * 3 * 20000);
+      for (int j = 0; j < 3 * 20000; j++) more[j] = M_PI * (2.0 * spf_rng_uniform(&r) - 1.0);
+      CHECK(spf_nufft_set_points(p, 20000, more, more + 20000, more + 40000) == SPF_OK, "case %zu: more points", i);
+      spf_nufft_get_info(p, &info);
+      CHECK(info.upsampfac == cases[i].expect, "case %zu: the choice is kept", i);
+      free(more);
+    }
+    spf_nufft_destroy(p);
+    free(pts);
+    free(in);
+    free(out);
+    free(ref);
+  }
+
+  /* load_modes before any points: the dense choice, and interpolation still exact. */
+  const int64_t n = 16, nm[3] = {n, n, n}, m = 300;
+  double complex *f = malloc(sizeof(double complex) * (size_t)(n * n * n));
+  double complex c[300], ref[300];
+  double pts[900];
+  spf_rng r;
+  spf_rng_seed(&r, 77, 0);
+  for (int64_t k = 0; k < n * n * n; k++) f[k] = rnd_c(&r);
+  for (int j = 0; j < 900; j++) pts[j] = M_PI * (2.0 * spf_rng_uniform(&r) - 1.0);
+  spf_nufft_opts o;
+  spf_nufft_default_opts(&o);
+  o.fftw_measure = 0;
+  spf_nufft_plan p = NULL;
+  int rc = spf_nufft_make_plan(2, 3, nm, 1, 1, 1e-8, &o, &p);
+  if (!rc) rc = spf_nufft_load_modes(p, f);
+  if (!rc) rc = spf_nufft_set_points(p, m, pts, pts + m, pts + 2 * m);
+  if (!rc) rc = spf_nufft_interpolate(p, c);
+  CHECK(rc == SPF_OK, "load_modes first: %s", spf_strerror(rc));
+  if (!rc) {
+    spf_nufft_info info;
+    spf_nufft_get_info(p, &info);
+    CHECK(info.upsampfac == 2.0, "load_modes first: sigma %.2f, expected 2", info.upsampfac);
+    spf_nufft_direct(2, 3, nm, 1, 0, m, pts, pts + m, pts + 2 * m, ref, f);
+    double err = 0, nrm = 0;
+    for (int j = 0; j < m; j++) {
+      err += pow(cabs(c[j] - ref[j]), 2);
+      nrm += pow(cabs(ref[j]), 2);
+    }
+    CHECK(sqrt(err / nrm) <= 1e-7, "load_modes first: error %.2e", sqrt(err / nrm));
+  }
+  spf_nufft_destroy(p);
+  free(f);
+}
+
 int main(void)
 {
   RUN_TEST(kernel_fit_and_fourier_transform_are_accurate);
@@ -709,5 +813,6 @@ int main(void)
   RUN_TEST(load_modes_then_interpolate_many_point_sets);
   RUN_TEST(interpolate_real_matches_direct_real_part);
   RUN_TEST(type1_real_strengths_match_direct_sum);
+  RUN_TEST(automatic_upsampling_chooses_by_point_density);
   return test_summary();
 }

@@ -19,6 +19,10 @@
  * tolerance where the exponential-of-semicircle kernel of that paper, at the same
  * width, does not quite.
  *
+ * With the default upsampfac 0 the kernel, the fine grid and the FFT plan are made at the
+ * first set_points (or at load_modes, if that comes first: then for dense points, 2.0),
+ * since the best upsampling factor depends on the number of points, as in FINUFFT.
+ *
  * Precision is a prefix: spf_nufft_* is double, spf_nufftf_* is float.
  * A plan must not be used from two threads at once; different plans can.
  * Making and destroying plans calls the FFTW planner, which is not
@@ -35,7 +39,12 @@ extern "C" {
 
 typedef struct {
   int modeord;          /* 0: centred modes (default); 1: FFT-style order */
-  double upsampfac;     /* fine-grid upsampling: 2.0 (default) or 1.25 (less memory, wider kernel) */
+  double upsampfac;     /* fine-grid upsampling: 0 (default): chosen at the first set_points,
+                           the cheaper of 2.0 and 1.25 for that many points by a cost model
+                           (1.25 for points sparse on a large grid); kept for later calls.
+                           Fix it (2.0 or 1.25) where results must not depend on the
+                           number of points, as the library's own modules do.
+                           2.0: the fine grid twice the modes; 1.25: less memory, a wider kernel */
   int nthreads;         /* OpenMP threads; 0: omp_get_max_threads() (default) */
   int fftw_measure;     /* 1: plan the FFT with FFTW_MEASURE (default, fastest execute);
                            0: FFTW_ESTIMATE (instant planning, slower FFTs) */
@@ -61,7 +70,7 @@ typedef struct {
   int type, dim, width;       /* transform type, dimension, kernel width in fine-grid points */
   int poly_degree;            /* degree of the piecewise polynomial (0 when direct) */
   double beta;                /* kernel shape parameter: psi_0's bandwidth c */
-  double upsampfac;
+  double upsampfac;           /* 0, with width and n_fine, until an automatic plan has chosen */
   int64_t n_modes[3];         /* N1, N2, N3 (1 for unused dimensions) */
   int64_t n_fine[3];          /* fine-grid sizes */
   int64_t n_points;           /* points set by the last set_points */
@@ -97,7 +106,9 @@ int spf_nufftf_make_plan(int type, int dim, const int64_t *n_modes, int sign, in
 /* Set n_points >= 0 points. x (and y, z for dim >= 2, 3) hold the coordinates; the
  * plan keeps these pointers (no copy): they must stay valid and unchanged until the
  * next set_points or destroy. Coordinates of dimensions with one mode may be NULL.
- * Returns SPF_ERR_POINT if any coordinate is NaN, infinite or outside [-3pi, 3pi). */
+ * Returns SPF_ERR_POINT if any coordinate is NaN, infinite or outside [-3pi, 3pi).
+ * On an automatic plan's first call this also chooses the upsampling factor and makes
+ * the grid and the FFT plan (which can fail: SPF_ERR_ALLOC, SPF_ERR_FFTW). */
 int spf_nufft_set_points(spf_nufft_plan plan, int64_t n_points,
                          const double *x, const double *y, const double *z);
 int spf_nufftf_set_points(spf_nufftf_plan plan, int64_t n_points,

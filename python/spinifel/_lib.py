@@ -426,7 +426,7 @@ def check_layouts():
     expect("spf_reconstruct_options.comm", bool(o.comm), False)
     expect("spf_reconstruct_options.step_ctx", o.step_ctx, None)
     defaults(NufftOpts, lib.spf_nufft_default_opts, "spf_nufft_opts", [
-        ("modeord", 0), ("upsampfac", 2.0), ("fftw_measure", 1), ("kernel_eval", 1), ("sort", 1),
+        ("modeord", 0), ("upsampfac", 0.0), ("fftw_measure", 1), ("kernel_eval", 1), ("sort", 1),
         ("pow2_fine_grid", -1), ("deterministic", 1)])
 
     s, buf, size = _guarded(RunState, 0x5A)
