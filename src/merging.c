@@ -13,11 +13,20 @@
 #include "spinifel/error.h"
 #include "spinifel/nufft.h"
 
+/* The sums in single precision from this tolerance up: float's own rounding, about 1e-6
+ * of the sums here (coordinates to 6e-8 of 2 pi times up to 2M modes, a few hundred terms
+ * per grid value), stays a tenth of the tolerance, and the spreading moves half the
+ * bytes at a narrower kernel (BENCHMARKS.md, "The merge's sums in single precision"). */
+#define SUMS_FLOAT_TOL 1e-5
+
 struct spf_merger_s {
   int64_t m, m2, n_small, n_big, n_small_spec;
   int64_t lc, n_conv, n_conv_spec; /* the convolution grid: lc^3, lc >= 2M - 1 and 7-smooth */
   spf_merge_options o;
   spf_nufft_plan t1; /* type 1 on (2M + 1)^3 modes: the kernel's and the rhs' sums at once */
+  spf_nufftf_plan t1f;  /* the same in single precision, used instead where the tolerance
+                           allows it (SUMS_FLOAT_TOL) */
+  float *xyz_f;         /* 3 * cbuf_cap coordinates for t1f */
   double *kernel;          /* Re T(d) at circular index d mod 2M */
   double *rhs;             /* Re sum_j w_j b_j exp(-i k . x_j) */
   double wb2;              /* sum_j w_j b_j^2 */
@@ -55,6 +64,8 @@ void spf_merger_free(spf_merger *mg)
 {
   if (!mg) return;
   spf_nufft_destroy(mg->t1);
+  spf_nufftf_destroy(mg->t1f);
+  free(mg->xyz_f);
   fftw_plan plans[5] = {mg->big_r2c, mg->big_c2r, mg->small_r2c, mg->small_c2r, mg->kernel_r2c};
   for (int i = 0; i < 5; i++)
     if (plans[i]) fftw_destroy_plan(plans[i]);
@@ -100,7 +111,7 @@ int spf_merger_exact_sums(spf_merger *mg, double weight_bound, double wb_bound, 
     if (!mg->fixed) return SPF_ERR_ALLOC;
   }
   /* |T(d)| <= sum w (1 + the NUFFT's error, <= tol sum w); |rhs_k| <= sum w |b| (1 + tol). */
-  const double slack = 1 + 2 * mg->o.nufft_tol + 1e-12;
+  const double slack = 1 + 2 * mg->o.nufft_tol + (mg->t1f ? 1e-5 : 1e-12);
   mg->exp_kernel = spf_fixed_exponent(weight_bound * slack);
   mg->exp_rhs = spf_fixed_exponent(wb_bound * slack);
   mg->exp_wb2 = spf_fixed_exponent(wb2_bound * slack);
@@ -162,7 +173,8 @@ int spf_merger_make(int64_t M, const spf_merge_options *opts, spf_merger **out)
   no.nthreads = mg->o.nthreads;
   no.fftw_measure = mg->o.fftw_measure;
   const int64_t m21 = m2 + 1, nt[3] = {m21, m21, m21};
-  rc = spf_nufft_make_plan(1, 3, nt, +1, 1, mg->o.nufft_tol, &no, &mg->t1);
+  if (mg->o.nufft_tol >= SUMS_FLOAT_TOL) rc = spf_nufftf_make_plan(1, 3, nt, +1, 1, mg->o.nufft_tol, &no, &mg->t1f);
+  else rc = spf_nufft_make_plan(1, 3, nt, +1, 1, mg->o.nufft_tol, &no, &mg->t1);
   if (rc) {
     spf_merger_free(mg);
     return rc;
@@ -219,9 +231,12 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
   if (!x || !y || !z || !b) return SPF_ERR_NULL;
   if (n > mg->cbuf_cap) {
     free(mg->cbuf);
+    free(mg->xyz_f);
+    mg->xyz_f = NULL;
     mg->cbuf = malloc(sizeof(double complex) * (size_t)n);
-    mg->cbuf_cap = mg->cbuf ? n : 0;
-    if (!mg->cbuf) return SPF_ERR_ALLOC;
+    if (mg->cbuf && mg->t1f) mg->xyz_f = malloc(sizeof(float) * 3 * (size_t)n);
+    mg->cbuf_cap = mg->cbuf && (mg->xyz_f || !mg->t1f) ? n : 0;
+    if (!mg->cbuf_cap) return SPF_ERR_ALLOC;
   }
   int bad = 0;
   double wb2 = 0;
@@ -245,10 +260,36 @@ int spf_merger_add_points(spf_merger *mg, int64_t n, const double *x, const doub
     cb[2 * j] = wj;
     cb[2 * j + 1] = wj * b[j];
   }
-  int rc = spf_nufft_set_points(mg->t1, n, x, y, z);
-  if (!rc) rc = spf_nufft_execute(mg->t1, mg->cbuf, mg->t1_out);
-  if (rc) return rc;
   const int64_t m = mg->m, m2 = mg->m2, m21 = m2 + 1;
+  int rc;
+  if (mg->t1f) {
+    /* Single precision: the strengths packed in place into the front of cbuf (each
+     * float pair read before anything overwrites it: j's floats sit in j's double), the
+     * result widened from the back of t1_out into all of it. */
+    float *xf = mg->xyz_f, *yf = xf + n, *zf = yf + n;
+    float *cf = (float *)mg->cbuf;
+    for (int64_t j = 0; j < n; j++) {
+      const float re = (float)cb[2 * j], im = (float)cb[2 * j + 1];
+      cf[2 * j] = re;
+      cf[2 * j + 1] = im;
+    }
+#pragma omp parallel for num_threads(mg->o.nthreads)
+    for (int64_t j = 0; j < n; j++) {
+      xf[j] = (float)x[j];
+      yf[j] = (float)y[j];
+      zf[j] = (float)z[j];
+    }
+    const int64_t nm = m21 * m21 * m21;
+    float complex *of = (float complex *)mg->t1_out + nm; /* the back half of t1_out */
+    rc = spf_nufftf_set_points(mg->t1f, n, xf, yf, zf);
+    if (!rc) rc = spf_nufftf_execute(mg->t1f, (float complex *)cf, of);
+    if (rc) return rc;
+    for (int64_t k = 0; k < nm; k++) mg->t1_out[k] = (double complex)of[k];
+  } else {
+    rc = spf_nufft_set_points(mg->t1, n, x, y, z);
+    if (!rc) rc = spf_nufft_execute(mg->t1, mg->cbuf, mg->t1_out);
+    if (rc) return rc;
+  }
   const double complex *S = mg->t1_out;
   /* Centred slot a of the 2M grid is d = a - M (slot a of S), -d slot 2M - a; stored at
    * d mod 2M. */
