@@ -75,7 +75,7 @@ int config_param_table(settings *s, param *t)
       {"phi", T_DOUBLE, &o->phi, 0, 1e12, 1, "ball penalty (relative)"},
       {"cg-iterations", T_INT, &o->merge.cg_max_iter, 1, 100000, 1, "CG iteration cap"},
       {"cg-tol", T_DOUBLE, &o->merge.cg_tol, 1e-15, 1, 1, "CG tolerance (relative residual)"},
-      {"merge-tol", T_DOUBLE, &o->merge.nufft_tol, 0, 1e-2, 1, "merging: accuracy of the type-1 sums (0: 1e-6, 1e-4 for poisson)"},
+      {"merge-tol", T_DOUBLE, &o->merge.nufft_tol, 0, 1e-2, 1, "merging: accuracy of the type-1 sums (0: 1e-5, 1e-4 for poisson; from 1e-5 up in single precision)"},
       {"slice-tol", T_DOUBLE, &o->slice_tol, 0, 1e-2, 1, "slicing: accuracy of the type-2 NUFFT (0: 1e-4, 1e-3 for poisson)"},
       {"preconditioner", T_INT, &o->merge.preconditioner, 0, 1, 1, "1: circulant preconditioner for CG"},
       {"phase-every", T_INT, &o->phase_every, 0, 1000, 1,

@@ -285,7 +285,7 @@ int spf_reconstruct_resolve(spf_reconstruct_options *o, int model)
   if (model != SPF_MODEL_POISSON && model != SPF_MODEL_EUCLIDEAN) return SPF_ERR_ARG;
   const int poisson = model == SPF_MODEL_POISSON;
   if (!(o->slice_tol > 0)) o->slice_tol = poisson ? 1e-3 : 1e-4;
-  if (!(o->merge.nufft_tol > 0)) o->merge.nufft_tol = poisson ? 1e-4 : 1e-6;
+  if (!(o->merge.nufft_tol > 0)) o->merge.nufft_tol = poisson ? 1e-4 : 1e-5; /* single precision, both */
   if (o->max_generations < 1) o->max_generations = 60;
   if (o->beta_period < 1) o->beta_period = 4;
   if (o->slice_merged < 0) o->slice_merged = poisson ? 1 : 2;

@@ -149,7 +149,8 @@ typedef struct {
   double phi;              /* ball penalty relative to sum(w) / M^3 (default 10) */
   double slice_tol;        /* slicing accuracy (default 0: auto, 1e-4; 1e-3 with the Poisson
                               model, whose counts are far noisier; merge.nufft_tol likewise:
-                              0 is 1e-6, 1e-4 with the Poisson model) */
+                              0 is 1e-5, 1e-4 with the Poisson model, both summed in
+                              single precision) */
   int phase_every;         /* phase every this many generations and at the last (default 0:
                               auto: 5 with slice_merged 1 or 2, where the density feeds only
                               the next phasing, 1 with 0; measured the same density on the
