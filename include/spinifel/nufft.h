@@ -26,7 +26,8 @@
  * Precision is a prefix: spf_nufft_* is double, spf_nufftf_* is float.
  * A plan must not be used from two threads at once; different plans can.
  * Making and destroying plans calls the FFTW planner, which is not
- * thread-safe: do it from one thread. */
+ * thread-safe: do it from one thread (and an automatic plan's first set_points
+ * or load_modes, which plans its FFT). */
 #ifndef SPINIFEL_NUFFT_H
 #define SPINIFEL_NUFFT_H
 
