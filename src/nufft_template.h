@@ -285,6 +285,26 @@ static void add_box(struct PLAN_S *p, int thread)
 
 /* ---------------------------------------------------------------- interpolation */
 
+/* Sorted point j's first grid index per dimension and its kernel values there. */
+static ALWAYS_INLINE void point_kernels(const struct PLAN_S *p, int64_t j, const int W, const int KP,
+                                        int full3d, int32_t l0[3], FLT *kx, FLT *ky, FLT *kz)
+{
+  const int64_t m = p->n_points;
+  FLT u[3] = {0, 0, 0};
+  FLT *kers[3] = {kx, ky, kz};
+  for (int d = 0; d < 3; d++) {
+    l0[d] = 0;
+    if (!p->collapsed[d]) point_offset(p->t_sorted[d * m + j], W, &l0[d], &u[d]);
+  }
+  if (full3d) {
+    eval_kernel3(p, u, kx, ky, kz, KP);
+  } else {
+    for (int d = 0; d < 3; d++)
+      if (!p->collapsed[d]) eval_kernel(p, u[d], kers[d], KP);
+  }
+}
+
+
 static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int64_t j1, CPX *c,
                                          const int W)
 {
@@ -298,20 +318,10 @@ static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int
   int64_t iy[KPMAX], iz[KPMAX];
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
-  const int64_t m = p->n_points;
   const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
   for (int64_t j = j0; j < j1; j++) {
-    int32_t l0[3] = {0, 0, 0};
-    FLT u[3] = {0, 0, 0};
-    FLT *kers[3] = {kx, ky, kz};
-    for (int d = 0; d < 3; d++)
-      if (!p->collapsed[d]) point_offset(p->t_sorted[d * m + j], W, &l0[d], &u[d]);
-    if (full3d) {
-      eval_kernel3(p, u, kx, ky, kz, KP);
-    } else {
-      for (int d = 0; d < 3; d++)
-        if (!p->collapsed[d]) eval_kernel(p, u[d], kers[d], KP);
-    }
+    int32_t l0[3];
+    point_kernels(p, j, W, KP, full3d, l0, kx, ky, kz);
     for (int i = 0; i < wd[1]; i++) iy[i] = wrap(l0[1] + i, nf2);
     for (int i = 0; i < wd[2]; i++) iz[i] = wrap(l0[2] + i, nf3);
     const int contiguous_x = l0[0] >= 0 && l0[0] + wd[0] <= nf1;
@@ -396,20 +406,10 @@ static ALWAYS_INLINE void interp_real_generic(const struct PLAN_S *p, int64_t j0
   int64_t iy[KPMAX], iz[KPMAX];
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = tmp[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
-  const int64_t m = p->n_points;
   const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
   for (int64_t j = j0; j < j1; j++) {
-    int32_t l0[3] = {0, 0, 0};
-    FLT u[3] = {0, 0, 0};
-    FLT *kers[3] = {kx, ky, kz};
-    for (int d = 0; d < 3; d++)
-      if (!p->collapsed[d]) point_offset(p->t_sorted[d * m + j], W, &l0[d], &u[d]);
-    if (full3d) {
-      eval_kernel3(p, u, kx, ky, kz, KP);
-    } else {
-      for (int d = 0; d < 3; d++)
-        if (!p->collapsed[d]) eval_kernel(p, u[d], kers[d], KP);
-    }
+    int32_t l0[3];
+    point_kernels(p, j, W, KP, full3d, l0, kx, ky, kz);
     for (int i = 0; i < wd[1]; i++) iy[i] = wrap(l0[1] + i, nf2);
     for (int i = 0; i < wd[2]; i++) iz[i] = wrap(l0[2] + i, nf3);
     const int contiguous_x = l0[0] >= 0 && l0[0] + wd[0] <= nf1;
