@@ -153,6 +153,20 @@ static ALWAYS_INLINE void eval_kernel3(const struct PLAN_S *p, const FLT *u, FLT
   }
 }
 
+/* A point's kernels in every dimension that has more than one mode (a collapsed one keeps
+ * its kernel {1, 0, ...}), from offsets u. */
+static ALWAYS_INLINE void eval_kernels(const struct PLAN_S *p, const FLT *u, int full3d, FLT *kx, FLT *ky,
+                                       FLT *kz, const int KP)
+{
+  if (full3d) {
+    eval_kernel3(p, u, kx, ky, kz, KP);
+    return;
+  }
+  FLT *kers[3] = {kx, ky, kz};
+  for (int d = 0; d < 3; d++)
+    if (!p->collapsed[d]) eval_kernel(p, u[d], kers[d], KP);
+}
+
 /* First grid index touched and polynomial offset, for one coordinate. */
 static ALWAYS_INLINE void point_offset(double t, int w, int32_t *l0, FLT *u)
 {
@@ -210,13 +224,7 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
   const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
   for (int64_t jj = 0; jj < n; jj++) {
     const FLT cre = c[NV * (j0 + jj)], cim = NV == 2 ? c[NV * (j0 + jj) + 1] : 0;
-    if (full3d) {
-      eval_kernel3(p, s->u + 3 * jj, kx, ky, kz, KP);
-    } else {
-      if (!p->collapsed[0]) eval_kernel(p, s->u[3 * jj], kx, KP);
-      if (!p->collapsed[1]) eval_kernel(p, s->u[3 * jj + 1], ky, KP);
-      if (!p->collapsed[2]) eval_kernel(p, s->u[3 * jj + 2], kz, KP);
-    }
+    eval_kernels(p, s->u + 3 * jj, full3d, kx, ky, kz, KP);
     if (NV == 2) {
 #pragma omp simd
       for (int i = 0; i < KP; i++) {
@@ -291,19 +299,12 @@ static ALWAYS_INLINE void point_kernels(const struct PLAN_S *p, int64_t j, const
 {
   const int64_t m = p->n_points;
   FLT u[3] = {0, 0, 0};
-  FLT *kers[3] = {kx, ky, kz};
   for (int d = 0; d < 3; d++) {
     l0[d] = 0;
     if (!p->collapsed[d]) point_offset(p->t_sorted[d * m + j], W, &l0[d], &u[d]);
   }
-  if (full3d) {
-    eval_kernel3(p, u, kx, ky, kz, KP);
-  } else {
-    for (int d = 0; d < 3; d++)
-      if (!p->collapsed[d]) eval_kernel(p, u[d], kers[d], KP);
-  }
+  eval_kernels(p, u, full3d, kx, ky, kz, KP);
 }
-
 
 static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int64_t j1, CPX *c,
                                          const int W)
@@ -553,16 +554,7 @@ static int grid_sizes(const struct PLAN_S *p, double sigma, int width, int64_t n
   return t <= INT_MAX / 2 && (double)t * sizeof(CPX) <= 0.8 * (double)phys_mem_bytes();
 }
 
-static int setup_grid_parts(struct PLAN_S *p, double sigma);
-
-/* Kernel, fine grid, deconvolution tables and FFT plan for upsampling factor sigma. */
-static int setup_grid(struct PLAN_S *p, double sigma)
-{
-  int rc = setup_grid_parts(p, sigma);
-  if (rc) free_grid(p);
-  return rc;
-}
-
+/* setup_grid's work; on failure it may leave parts made, which setup_grid frees. */
 static int setup_grid_parts(struct PLAN_S *p, double sigma)
 {
   int rc;
@@ -616,6 +608,14 @@ static int setup_grid_parts(struct PLAN_S *p, double sigma)
   p->interp_real = interp_real_table[p->width];
   p->grid_ready = 1;
   return SPF_OK;
+}
+
+/* Kernel, fine grid, deconvolution tables and FFT plan for upsampling factor sigma. */
+static int setup_grid(struct PLAN_S *p, double sigma)
+{
+  int rc = setup_grid_parts(p, sigma);
+  if (rc) free_grid(p);
+  return rc;
 }
 
 /* Upsampling factor for upsampfac 0: the cheaper of 2 and 1.25 for m points by a cost
