@@ -28,7 +28,7 @@
 
 #define C_NAME "watch"
 #define STATE_PREFIX "spinifel watch state "
-#define STATE_VERSION 2 /* 1: without the fraction changed, still read */
+#define STATE_VERSION 3 /* 1: without the fraction changed, 2: without the data resolution; both still read */
 
 /* The one piece of state a signal handler may touch: set by SIGINT / SIGTERM, read
  * between steps (a handler can do nothing else safely). */
@@ -44,8 +44,10 @@ typedef struct {
   char name[256];         /* file name in INDIR */
   int64_t n_images;       /* images in the file */
   int64_t n_half[2];      /* of them in each half */
-  double res;             /* half sets' FSC resolution after it at --fsc-threshold, A: the trend's */
+  double res;             /* half sets' density FSC resolution after it at --fsc-threshold, A */
   double res143, res05;   /*   and at 0.143 and 0.5 */
+  double res_data;        /* the data resolution at --fsc-threshold, A (spf_watch_data_resolution;
+                             NaN: unknown, a state before version 3) */
   double low_conf;        /* fraction of its images of low confidence */
   double mean_photons;    /* its mean photons (intensity sum) per image */
   double changed;         /* the larger of the halves' last-generation fraction changed (NaN:
@@ -67,6 +69,7 @@ typedef struct {
   double target, idle, poll, threshold;
   double settled;          /* --settled-fraction: spf_watch_first_settled's */
   int refine, quiet, progress;
+  int trend_density;       /* --trend density: the trend reads the density's FSC resolution */
   int64_t align_rotations;
   int64_t refresh;         /* Poisson: earlier images examined again per burst (both halves);
                               -1: all of them */
@@ -523,9 +526,9 @@ static int write_state(const watch *w, int n_bursts, const burst_rec *b)
           STATE_PREFIX, STATE_VERSION, w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, w->threshold,
           (long long)w->refresh, n_bursts);
   for (int i = 0; i < n_bursts; i++)
-    fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
+    fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
             (long long)b[i].n_half[0], (long long)b[i].n_half[1], b[i].res, b[i].res143, b[i].res05, b[i].low_conf,
-            b[i].mean_photons, b[i].changed, b[i].warnings, b[i].name);
+            b[i].mean_photons, b[i].changed, b[i].res_data, b[i].warnings, b[i].name);
   int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = fclose(f) == 0 && ok;
   if (!ok || rename(tmp, path) != 0) {
@@ -564,12 +567,16 @@ static int read_state(watch *w)
     burst_rec *r = &w->b[i];
     long long n, h0, h1;
     int used = 0;
-    r->changed = NAN;
+    r->changed = r->res_data = NAN;
     if (!fgets(line, sizeof line, f) ||
-        (version == 1 ? sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res, &r->res143,
-                               &r->res05, &r->low_conf, &r->mean_photons, &r->warnings, &used) < 9
-                      : sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res, &r->res143,
-                               &r->res05, &r->low_conf, &r->mean_photons, &r->changed, &r->warnings, &used) < 10) ||
+        (version == 1   ? sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res, &r->res143,
+                                 &r->res05, &r->low_conf, &r->mean_photons, &r->warnings, &used) < 9
+         : version == 2 ? sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res,
+                                 &r->res143, &r->res05, &r->low_conf, &r->mean_photons, &r->changed, &r->warnings,
+                                 &used) < 10
+                        : sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res,
+                                 &r->res143, &r->res05, &r->low_conf, &r->mean_photons, &r->changed, &r->res_data,
+                                 &r->warnings, &used) < 11) ||
         used == 0) {
       rc = SPF_ERR_FORMAT;
       break;
@@ -1076,8 +1083,11 @@ static const char *projection_status(int s)
   }
 }
 
+/* The resolution the trend, the projection and the warnings read (--trend). */
+static double trend_res(const watch *w, const burst_rec *r) { return w->trend_density ? r->res : r->res_data; }
+
 /* The trend over the bursts so far: from the first whose orientations settled (*from, 0-based;
- * n if none), the points where the FSC crossed the threshold below Nyquist. */
+ * n if none), the points where the trend's curve crossed the threshold below Nyquist. */
 static void project(const watch *w, int n, const burst_rec *b, spf_watch_projection *p, int *unreachable, int *from)
 {
   const double nyq = 2 * w->voxel * (double)w->S.o.M / (double)(w->S.o.M - 1);
@@ -1088,9 +1098,9 @@ static void project(const watch *w, int n, const burst_rec *b, spf_watch_project
   *from = x ? spf_watch_first_settled(n, x, w->settled) : n;
   for (int i = 0; x && y && i < n; i++) {
     total += b[i].n_images;
-    if (i >= *from && isfinite(b[i].res) && b[i].res > nyq * (1 + 1e-9)) {
+    if (i >= *from && isfinite(trend_res(w, &b[i])) && trend_res(w, &b[i]) > nyq * (1 + 1e-9)) {
       x[m] = (double)total;
-      y[m++] = b[i].res;
+      y[m++] = trend_res(w, &b[i]);
     }
   }
   *unreachable = w->target > 0 && w->target < nyq;
@@ -1101,7 +1111,7 @@ static void project(const watch *w, int n, const burst_rec *b, spf_watch_project
   if (x && y && m > 0) spf_watch_project(m, x, y, 6, w->target > 0 ? w->target : y[0], p);
   if (w->target <= 0) p->status = SPF_WATCH_FEW_POINTS, p->n_target = p->n_low = p->n_high = NAN;
   /* The FSC at Nyquist: the target (coarser than Nyquist) is reached. */
-  if (x && y && w->target >= nyq && n > 0 && isfinite(b[n - 1].res) && b[n - 1].res <= w->target) {
+  if (x && y && w->target >= nyq && n > 0 && isfinite(trend_res(w, &b[n - 1])) && trend_res(w, &b[n - 1]) <= w->target) {
     p->status = SPF_WATCH_REACHED;
     p->n_target = p->n_low = p->n_high = (double)total;
   }
@@ -1373,6 +1383,8 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
   json_str(f, "file", r->name);
   fprintf(f, ",\"images_in_burst\":%lld,\"images\":%lld,\"images_half1\":%lld,\"images_half2\":%lld",
           (long long)r->n_images, (long long)total, (long long)halves[0], (long long)halves[1]);
+  json_num(f, "data_resolution_A", r->res_data);
+  fprintf(f, ",\"data_at_nyquist\":%s", r->res_data <= nyq * (1 + 1e-9) ? "true" : "false");
   json_num(f, "resolution_A", r->res);
   json_num(f, "fsc_threshold", w->threshold);
   json_num(f, "resolution_fsc0143_A", r->res143);
@@ -1402,7 +1414,8 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
   json_num(f, "median_orientation_error_deg_half2", fig[1].median_error);
   fprintf(f, ",\"projection\":{");
   if (w->target > 0) {
-    fprintf(f, "\"target_A\":%.6g,\"status\":\"%s\"", w->target,
+    fprintf(f, "\"target_A\":%.6g,\"of\":\"%s\",\"status\":\"%s\"", w->target,
+            w->trend_density ? "resolution" : "data_resolution",
             unreachable ? "finer_than_nyquist" : projection_status(p->status));
     json_num(f, "images", unreachable ? NAN : p->n_target);
     json_num(f, "images_low", unreachable ? NAN : p->n_low);
@@ -1585,6 +1598,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     r.res143 = spf_fsc_resolution_outer(M, c.fsc, w->voxel, 0.143);
     r.res05 = spf_fsc_resolution_outer(M, c.fsc, w->voxel, 0.5);
     r.res = spf_fsc_resolution_outer(M, c.fsc, w->voxel, w->threshold);
+    r.res_data = spf_watch_data_resolution(M, c.cc_i, w->voxel, w->threshold);
     const double nh = (double)(r.n_half[0] + r.n_half[1]);
     r.low_conf = nh > 0 ? ((r.n_half[0] ? low[0] * (double)r.n_half[0] : 0) +
                            (r.n_half[1] ? low[1] * (double)r.n_half[1] : 0)) / nh
@@ -1606,7 +1620,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     int64_t total = 0;
     for (int i = 0; hist && i < n; i++) {
       total += all[i].n_images;
-      hist[i] = (spf_watch_point){total, all[i].res, all[i].low_conf, all[i].mean_photons};
+      hist[i] = (spf_watch_point){total, trend_res(w, &all[i]), all[i].low_conf, all[i].mean_photons};
     }
     rc = hist ? spf_watch_assess(n, hist, NULL, &all[n - 1].warnings) : SPF_ERR_ALLOC;
     free(hist);
@@ -1642,8 +1656,9 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     const burst_rec *rr = &w->b[w->n_bursts - 1];
     int64_t total = 0;
     for (int i = 0; i < w->n_bursts; i++) total += w->b[i].n_images;
-    fprintf(stderr, "burst %d (%s): %lld images so far, half sets' FSC 0.5 at %.2f A, 0.143 at %.2f A", w->n_bursts,
-            rr->name, (long long)total, rr->res05, rr->res143);
+    fprintf(stderr, "burst %d (%s): %lld images so far, data resolution %.2f A (intensity shells at %g), half sets' "
+                    "density FSC 0.5 at %.2f A, 0.143 at %.2f A", w->n_bursts, rr->name, (long long)total, rr->res_data,
+            w->threshold, rr->res05, rr->res143);
     if (w->target > 0 && p.status == SPF_WATCH_PROJECTED && !unreachable)
       fprintf(stderr, "; %.1f A projected at %.0f images", w->target, p.n_target);
     if (w->target > 0 && p.status == SPF_WATCH_REACHED) fprintf(stderr, "; %.1f A reached", w->target);
@@ -1709,6 +1724,13 @@ static int parse(int argc, char **argv, watch *w)
     else if (!strcmp(a, "--poll")) rc = arg_double(C_NAME, a, v, 0.01, 3600, &w->poll);
     else if (!strcmp(a, "--fsc-threshold")) rc = arg_double(C_NAME, a, v, 0.01, 0.99, &w->threshold);
     else if (!strcmp(a, "--settled-fraction")) rc = arg_double(C_NAME, a, v, 0, 1, &w->settled);
+    else if (!strcmp(a, "--trend")) {
+      if (!strcmp(v, "data") || !strcmp(v, "density")) w->trend_density = !strcmp(v, "density");
+      else {
+        fprintf(stderr, "spinifel watch: --trend must be data or density, got '%s'\n", v);
+        rc = 2;
+      }
+    }
     else if (!strcmp(a, "--align-rotations")) rc = arg_int64(C_NAME, a, v, 10, 10000000, &w->align_rotations);
     else if (!strcmp(a, "--refresh-images")) {
       if (!strcmp(v, "all")) w->refresh = -1;

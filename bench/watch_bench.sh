@@ -16,7 +16,7 @@
 #   SPINIFEL_BENCH_KEEP=1 keeps the temporary directory (its path is printed)
 # The data: the built-in phantom, Poisson noise, one seed; the watch's defaults otherwise
 # (the Poisson model, EMC's 3,240 references, 16 generations for the first burst, 3 per
-# later burst, FSC 0.5 as the trend's resolution).
+# later burst, the data resolution at 0.5 as the trend's).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"
@@ -62,9 +62,10 @@ import json, sys
 d = json.loads(sys.stdin.read())
 p = d["projection"]
 print("burst %2d: %6d images (%s examined), latency %6.1f s (read %.1f, half 1 %.1f, half 2 %.1f, compare %.1f, outputs %.1f; peak %s MiB);"
-      " resolution %.2f A (FSC 0.5), %.2f A (0.143); error %s deg; projection %s %s [%s, %s]; warnings %s"
+      " data resolution %s A; density %.2f A (FSC 0.5), %.2f A (0.143); error %s deg; projection %s %s [%s, %s]; warnings %s"
       % (d["burst"], d["images"], d.get("examined", "-"), d["latency_s"], d["t_read"], d["t_half1"], d["t_half2"], d["t_compare"],
-         d["t_outputs"], "%.0f" % d["peak_rss_mib"] if d.get("peak_rss_mib") is not None else "-", d["resolution_A"], d["resolution_fsc0143_A"],
+         d["t_outputs"], "%.0f" % d["peak_rss_mib"] if d.get("peak_rss_mib") is not None else "-",
+         "%.2f" % d["data_resolution_A"] if d.get("data_resolution_A") is not None else "-", d["resolution_fsc05_A"], d["resolution_fsc0143_A"],
          "%.1f" % d["median_orientation_error_deg"] if d["median_orientation_error_deg"] is not None else "-",
          p.get("status"), "%.0f" % p["images"] if p.get("images") is not None else "-",
          "%.0f" % p["images_low"] if p.get("images_low") is not None else "-",
@@ -79,13 +80,16 @@ wait "$wpid" 2>/dev/null || true
 wpid=""
 
 # The projection's honesty: the count projected after burst k against the count at the
-# first burst whose resolution reached the target.
+# first burst whose trend resolution (the projection's "of": the data resolution by default)
+# reached the target.
 python3 - "$fb" "$TARGET" <<'EOF'
-import json, sys
+import json, math, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 target = float(sys.argv[2])
-reached = next((d["images"] for d in lines if d["resolution_A"] is not None and d["resolution_A"] <= target), None)
-print("projection's honesty, target %.2f A: %s" % (target, "reached at %d images" % reached if reached else
+of = next((d["projection"].get("of") for d in lines if d["projection"].get("of")), "data_resolution")
+key = "data_resolution_A" if of == "data_resolution" else "resolution_A"
+reached = next((d["images"] for d in lines if d[key] is not None and d[key] <= target), None)
+print("projection's honesty (%s), target %.2f A: %s" % (of, target, "reached at %d images" % reached if reached else
       "not reached in %d bursts (%d images)" % (len(lines), lines[-1]["images"])))
 for d in lines:
     p = d["projection"]
@@ -95,11 +99,11 @@ for d in lines:
         print("  after burst %d (%d images): projected %.0f %s, vs actual: %s" % (d["burst"], d["images"], p["images"], rng, err))
 # The same fit (spf_watch_project: the last 6 settled bursts inside the grid, at least 3, log(1/d)
 # against log N, from the first burst whose halves changed fewer than 5% of their
-# orientations: spf_watch_first_settled) after bursts k, for every resolution the stream
-# reached later: the projected count and its one-s.e. range against the count that
-# reached it first, and the count from which it held (the median of three bursts at or
-# below it: one burst's FSC moves by 1-2 A with the phasing).
-import math, statistics
+# orientations: spf_watch_first_settled) after every burst k with 3 settled points or more,
+# for every resolution (to 0.1 A) the stream reached after burst k: the projected count and
+# its one-s.e. range against the count that first reached it. The data resolution is read
+# again here from each line's curve at more than one threshold (the watch's, where it must
+# agree with data_resolution_A, and 0.7); the density's FSC resolution at the watch's.
 def project(pts, target):
     pts = pts[-6:]
     if len(pts) < 3: return None
@@ -113,30 +117,45 @@ def project(pts, target):
     s = math.sqrt(sum((yy - a - b * xx) ** 2 for xx, yy in zip(x, y)) / (m - 2))
     se = s / abs(b) * math.sqrt(1.0 / m + (xs - mx) ** 2 / sxx)
     return math.exp(xs), math.exp(xs - se), math.exp(xs + se)
+def outer(cc, nyq, t):
+    # spf_watch_data_resolution: the outer crossing, shell 0 as above, NaN as below; d = nyq (ns - 1) / k.
+    c = [1.0] + [v if v is not None else float("nan") for v in cc[1:]]
+    k = len(c) - 1
+    while k > 0 and not c[k] >= t: k -= 1
+    if k == len(c) - 1: return nyq
+    f = (c[k] - t) / (c[k] - c[k + 1]) if c[k] > c[k + 1] else 0.0
+    return nyq * (len(c) - 1) / (k + f)
 changed = [max(d.get("fraction_changed_half1") or 0, d.get("fraction_changed_half2") or 0) for d in lines]
 first = next((i for i, c in enumerate(changed) if c < 0.05), len(lines))
 print("  orientations settled from burst %s (fraction changed %s)" % (first + 1 if first < len(lines) else "-",
       " ".join("%.3f" % c for c in changed)))
-res = [d["resolution_A"] if d["resolution_A"] is not None and not d["at_nyquist"] else None for d in lines]
-def held(i):
-    w = [r for r in res[max(0, i - 2):i + 1] if r is not None]
-    return statistics.median(w) if i >= 2 and len(w) == 3 else None
-targets = sorted({round(r, 1) for r in res[first:] if r is not None}, reverse=True)
-for k in range(first + 3, min(first + 7, len(lines)) + 1):
-    pts = [(lines[i]["images"], res[i]) for i in range(first, k) if res[i] is not None]
-    for t in targets:
-        reached = next((lines[i]["images"] for i in range(len(lines)) if res[i] is not None and res[i] <= t), None)
-        steady = next((lines[i]["images"] for i in range(len(lines)) if held(i) is not None and held(i) <= t), None)
-        if reached is None or reached <= lines[k - 1]["images"]: continue
-        pr = project(pts, t)
-        if pr is None:
-            print("  after burst %d, target %.1f A (first reached at %d, held from %s): no projection" % (
-                  k, t, reached, steady))
-            continue
-        n, lo, hi = pr
-        def rel(v): return "%+.0f%%" % (100.0 * (n / v - 1)) if v else "-"
-        inside = lambda v: "-" if v is None or lo is None else ("inside" if lo <= v <= hi else "outside")
-        print("  after burst %d, target %.1f A: projected %.0f [%s, %s]; first reached at %d (%s, %s the range), "
-              "held from %s (%s, %s)" % (k, t, n, "%.0f" % lo if lo else "-", "%.0f" % hi if hi else "-", reached,
-              rel(reached), inside(reached), steady if steady else "-", rel(steady), inside(steady)))
+thr = lines[0]["fsc_threshold"]
+for d in lines:
+    if "intensity_shell_corr_halves" in d and d["data_resolution_A"] is not None:
+        again = outer(d["intensity_shell_corr_halves"], d["nyquist_A"], thr)
+        assert abs(again - d["data_resolution_A"]) <= 1e-3 * again, (d["burst"], again, d["data_resolution_A"])
+series = [("data resolution at %g" % t, [outer(d["intensity_shell_corr_halves"], d["nyquist_A"], t) for d in lines])
+          for t in sorted({thr, 0.7}) if all("intensity_shell_corr_halves" in d for d in lines)]
+series.append(("density FSC resolution at %g" % thr, [d["resolution_A"] for d in lines]))
+for name, res in series:
+    nyq = lines[0]["nyquist_A"]
+    res = [r if r is not None and r > nyq * (1 + 1e-9) else None for r in res]
+    print("  %s, per burst: %s" % (name, " ".join("%.2f" % r if r else "-" for r in res)))
+    within = inside = total = 0
+    worst = 0.0
+    for k in range(first + 3, len(lines) + 1):
+        pts = [(lines[i]["images"], res[i]) for i in range(first, k) if res[i] is not None]
+        for t in sorted({round(r, 1) for r in res[k:] if r is not None}, reverse=True):
+            hit = next((lines[i]["images"] for i in range(len(lines)) if res[i] is not None and res[i] <= t), None)
+            if hit is None or hit <= lines[k - 1]["images"]: continue
+            total += 1
+            pr = project(pts, t)
+            if pr is None: continue
+            n, lo, hi = pr
+            e = n / hit - 1
+            within += abs(e) <= 0.3
+            inside += lo <= hit <= hi
+            worst = e if abs(e) > abs(worst) else worst
+    print("    projections within 30%% of the count that first reached the target: %d of %d (worst %+.0f%%); "
+          "that count inside the one-s.e. range: %d of %d" % (within, total, 100 * worst, inside, total))
 EOF

@@ -84,6 +84,36 @@ static void low_confidence_counts_small_gaps(void)
   CHECK(spf_watch_low_confidence(10, gap, 0.25, 8, 3, &low) == SPF_ERR_SIZE, "range past the end");
 }
 
+/* The data resolution reads the intensity shell correlation as the outer FSC crossing:
+ * shell 0 (NaN, one voxel) as above, a dip inside ignored, linear between shells, d = M voxel / k. */
+static void data_resolution_reads_the_outer_crossing(void)
+{
+  const int64_t M = 31, ns = 16;
+  const double voxel = 1.5;
+  double cc[16];
+  cc[0] = NAN;
+  for (int64_t k = 1; k < ns; k++) cc[k] = k <= 12 ? 0.9 : 0.2;
+  cc[5] = 0.3; /* a weak shell's dip */
+  cc[12] = 0.8;
+  double d = spf_watch_data_resolution(M, cc, voxel, 0.5);
+  double want = (double)M * voxel / 12.5; /* 0.8 -> 0.2 crosses 0.5 half way */
+  CHECK(fabs(d - want) < 1e-12 * want, "dip ignored: %.15g, want %.15g", d, want);
+  d = spf_watch_data_resolution(M, cc, voxel, 0.1);
+  want = (double)M * voxel / 15;
+  CHECK(fabs(d - want) < 1e-12 * want, "never below: Nyquist %.15g, got %.15g", want, d);
+  for (int64_t k = 1; k < ns; k++) cc[k] = 0;
+  d = spf_watch_data_resolution(M, cc, voxel, 0.5);
+  want = (double)M * voxel / 0.5; /* from shell 0's 1 to shell 1's 0 */
+  CHECK(fabs(d - want) < 1e-12 * want, "nothing above: %.15g, want %.15g", d, want);
+  for (int64_t k = 1; k < ns; k++) cc[k] = 0.9;
+  cc[14] = cc[15] = NAN; /* shells without variance count as below */
+  d = spf_watch_data_resolution(M, cc, voxel, 0.5);
+  want = (double)M * voxel / 13;
+  CHECK(fabs(d - want) < 1e-12 * want, "NaN shells: %.15g, want %.15g", d, want);
+  CHECK(isnan(spf_watch_data_resolution(M, NULL, voxel, 0.5)) && isnan(spf_watch_data_resolution(1, cc, voxel, 0.5)),
+        "bad arguments give NaN");
+}
+
 static void projection_recovers_a_power_law(void)
 {
   /* d = 40 A (N / 1000)^-0.25 exactly: 20 A at N = 16,000. */
@@ -167,6 +197,7 @@ int main(void)
   RUN_TEST(half_sets_are_fixed_and_balanced);
   RUN_TEST(extended_state_keeps_the_old_and_starts_the_new);
   RUN_TEST(low_confidence_counts_small_gaps);
+  RUN_TEST(data_resolution_reads_the_outer_crossing);
   RUN_TEST(projection_recovers_a_power_law);
   RUN_TEST(the_trend_starts_where_the_orientations_settle);
   RUN_TEST(warnings_fire_on_what_they_name);

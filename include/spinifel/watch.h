@@ -94,6 +94,16 @@ int spf_watch_first_settled(int n, const double *changed, double fraction);
 int spf_watch_project(int n, const double *n_images, const double *resolution_a, int window, double d_target,
                       spf_watch_projection *p);
 
+/* The data resolution: where the halves' intensity shell correlation (spf_shell_correlation,
+ * each shell's mean removed; shell 0 NaN) falls below `threshold` for good, as
+ * spf_fsc_resolution_outer reads an FSC (shell 0 counts as above; a NaN shell as below), in
+ * the unit of voxel (shell k is M voxel / k). No phasing is in it: it says what the data
+ * and their orientations hold. On the benchmark's stream (BENCHMARKS.md) it moved smoothly
+ * with the images (11.8 to 10.9 A at 0.5 from 8,000 to 40,000 images) while the density's
+ * FSC resolution scattered over 11.6-15.4 A from one phasing to the next; the watch's trend
+ * and projection read it by default (--trend). NaN when M < 3 or an argument is NULL. */
+double spf_watch_data_resolution(int64_t M, const double *shell_corr, double voxel, double threshold);
+
 /* One burst's figures, as the warnings read them. */
 typedef struct {
   int64_t n_images;        /* images so far, this burst's included */
