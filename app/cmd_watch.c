@@ -111,7 +111,8 @@ static void usage(FILE *out)
           "  images so far; the Euclidean model matches every image). After each burst OUTDIR receives\n"
           "  density.mrc (the two halves aligned and averaged), results.h5, fsc_halves.csv,\n"
           "  pictures, report.html (refreshes itself) and one line appended to feedback.jsonl:\n"
-          "  the half sets' FSC resolution, images so far, the projected images for the target,\n"
+          "  the data and density resolutions of the half sets, images so far, the projected images\n"
+          "  for the target,\n"
           "  warnings. OUTDIR/state/ holds what a restart needs: run the same command again and it\n"
           "  continues after the last complete burst. SIGINT or SIGTERM ends it after the current\n"
           "  step (exit 0; a burst in progress is done again at the next start).\n"
@@ -125,8 +126,12 @@ static void usage(FILE *out)
           "                             burst examines again, over both halves, in rotation (default 12000; 'all':\n"
           "                             every image, a burst's cost then grows with the images so far). The\n"
           "                             others keep their last probabilities, and count in the model with them\n"
-          "  --fsc-threshold T          the half sets' FSC level that defines the resolution the trend, the\n"
-          "                             projection and the warnings use (default 0.5; 0.143 is reported too)\n"
+          "  --fsc-threshold T          the level of the half sets' correlation (intensity shells, density FSC)\n"
+          "                             that defines the resolutions the trend, the projection and the warnings\n"
+          "                             use (default 0.5; the density's at 0.143 is reported too)\n"
+          "  --trend data|density       what the trend and the projection read (default data): the data resolution,\n"
+          "                             where the half sets' intensities stop correlating per shell (no phasing in\n"
+          "                             it), or the density's FSC resolution, which moves by 1-4 A with each phasing\n"
           "  --settled-fraction F       the trend starts at the first burst whose last generation changed the\n"
           "                             orientations of fewer than F of the images in each half (default 0.05):\n"
           "                             before, the resolution moves with the search, not with the data\n"
@@ -1140,9 +1145,9 @@ static int plot_trend(const watch *w, int n, const burst_rec *b, const spf_watch
   for (int i = 0; !rc && i < n; i++) {
     total += b[i].n_images;
     x[i] = (double)total;
-    y1[i] = b[i].res143;
-    y2[i] = b[i].res05;
-    yr[i] = b[i].res;
+    y1[i] = b[i].res_data;
+    y2[i] = b[i].res;
+    yr[i] = b[i].res143;
     yf[i] = isfinite(p->b) ? exp(-(p->a + p->b * log(x[i]))) : NAN;
   }
   char name_fit[160] = "trend";
@@ -1151,13 +1156,14 @@ static int plot_trend(const watch *w, int n, const burst_rec *b, const spf_watch
   if (p->status == SPF_WATCH_PROJECTED && w->target > 0)
     snprintf(title, sizeof title, "Half sets' resolution; %.1f A projected at %.0f images", w->target, p->n_target);
   else snprintf(title, sizeof title, "Half sets' resolution against the images so far");
-  char name_res[64];
-  snprintf(name_res, sizeof name_res, "FSC %g (the trend's)", w->threshold);
-  const int other = w->threshold == 0.5 || w->threshold == 0.143;
+  char name_data[80], name_dens[80];
+  snprintf(name_data, sizeof name_data, "data: intensity shells %g%s", w->threshold, w->trend_density ? "" : " (the trend's)");
+  snprintf(name_dens, sizeof name_dens, "density: FSC %g%s", w->threshold, w->trend_density ? " (the trend's)" : "");
+  /* y1: the data resolution, y2: the density's at the threshold, yr: the density's at 0.143. */
+  const int with143 = w->threshold != 0.143;
   spf_plot pl = {.title = title, .xlabel = "images so far", .ylabel = "resolution (A)", .n_points = n,
-                 .n_series = other ? 3 : 4, .x = x, .y = {w->threshold == 0.5 ? y2 : y1, w->threshold == 0.5 ? y1 : y2, yf, yr},
-                 .names = {w->threshold == 0.5 ? "FSC 0.5 (the trend's)" : w->threshold == 0.143 ? "FSC 0.143 (the trend's)" : "FSC 0.143",
-                           w->threshold == 0.5 ? "FSC 0.143" : "FSC 0.5", name_fit, name_res}};
+                 .n_series = with143 ? 4 : 3, .x = x, .y = {y1, y2, yf, yr},
+                 .names = {name_data, name_dens, name_fit, "density: FSC 0.143"}};
   if (w->target > 0) {
     pl.n_hlines = 1;
     pl.hlines[0] = w->target;
@@ -1225,8 +1231,10 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
   fprintf(f, "<tr><th>bursts</th><td>%d (last: ", n);
   for (const char *c = last->name; *c; c++) fputs(*c == '<' ? "&lt;" : *c == '&' ? "&amp;" : (char[2]){*c, 0}, f);
   fprintf(f, ")</td></tr>\n<tr><th>images</th><td>%lld</td></tr>\n", (long long)total);
-  fprintf(f, "<tr><th>gold-standard resolution</th><td>%.1f &Aring; (FSC %g; 0.143 at %.1f &Aring;, 0.5 at %.1f "
-             "&Aring;; the grid's Nyquist %.1f &Aring;)</td></tr>\n",
+  fprintf(f, "<tr><th>data resolution</th><td>%.1f &Aring; (the half sets' intensities correlate above %g per "
+             "shell%s)</td></tr>\n", last->res_data, w->threshold, w->trend_density ? "" : "; the trend's");
+  fprintf(f, "<tr><th>density resolution</th><td>%.1f &Aring; (the half sets' density FSC %g; 0.143 at %.1f &Aring;, "
+             "0.5 at %.1f &Aring;; the grid's Nyquist %.1f &Aring;; moves with each phasing)</td></tr>\n",
           last->res, w->threshold, last->res143, last->res05, 2 * w->voxel * (double)w->S.o.M / (double)(w->S.o.M - 1));
   if (w->target > 0) {
     fprintf(f, "<tr><th>target</th><td>%.1f &Aring;: ", w->target);
@@ -1243,7 +1251,7 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
       fprintf(f, "no projection yet: the orientations are still settling (the last burst's last generation changed "
                  "%.1f%% of them; the trend starts at the first burst below %g%%)",
               100 * last->changed, 100 * w->settled);
-    else fprintf(f, "no projection yet: it needs three settled bursts whose FSC falls below the threshold inside the grid");
+    else fprintf(f, "no projection yet: it needs three settled bursts whose resolution is inside the grid");
     fprintf(f, "</td></tr>\n");
   }
   fprintf(f, "<tr><th>low-confidence images (last burst)</th><td>%.1f%%</td></tr>\n", 100 * last->low_conf);
@@ -1270,13 +1278,15 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
     if (access(pp, R_OK) == 0)
       fprintf(f, "<h2>%s</h2>\n<img src=\"%s?b=%d\" alt=\"%s\">\n", pics[i][1], pics[i][0], n, pics[i][1]);
   }
-  fprintf(f, "<h2>Bursts</h2>\n<table><tr><th>burst</th><th>images</th><th>so far</th><th>resolution (&Aring;)</th>"
+  fprintf(f, "<h2>Bursts</h2>\n<table><tr><th>burst</th><th>images</th><th>so far</th><th>data resolution (&Aring;)</th>"
+             "<th>density resolution (&Aring;)</th>"
              "<th>low confidence</th><th>photons per image</th><th>warnings</th></tr>\n");
   total = 0;
   for (int i = 0; i < n; i++) {
     total += b[i].n_images;
-    fprintf(f, "<tr><td>%d</td><td>%lld</td><td>%lld</td><td>%.2f</td><td>%.1f%%</td><td>%.4g</td><td>", i + 1,
-            (long long)b[i].n_images, (long long)total, b[i].res, 100 * b[i].low_conf, b[i].mean_photons);
+    fprintf(f, "<tr><td>%d</td><td>%lld</td><td>%lld</td><td>%.2f</td><td>%.2f</td><td>%.1f%%</td><td>%.4g</td><td>",
+            i + 1, (long long)b[i].n_images, (long long)total, b[i].res_data, b[i].res, 100 * b[i].low_conf,
+            b[i].mean_photons);
     for (unsigned bit = 1; bit <= SPF_WATCH_WARN_PHOTONS; bit <<= 1)
       if (b[i].warnings & bit) fprintf(f, "%s ", warning_text(bit));
     fprintf(f, "</td></tr>\n");
