@@ -99,8 +99,8 @@ int spf_watch_project(int n, const double *n_images, const double *resolution_a,
  * spf_fsc_resolution_outer reads an FSC (shell 0 counts as above; a NaN shell as below), in
  * the unit of voxel (shell k is M voxel / k). No phasing is in it: it says what the data
  * and their orientations hold. On the benchmark's stream (BENCHMARKS.md) it moved smoothly
- * with the images (11.8 to 10.9 A at 0.5 from 8,000 to 40,000 images) while the density's
- * FSC resolution scattered over 11.6-15.4 A from one phasing to the next; the watch's trend
+ * with the images (11.8 to 10.9 A at 0.5 from 8,000 to 34,000 images) while the density's
+ * FSC resolution scattered over 12.5-15.4 A from one phasing to the next; the watch's trend
  * and projection read it by default (--trend). NaN when M < 3 or an argument is NULL. */
 double spf_watch_data_resolution(int64_t M, const double *shell_corr, double voxel, double threshold);
 
