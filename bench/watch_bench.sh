@@ -141,7 +141,7 @@ for name, res in series:
     nyq = lines[0]["nyquist_A"]
     res = [r if r is not None and r > nyq * (1 + 1e-9) else None for r in res]
     print("  %s, per burst: %s" % (name, " ".join("%.2f" % r if r else "-" for r in res)))
-    within = inside = total = 0
+    within = inside = total = none = 0
     worst = 0.0
     for k in range(first + 3, len(lines) + 1):
         pts = [(lines[i]["images"], res[i]) for i in range(first, k) if res[i] is not None]
@@ -150,12 +150,15 @@ for name, res in series:
             if hit is None or hit <= lines[k - 1]["images"]: continue
             total += 1
             pr = project(pts, t)
-            if pr is None: continue
+            if pr is None:
+                none += 1
+                continue
             n, lo, hi = pr
             e = n / hit - 1
             within += abs(e) <= 0.3
             inside += lo <= hit <= hi
             worst = e if abs(e) > abs(worst) else worst
-    print("    projections within 30%% of the count that first reached the target: %d of %d (worst %+.0f%%); "
-          "that count inside the one-s.e. range: %d of %d" % (within, total, 100 * worst, inside, total))
+    print("    %d cases, %d without a projection (fewer than 3 points or exponent below 0.05); of the %d projected, "
+          "within 30%% of the count that first reached the target: %d (worst %+.1f%%); that count inside the "
+          "one-s.e. range: %d" % (total, none, total - none, within, 100 * worst, inside))
 EOF
