@@ -1204,7 +1204,8 @@ static const char *warning_sentence(unsigned bit)
   switch (bit) {
   case SPF_WATCH_WARN_FLAT:
     return "the resolution has not improved over the last bursts although the images grew: more of the same data "
-           "may not help (heterogeneity, a wrong model, or the grid's limit: --M)";
+           "may not help (heterogeneity, a wrong model, or the limit the "
+           "grid or the references set: --M, --refs)";
   case SPF_WATCH_WARN_LOW_CONFIDENCE:
     return "the share of images that fit no orientation clearly is rising: bad hits, another particle, or "
            "heterogeneity in the latest burst";
@@ -1232,7 +1233,7 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
   for (const char *c = last->name; *c; c++) fputs(*c == '<' ? "&lt;" : *c == '&' ? "&amp;" : (char[2]){*c, 0}, f);
   fprintf(f, ")</td></tr>\n<tr><th>images</th><td>%lld</td></tr>\n", (long long)total);
   fprintf(f, "<tr><th>data resolution</th><td>%.1f &Aring; (the half sets' intensities correlate above %g per "
-             "shell%s)</td></tr>\n", last->res_data, w->threshold, w->trend_density ? "" : "; the trend's");
+             "shell out to it%s)</td></tr>\n", last->res_data, w->threshold, w->trend_density ? "" : "; the trend's");
   fprintf(f, "<tr><th>density resolution</th><td>%.1f &Aring; (the half sets' density FSC %g; 0.143 at %.1f &Aring;, "
              "0.5 at %.1f &Aring;; the grid's Nyquist %.1f &Aring;; moves with each phasing)</td></tr>\n",
           last->res, w->threshold, last->res143, last->res05, 2 * w->voxel * (double)w->S.o.M / (double)(w->S.o.M - 1));
