@@ -136,16 +136,9 @@ int spf_watch_project(int n, const double *n_images, const double *d, int window
 double spf_watch_data_resolution(int64_t M, const double *cc, double voxel, double threshold)
 {
   if (!cc || M < 3 || !(voxel > 0)) return NAN;
-  const int64_t ns = (M - 1) / 2 + 1;
-  double *c = malloc(sizeof(double) * (size_t)ns);
-  if (!c) return NAN;
-  /* Shell 0 is one voxel: no centred correlation, and above any threshold as in an FSC.
+  /* Shell 0 (one voxel, NaN here) is never read: the outer crossing counts it as above.
    * A NaN shell elsewhere (no variance) fails "at or above" and counts as below. */
-  c[0] = 1.0;
-  for (int64_t k = 1; k < ns; k++) c[k] = cc[k];
-  const double d = spf_fsc_resolution_outer(M, c, voxel, threshold);
-  free(c);
-  return d;
+  return spf_fsc_resolution_outer(M, cc, voxel, threshold);
 }
 
 int spf_watch_first_settled(int n, const double *changed, double fraction)
