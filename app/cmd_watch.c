@@ -1065,6 +1065,17 @@ static void json_num(FILE *f, const char *key, double v)
   else fprintf(f, ",\"%s\":null", key);
 }
 
+/* A curve per shell, 0 .. (M - 1) / 2; an undefined shell (NaN) as null. */
+static void json_curve(FILE *f, const char *key, int64_t M, const double *v)
+{
+  fprintf(f, ",\"%s\":[", key);
+  for (int64_t k = 0; k <= (M - 1) / 2; k++) {
+    if (isfinite(v[k])) fprintf(f, "%s%.5g", k ? "," : "", v[k]);
+    else fprintf(f, "%snull", k ? "," : "");
+  }
+  fputc(']', f);
+}
+
 static void json_str(FILE *f, const char *key, const char *s)
 {
   fprintf(f, ",\"%s\":\"", key);
@@ -1403,17 +1414,10 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
   json_num(f, "nyquist_A", nyq);
   fprintf(f, ",\"at_nyquist\":%s", r->res <= nyq * (1 + 1e-9) ? "true" : "false");
   json_num(f, "halves_correlation", c->correlation);
-  /* The curve itself, shell 0 (the centre) to the edge: what the resolution reads. */
-  fprintf(f, ",\"fsc_halves\":[");
-  for (int64_t k = 0; k <= (w->S.o.M - 1) / 2; k++) fprintf(f, "%s%.5g", k ? "," : "", c->fsc[k]);
-  fprintf(f, "],\"fsc_intensity_halves\":[");
-  for (int64_t k = 0; k <= (w->S.o.M - 1) / 2; k++) fprintf(f, "%s%.5g", k ? "," : "", c->fsc_u[k]);
-  fprintf(f, "],\"intensity_shell_corr_halves\":[");
-  for (int64_t k = 0; k <= (w->S.o.M - 1) / 2; k++) {
-    if (isfinite(c->cc_i[k])) fprintf(f, "%s%.5g", k ? "," : "", c->cc_i[k]);
-    else fprintf(f, "%snull", k ? "," : "");
-  }
-  fprintf(f, "]");
+  /* The curves themselves, shell 0 (the centre) to the edge: what the resolutions read. */
+  json_curve(f, "fsc_halves", w->S.o.M, c->fsc);
+  json_curve(f, "fsc_intensity_halves", w->S.o.M, c->fsc_u);
+  json_curve(f, "intensity_shell_corr_halves", w->S.o.M, c->cc_i);
   json_num(f, "low_confidence_fraction", r->low_conf);
   json_num(f, "mean_photons_per_image", r->mean_photons);
   fprintf(f, ",\"generations\":%d", fig[0].generation);
