@@ -16,6 +16,8 @@ small=(--M 13 --refs 400 --refs-start 0 --soft-k 8 --soft-gens 1 --phase-cycles 
 
 check "no input folder is a usage error" 2 "$bin" watch -o "$tmp/o"
 check "an unknown parameter is a usage error" 2 "$bin" watch "$tmp/in" -o "$tmp/o" --frobnicate 1
+check "--trend takes data or density" 2 "$bin" watch "$tmp/in" -o "$tmp/o" --trend bogus
+expect "--trend: said which" grep -q "trend must be data or density" <<< "$LAST_OUT"
 check "--images is not a watch parameter" 2 "$bin" watch "$tmp/in" -o "$tmp/o" --images 10
 expect "--images: said why" grep -q "not a watch parameter" <<< "$LAST_OUT"
 check "a missing input folder" 1 "$bin" watch "$tmp/none" -o "$tmp/o"
