@@ -28,7 +28,10 @@
 
 #define C_NAME "watch"
 #define STATE_PREFIX "spinifel watch state "
-#define STATE_VERSION 3 /* 1: without the fraction changed, 2: without the data resolution; both still read */
+#define STATE_VERSION 4 /* 1: without the fraction changed, 2: without the data resolution, 3: without the
+                           intensity shell correlations; all still read */
+/* The intensity shell correlations kept per burst (the data trend reads them): M up to 255. */
+#define WATCH_SHELLS 128
 
 /* The one piece of state a signal handler may touch: set by SIGINT / SIGTERM, read
  * between steps (a handler can do nothing else safely). */
@@ -53,6 +56,9 @@ typedef struct {
   double changed;         /* the larger of the halves' last-generation fraction changed (NaN:
                              unknown, a state of version 1): spf_watch_first_settled */
   unsigned warnings;      /* SPF_WATCH_WARN_* */
+  double shell_corr[WATCH_SHELLS]; /* the halves' intensity shell correlation after it, shells 0 ..
+                                      (M - 1) / 2 (NaN: unknown, a state before version 4, or
+                                      M above 255) */
 } burst_rec;
 
 /* A file that failed, not retried until it changes. */
@@ -529,10 +535,14 @@ static int write_state(const watch *w, int n_bursts, const burst_rec *b)
   fprintf(f, "%s%d\nmodel %s\nrefine_generations %d\nfsc_threshold %.17g\nrefresh_images %lld\nbursts %d\n",
           STATE_PREFIX, STATE_VERSION, w->model == SPF_MODEL_POISSON ? "poisson" : "euclidean", w->refine, w->threshold,
           (long long)w->refresh, n_bursts);
-  for (int i = 0; i < n_bursts; i++)
+  for (int i = 0; i < n_bursts; i++) {
     fprintf(f, "b %lld %lld %lld %.17g %.17g %.17g %.17g %.17g %.17g %.17g %u %s\n", (long long)b[i].n_images,
             (long long)b[i].n_half[0], (long long)b[i].n_half[1], b[i].res, b[i].res143, b[i].res05, b[i].low_conf,
             b[i].mean_photons, b[i].changed, b[i].res_data, b[i].warnings, b[i].name);
+    fprintf(f, "c");
+    for (int k = 0; k < WATCH_SHELLS; k++) fprintf(f, " %.17g", b[i].shell_corr[k]);
+    fprintf(f, "\n");
+  }
   int ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
   ok = fclose(f) == 0 && ok;
   if (!ok || rename(tmp, path) != 0) {
@@ -545,7 +555,7 @@ static int write_state(const watch *w, int n_bursts, const burst_rec *b)
 /* Read watch.state (absent: a fresh start, 0 bursts). */
 static int read_state(watch *w)
 {
-  char path[4200], line[1024];
+  char path[4200], line[8192];
   state_path(w, "watch.state", path, sizeof path);
   FILE *f = fopen(path, "r");
   if (!f) return errno == ENOENT ? SPF_OK : SPF_ERR_IO;
@@ -572,6 +582,7 @@ static int read_state(watch *w)
     long long n, h0, h1;
     int used = 0;
     r->changed = r->res_data = NAN;
+    for (int k = 0; k < WATCH_SHELLS; k++) r->shell_corr[k] = NAN;
     if (!fgets(line, sizeof line, f) ||
         (version == 1   ? sscanf(line, "b %lld %lld %lld %lf %lf %lf %lf %lf %u %n", &n, &h0, &h1, &r->res, &r->res143,
                                  &r->res05, &r->low_conf, &r->mean_photons, &r->warnings, &used) < 9
@@ -587,6 +598,20 @@ static int read_state(watch *w)
     }
     line[strcspn(line, "\n")] = 0;
     snprintf(r->name, sizeof r->name, "%s", line + used);
+    if (version >= 4) {
+      /* The curve's line: "c" and WATCH_SHELLS numbers. */
+      char line2[8192], *c = line2, *end;
+      int k = 0;
+      if (fgets(line2, sizeof line2, f) && line2[0] == 'c' && line2[1] == ' ')
+        for (c = line2 + 1; k < WATCH_SHELLS; k++, c = end) {
+          r->shell_corr[k] = strtod(c, &end);
+          if (end == c) break;
+        }
+      if (k < WATCH_SHELLS) {
+        rc = SPF_ERR_FORMAT;
+        break;
+      }
+    }
     r->n_images = n;
     r->n_half[0] = h0;
     r->n_half[1] = h1;
@@ -1105,28 +1130,40 @@ static double trend_res(const watch *w, const burst_rec *r) { return w->trend_de
  * n if none), the points where the trend's curve crossed the threshold below Nyquist. */
 static void project(const watch *w, int n, const burst_rec *b, spf_watch_projection *p, int *unreachable, int *from)
 {
-  const double nyq = 2 * w->voxel * (double)w->S.o.M / (double)(w->S.o.M - 1);
+  const int64_t M = w->S.o.M;
+  const int ns = (int)((M - 1) / 2 + 1);
+  const double nyq = 2 * w->voxel * (double)M / (double)(M - 1);
   double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1));
+  double *cc = w->trend_density ? NULL : malloc(sizeof(double) * (size_t)(n + 1) * (size_t)ns);
+  const int ok = x && y && (w->trend_density || cc);
   int m = 0;
   int64_t total = 0;
   for (int i = 0; x && i < n; i++) x[i] = b[i].changed;
   *from = x ? spf_watch_first_settled(n, x, w->settled) : n;
-  for (int i = 0; x && y && i < n; i++) {
+  for (int i = 0; ok && i < n; i++) {
     total += b[i].n_images;
-    if (i >= *from && isfinite(trend_res(w, &b[i])) && trend_res(w, &b[i]) > nyq * (1 + 1e-9)) {
+    /* The data trend needs the burst's curve (none in a state before version 4, or M > 255). */
+    if (i >= *from && isfinite(trend_res(w, &b[i])) && trend_res(w, &b[i]) > nyq * (1 + 1e-9) &&
+        (w->trend_density || (ns <= WATCH_SHELLS && isfinite(b[i].shell_corr[1])))) {
       x[m] = (double)total;
-      y[m++] = trend_res(w, &b[i]);
+      y[m] = trend_res(w, &b[i]);
+      if (cc) memcpy(cc + (size_t)m * ns, b[i].shell_corr, sizeof(double) * (size_t)ns);
+      m++;
     }
   }
   *unreachable = w->target > 0 && w->target < nyq;
   memset(p, 0, sizeof *p);
   p->status = SPF_WATCH_FEW_POINTS;
-  p->a = p->b = p->n_target = p->n_low = p->n_high = NAN;
+  p->a = p->b = p->n_target = p->n_low = p->n_high = p->kappa = NAN;
   /* Without a target the trend is still fitted (for the picture), nothing projected. */
-  if (x && y && m > 0) spf_watch_project(m, x, y, 6, w->target > 0 ? w->target : y[0], p);
+  const double target = w->target > 0 ? w->target : (m > 0 ? y[0] : 1);
+  if (ok && m > 0) {
+    if (w->trend_density) spf_watch_project(m, x, y, 6, target, p);
+    else spf_watch_project_shells(m, x, M, cc, w->voxel, w->threshold, 6, target, p);
+  }
   if (w->target <= 0) p->status = SPF_WATCH_FEW_POINTS, p->n_target = p->n_low = p->n_high = NAN;
   /* The FSC at Nyquist: the target (coarser than Nyquist) is reached. */
-  if (x && y && w->target >= nyq && n > 0 && isfinite(trend_res(w, &b[n - 1])) && trend_res(w, &b[n - 1]) <= w->target) {
+  if (ok && w->target >= nyq && n > 0 && isfinite(trend_res(w, &b[n - 1])) && trend_res(w, &b[n - 1]) <= w->target) {
     p->status = SPF_WATCH_REACHED;
     p->n_target = p->n_low = p->n_high = (double)total;
   }
@@ -1139,6 +1176,7 @@ static void project(const watch *w, int n, const burst_rec *b, spf_watch_project
   }
   free(x);
   free(y);
+  free(cc);
 }
 
 /* resolution.png: the half sets' resolution against the images so far, with the target
@@ -1158,10 +1196,12 @@ static int plot_trend(const watch *w, int n, const burst_rec *b, const spf_watch
     y1[i] = b[i].res_data;
     y2[i] = b[i].res;
     yr[i] = b[i].res143;
-    yf[i] = isfinite(p->b) ? exp(-(p->a + p->b * log(x[i]))) : NAN;
+    /* The data trend's line is the shell model's tangent at the last burst: drawn from there on. */
+    yf[i] = isfinite(p->b) && (w->trend_density || i == n - 1) ? exp(-(p->a + p->b * log(x[i]))) : NAN;
   }
   char name_fit[160] = "trend";
-  if (isfinite(p->b)) snprintf(name_fit, sizeof name_fit, "fit: 1/d ~ N^%.2f", p->b);
+  if (isfinite(p->b))
+    snprintf(name_fit, sizeof name_fit, w->trend_density ? "fit: 1/d ~ N^%.2f" : "trend: 1/d ~ N^%.2f here", p->b);
   char title[200];
   if (p->status == SPF_WATCH_PROJECTED && w->target > 0)
     snprintf(title, sizeof title, "Half sets' resolution; %.1f A projected at %.0f images", w->target, p->n_target);
@@ -1252,17 +1292,23 @@ static int write_report(const watch *w, int n, const burst_rec *b, const spf_wat
     if (unreachable) fprintf(f, "finer than the grid's Nyquist: raise --M (and the data must reach it)");
     else if (p->status == SPF_WATCH_REACHED) fprintf(f, "reached");
     else if (p->status == SPF_WATCH_PROJECTED)
-      fprintf(f, "about %.0f images projected (%.0f to %.0f, one standard error), %.0f more than now", p->n_target,
-              p->n_low, p->n_high, fmax(0, p->n_target - (double)total));
-    else if (p->status == SPF_WATCH_NOT_IMPROVING) fprintf(f, "no projection: the resolution is not improving with data");
+      fprintf(f, "about %.0f images projected (%.0f to %.0f, %s), %.0f more than now", p->n_target,
+              p->n_low, p->n_high, w->trend_density ? "one standard error" : "the trend's error on this run so far",
+              fmax(0, p->n_target - (double)total));
+    else if (p->status == SPF_WATCH_NOT_IMPROVING)
+      fprintf(f, "no projection: the resolution is not improving with data%s",
+              w->trend_density ? "" : " (the trend does not reach the target within 1000 times the images so far)");
     else if (p->status == SPF_WATCH_UNCERTAIN)
-      fprintf(f, "no reliable projection: the bursts scatter about the trend as much as it moves (%.3g images, "
-                 "%.3g to %.3g)", p->n_target, p->n_low, p->n_high);
+      fprintf(f, "no reliable projection: %s (%.3g images, %.3g to %.3g)",
+              w->trend_density ? "the bursts scatter about the trend as much as it moves"
+                               : "the trend's earlier projections missed by more than a factor 10 at this distance",
+              p->n_target, p->n_low, p->n_high);
     else if (p->status == SPF_WATCH_SETTLING)
       fprintf(f, "no projection yet: the orientations are still settling (the last burst's last generation changed "
                  "%.1f%% of them; the trend starts at the first burst below %g%%)",
               100 * last->changed, 100 * w->settled);
-    else fprintf(f, "no projection yet: it needs three settled bursts whose resolution is inside the grid");
+    else fprintf(f, "no projection yet: it needs %s settled bursts whose resolution is inside the grid",
+                 w->trend_density ? "three" : "five");
     fprintf(f, "</td></tr>\n");
   }
   fprintf(f, "<tr><th>low-confidence images (last burst)</th><td>%.1f%%</td></tr>\n", 100 * last->low_conf);
@@ -1435,6 +1481,7 @@ static int append_feedback(const watch *w, int n, const burst_rec *b, const spf_
     json_num(f, "images_low", unreachable ? NAN : p->n_low);
     json_num(f, "images_high", unreachable ? NAN : p->n_high);
     json_num(f, "exponent", p->b);
+    json_num(f, "kappa", p->kappa);
     fprintf(f, ",\"points\":%d", p->n_used);
     json_num(f, "from_burst", from < n ? from + 1 : NAN);
   } else {
@@ -1541,6 +1588,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
   const double t0 = omp_get_wtime();
   burst_rec r;
   memset(&r, 0, sizeof r);
+  for (int k = 0; k < WATCH_SHELLS; k++) r.shell_corr[k] = NAN;
   char msg[2048] = "";
   int rc = check_burst(w, name, &r, msg, sizeof msg);
   if (!rc && w->n_bursts == 0 && (r.n_half[0] < 2 || r.n_half[1] < 2)) {
@@ -1613,6 +1661,7 @@ static int ingest(watch *w, const char *name, double arrival, char *skipped_list
     r.res05 = spf_fsc_resolution_outer(M, c.fsc, w->voxel, 0.5);
     r.res = spf_fsc_resolution_outer(M, c.fsc, w->voxel, w->threshold);
     r.res_data = spf_watch_data_resolution(M, c.cc_i, w->voxel, w->threshold);
+    for (int64_t k = 0; (M - 1) / 2 < WATCH_SHELLS && k <= (M - 1) / 2; k++) r.shell_corr[k] = c.cc_i[k];
     const double nh = (double)(r.n_half[0] + r.n_half[1]);
     r.low_conf = nh > 0 ? ((r.n_half[0] ? low[0] * (double)r.n_half[0] : 0) +
                            (r.n_half[1] ? low[1] * (double)r.n_half[1] : 0)) / nh

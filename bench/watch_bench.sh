@@ -97,14 +97,23 @@ for d in lines:
         err = "%+.0f%%" % (100.0 * (p["images"] / reached - 1)) if reached else "-"
         rng = ("[%.0f, %.0f]" % (p["images_low"], p["images_high"])) if p.get("images_low") is not None else "[-]"
         print("  after burst %d (%d images): projected %.0f %s, vs actual: %s" % (d["burst"], d["images"], p["images"], rng, err))
-# The same fit (spf_watch_project: the last 6 settled bursts inside the grid, at least 3, log(1/d)
-# against log N, from the first burst whose halves changed fewer than 5% of their
-# orientations: spf_watch_first_settled) after every burst k with 3 settled points or more,
-# for every resolution (to 0.1 A) the stream reached after burst k: the projected count and
-# its one-s.e. range against the count that first reached it. The data resolution is read
-# again here from each line's curve at more than one threshold (the watch's, where it must
-# agree with data_resolution_A, and 0.7); the density's FSC resolution at the watch's.
-def project(pts, target):
+# The same projections after every burst k, for every resolution (to 0.1 A) the stream
+# reached after it, against the count that first reached it (known to a burst: a range
+# holds it when it meets (the burst before's count, that count]). The data resolution's:
+# spf_watch_project_shells again (each shell's log(c/(1-c)) against log N over the last 6
+# settled rows inside the grid, slope at most 1; the first count from the last row's where
+# the predicted curve's outer crossing reaches the target; the range from the backtests),
+# at the watch's threshold (where it must agree with the feedback lines) and at 0.7; the
+# density's FSC resolution: spf_watch_project's line (one-s.e. range).
+def outer(cc, nyq, t):
+    # spf_watch_data_resolution: the outer crossing, shell 0 as above, NaN as below; d = nyq (ns - 1) / k.
+    c = [1.0] + [v if v is not None else float("nan") for v in cc[1:]]
+    k = len(c) - 1
+    while k > 0 and not c[k] >= t: k -= 1
+    if k == len(c) - 1: return nyq
+    f = (c[k] - t) / (c[k] - c[k + 1]) if c[k] > c[k + 1] else 0.0
+    return nyq * (len(c) - 1) / (k + f)
+def project_line(pts, target):
     pts = pts[-6:]
     if len(pts) < 3: return None
     x = [math.log(n) for n, d in pts]; y = [-math.log(d) for n, d in pts]
@@ -117,48 +126,88 @@ def project(pts, target):
     s = math.sqrt(sum((yy - a - b * xx) ** 2 for xx, yy in zip(x, y)) / (m - 2))
     se = s / abs(b) * math.sqrt(1.0 / m + (xs - mx) ** 2 / sxx)
     return math.exp(xs), math.exp(xs - se), math.exp(xs + se)
-def outer(cc, nyq, t):
-    # spf_watch_data_resolution: the outer crossing, shell 0 as above, NaN as below; d = nyq (ns - 1) / k.
-    c = [1.0] + [v if v is not None else float("nan") for v in cc[1:]]
-    k = len(c) - 1
-    while k > 0 and not c[k] >= t: k -= 1
-    if k == len(c) - 1: return nyq
-    f = (c[k] - t) / (c[k] - c[k + 1]) if c[k] > c[k + 1] else 0.0
-    return nyq * (len(c) - 1) / (k + f)
+def shell_fit(rows):
+    x = [math.log(n) for n, cc in rows]; m = len(x); mx = sum(x) / m
+    sxx = sum((a - mx) ** 2 for a in x); fit = []
+    for k in range(1, len(rows[0][1])):
+        y = []
+        for n, cc in rows:
+            c = cc[k] if cc[k] is not None else 0.0
+            c = min(max(c, 1e-3), 0.999); y.append(math.log(c / (1 - c)))
+        my = sum(y) / m; g = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx if sxx > 0 else 0
+        g = min(g, 1.0); fit.append((my - g * mx, g))
+    return fit
+def shell_res(fit, x, nyq, t):
+    return outer([None] + [1 / (1 + math.exp(-(a + g * x))) for a, g in fit], nyq, t)
+def shell_reach(fit, x0, nyq, t, target):
+    if shell_res(fit, x0, nyq, t) <= target: return x0
+    step = math.log(1000.0) / 240
+    for s in range(1, 241):
+        lo, hi = x0 + (s - 1) * step, x0 + s * step
+        if not shell_res(fit, hi, nyq, t) <= target: continue
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            if shell_res(fit, mid, nyq, t) <= target: hi = mid
+            else: lo = mid
+        return hi
+    return None
+def project_shells(rows, nyq, t, target):
+    if len(rows) < 5: return None
+    d = [outer(cc, nyq, t) for n, cc in rows]; x = [math.log(n) for n, cc in rows]; n = len(rows)
+    kappa = None
+    for e in range(n - 2, max(2, n - 7), -1):
+        if not d[-1] < d[e - 1]: continue
+        xr = shell_reach(shell_fit(rows[max(0, e - 6):e]), x[e - 1], nyq, t, d[-1] * (1 + 1e-12))
+        r = abs(xr - x[-1]) / (x[-1] - x[e - 1]) if xr is not None else float("inf")
+        kappa = r if kappa is None or r > kappa else kappa
+    xs = shell_reach(shell_fit(rows[-6:]), x[-1], nyq, t, target)
+    if xs is None: return None
+    h = max(xs - x[-1], x[-1] - x[-2])
+    if kappa is None: return math.exp(xs), rows[-1][0], float("inf")
+    lo = min(math.exp(x[-1] + h / (1 + kappa)), math.exp(xs))
+    hi = max(math.exp(x[-1] + h / (1 - kappa)), math.exp(xs)) if kappa < 1 else float("inf")
+    return math.exp(xs), lo, hi
 changed = [max(d.get("fraction_changed_half1") or 0, d.get("fraction_changed_half2") or 0) for d in lines]
 first = next((i for i, c in enumerate(changed) if c < 0.05), len(lines))
 print("  orientations settled from burst %s (fraction changed %s)" % (first + 1 if first < len(lines) else "-",
       " ".join("%.3f" % c for c in changed)))
 thr = lines[0]["fsc_threshold"]
+nyq = lines[0]["nyquist_A"]
 for d in lines:
     if "intensity_shell_corr_halves" in d and d["data_resolution_A"] is not None:
         again = outer(d["intensity_shell_corr_halves"], d["nyquist_A"], thr)
         assert abs(again - d["data_resolution_A"]) <= 1e-3 * again, (d["burst"], again, d["data_resolution_A"])
-series = [("data resolution at %g" % t, [outer(d["intensity_shell_corr_halves"], d["nyquist_A"], t) for d in lines])
+series = [("data resolution at %g" % t, t, [outer(d["intensity_shell_corr_halves"], nyq, t) for d in lines])
           for t in sorted({thr, 0.7}) if all("intensity_shell_corr_halves" in d for d in lines)]
-series.append(("density FSC resolution at %g" % thr, [d["resolution_A"] for d in lines]))
-for name, res in series:
-    nyq = lines[0]["nyquist_A"]
+series.append(("density FSC resolution at %g" % thr, None, [d["resolution_A"] for d in lines]))
+for name, t, res in series:
     res = [r if r is not None and r > nyq * (1 + 1e-9) else None for r in res]
     print("  %s, per burst: %s" % (name, " ".join("%.2f" % r if r else "-" for r in res)))
     within = inside = total = none = 0
     worst = 0.0
     for k in range(first + 3, len(lines) + 1):
-        pts = [(lines[i]["images"], res[i]) for i in range(first, k) if res[i] is not None]
-        for t in sorted({round(r, 1) for r in res[k:] if r is not None}, reverse=True):
-            hit = next((lines[i]["images"] for i in range(len(lines)) if res[i] is not None and res[i] <= t), None)
-            if hit is None or hit <= lines[k - 1]["images"]: continue
+        use = [i for i in range(first, k) if res[i] is not None]
+        pts = [(lines[i]["images"], res[i]) for i in use]
+        rows = [(lines[i]["images"], lines[i]["intensity_shell_corr_halves"]) for i in use]
+        if t == thr and of == "data_resolution" and lines[k - 1]["projection"].get("status") == "projected":
+            # The watch's own projection, re-derived here.
+            again = project_shells(rows, nyq, t, target)
+            got = lines[k - 1]["projection"]["images"]
+            assert again and abs(again[0] / got - 1) < 1e-4, (k, again, got)
+        for tg in sorted({round(r, 1) for r in res[k:] if r is not None}, reverse=True):
+            hit = next((i for i in range(len(lines)) if res[i] is not None and res[i] <= tg), None)
+            if hit is None or lines[hit]["images"] <= lines[k - 1]["images"]: continue
             total += 1
-            pr = project(pts, t)
+            pr = project_shells(rows, nyq, t, tg) if t is not None else project_line(pts, tg)
             if pr is None:
                 none += 1
                 continue
             n, lo, hi = pr
-            e = n / hit - 1
+            e = n / lines[hit]["images"] - 1
             within += abs(e) <= 0.3
-            inside += lo <= hit <= hi
+            inside += lo <= lines[hit]["images"] and hi > lines[hit - 1]["images"]
             worst = e if abs(e) > abs(worst) else worst
-    print("    %d cases, %d without a projection (fewer than 3 points or exponent below 0.05); of the %d projected, "
-          "within 30%% of the count that first reached the target: %d (worst %+.1f%%); that count inside the "
-          "one-s.e. range: %d" % (total, none, total - none, within, 100 * worst, inside))
+    print("    %d cases, %d without a projection (too few settled bursts, or no trend to the target); of the %d "
+          "projected, within 30%% of the count that first reached the target: %d (worst %+.1f%%); that count "
+          "inside the range: %d" % (total, none, total - none, within, 100 * worst, inside))
 EOF

@@ -83,7 +83,7 @@ int spf_watch_project(int n, const double *n_images, const double *d, int window
   if (n < 0 || window < 2) return SPF_ERR_SIZE;
   if (!(d_target > 0) || !isfinite(d_target)) return SPF_ERR_ARG;
   *p = (spf_watch_projection){.status = SPF_WATCH_FEW_POINTS, .a = NAN, .b = NAN, .n_target = NAN, .n_low = NAN,
-                              .n_high = NAN};
+                              .n_high = NAN, .kappa = NAN};
   /* The last `window` usable points. */
   double x[256], y[256];
   int m = 0;
@@ -139,6 +139,138 @@ double spf_watch_data_resolution(int64_t M, const double *cc, double voxel, doub
   /* Shell 0 (one voxel, NaN here) is never read: the outer crossing counts it as above.
    * A NaN shell elsewhere (no variance) fails "at or above" and counts as below. */
   return spf_fsc_resolution_outer(M, cc, voxel, threshold);
+}
+
+/* A shell's correlation read as a signal-to-noise ratio, log(c / (1 - c)); c clamped to
+ * [1e-3, 0.999] (no correlation, or a shell already all signal), NaN as none. */
+static double shell_log_snr(double c)
+{
+  if (!isfinite(c)) c = 0;
+  c = fmin(fmax(c, 1e-3), 0.999);
+  return log(c / (1 - c));
+}
+
+/* Each shell's log SNR against log N over rows lo .. hi - 1: a[k] + g[k] log N, the slope
+ * capped at 1 (the value at the rows' mean log N kept). */
+static void shell_fit(int lo, int hi, const double *logn, const double *cc, int ns, double *a, double *g)
+{
+  const int m = hi - lo;
+  double mx = 0, sxx = 0;
+  for (int i = lo; i < hi; i++) mx += logn[i];
+  mx /= m;
+  for (int i = lo; i < hi; i++) sxx += (logn[i] - mx) * (logn[i] - mx);
+  for (int k = 1; k < ns; k++) {
+    double my = 0, sxy = 0;
+    for (int i = lo; i < hi; i++) my += shell_log_snr(cc[(size_t)i * ns + k]);
+    my /= m;
+    for (int i = lo; i < hi; i++) sxy += (logn[i] - mx) * (shell_log_snr(cc[(size_t)i * ns + k]) - my);
+    g[k] = sxx > 0 ? sxy / sxx : 0;
+    if (g[k] > 1) g[k] = 1;
+    a[k] = my - g[k] * mx;
+  }
+}
+
+/* The model's resolution at log N = x: the outer crossing of its predicted curve. */
+static double shell_res(int64_t M, const double *a, const double *g, double x, double voxel, double threshold,
+                        double *work)
+{
+  const int ns = (int)((M - 1) / 2 + 1);
+  work[0] = NAN;
+  for (int k = 1; k < ns; k++) work[k] = 1 / (1 + exp(-(a[k] + g[k] * x)));
+  return spf_fsc_resolution_outer(M, work, voxel, threshold);
+}
+
+/* log N where the model first reaches d_target from x0 on: x0 itself if it is there
+ * already, NaN if not within 1000 x exp(x0). Scanned in steps (a shell whose correlation
+ * falls with N can make the crossing move back), then bisected. */
+#define SHELL_REACH_STEPS 240
+static double shell_reach(int64_t M, const double *a, const double *g, double x0, double voxel, double threshold,
+                          double d_target, double *work)
+{
+  if (shell_res(M, a, g, x0, voxel, threshold, work) <= d_target) return x0;
+  const double step = log(1000.0) / SHELL_REACH_STEPS;
+  for (int s = 1; s <= SHELL_REACH_STEPS; s++) {
+    double lo = x0 + (s - 1) * step, hi = x0 + s * step;
+    if (!(shell_res(M, a, g, hi, voxel, threshold, work) <= d_target)) continue;
+    for (int it = 0; it < 50; it++) {
+      const double mid = 0.5 * (lo + hi);
+      if (shell_res(M, a, g, mid, voxel, threshold, work) <= d_target) hi = mid;
+      else lo = mid;
+    }
+    return hi;
+  }
+  return NAN;
+}
+
+int spf_watch_project_shells(int n, const double *n_images, int64_t M, const double *shell_corr, double voxel,
+                             double threshold, int window, double d_target, spf_watch_projection *p)
+{
+  if (!n_images || !shell_corr || !p) return SPF_ERR_NULL;
+  if (n < 0 || window < 3 || M < 3) return SPF_ERR_SIZE;
+  if (!(d_target > 0) || !isfinite(d_target) || !(voxel > 0) || !isfinite(threshold)) return SPF_ERR_ARG;
+  *p = (spf_watch_projection){.status = SPF_WATCH_FEW_POINTS, .n_used = n < window ? n : window, .a = NAN,
+                              .b = NAN, .n_target = NAN, .n_low = NAN, .n_high = NAN, .kappa = NAN};
+  for (int i = 0; i < n; i++)
+    if (!(n_images[i] > 0) || !isfinite(n_images[i]) || (i && !(n_images[i] > n_images[i - 1]))) return SPF_ERR_ARG;
+  if (n == 0) return SPF_OK;
+  const int ns = (int)((M - 1) / 2 + 1);
+  double *logn = malloc(sizeof(double) * (size_t)n), *d = malloc(sizeof(double) * (size_t)n);
+  double *a = malloc(sizeof(double) * (size_t)ns), *g = malloc(sizeof(double) * (size_t)ns);
+  double *work = malloc(sizeof(double) * (size_t)ns);
+  if (!logn || !d || !a || !g || !work) {
+    free(logn), free(d), free(a), free(g), free(work);
+    return SPF_ERR_ALLOC;
+  }
+  for (int i = 0; i < n; i++) {
+    logn[i] = log(n_images[i]);
+    d[i] = spf_fsc_resolution_outer(M, shell_corr + (size_t)i * ns, voxel, threshold);
+  }
+  const double x0 = logn[n - 1];
+  if (d[n - 1] <= d_target) {
+    p->status = SPF_WATCH_REACHED;
+    p->n_target = p->n_low = p->n_high = n_images[n - 1];
+  }
+  if (n >= 3) {
+    shell_fit(n - p->n_used, n, logn, shell_corr, ns, a, g);
+    /* The model's local exponent and line at the last point (what resolution.png draws
+     * between the bursts). */
+    const double dl = shell_res(M, a, g, x0 - 0.05, voxel, threshold, work);
+    const double dh = shell_res(M, a, g, x0 + 0.05, voxel, threshold, work);
+    p->b = (log(dl) - log(dh)) / 0.1;
+    p->a = -log(shell_res(M, a, g, x0, voxel, threshold, work)) - p->b * x0;
+  }
+  if (p->status == SPF_WATCH_REACHED || n < 5) goto done;
+  /* Backtests: each of the last fits before this one (3 rows or more, ending two bursts or
+   * more before the last) projects the last row's resolution; kappa, the largest error in
+   * log N per unit of log N it had to extrapolate. The last row only: a burst or two ahead,
+   * the resolution's step is its noise, and the shape error shows over the longest span. */
+  double kappa = NAN;
+  for (int e = n - 2; e >= 3 && e >= n - window; e--) {
+    if (!(d[n - 1] < d[e - 1])) continue; /* not an improvement: nothing to project */
+    shell_fit(e - window > 0 ? e - window : 0, e, logn, shell_corr, ns, a, g);
+    const double xr = shell_reach(M, a, g, logn[e - 1], voxel, threshold, d[n - 1] * (1 + 1e-12), work);
+    const double r = isfinite(xr) ? fabs(xr - x0) / (x0 - logn[e - 1]) : INFINITY;
+    if (!(r <= kappa)) kappa = r;
+  }
+  shell_fit(n - p->n_used, n, logn, shell_corr, ns, a, g);
+  const double xs = shell_reach(M, a, g, x0, voxel, threshold, d_target, work);
+  p->kappa = kappa;
+  if (!isfinite(xs)) {
+    p->status = SPF_WATCH_NOT_IMPROVING;
+    goto done;
+  }
+  p->n_target = exp(xs);
+  /* The counts x whose distance from the last row, x - x0, the projection may miss by
+   * kappa (x - x0): x0 + h / (1 + kappa) .. x0 + h / (1 - kappa), h at least one burst's
+   * step (a model at the target already, the data not, is a burst away). */
+  const double h = fmax(xs - x0, x0 - logn[n - 2]);
+  p->n_low = fmin(exp(x0 + h / (1 + kappa)), p->n_target);
+  p->n_high = kappa < 1 ? fmax(exp(x0 + h / (1 - kappa)), p->n_target) : INFINITY;
+  if (isnan(kappa)) p->n_low = n_images[n - 1];
+  p->status = p->n_high <= 10 * p->n_target ? SPF_WATCH_PROJECTED : SPF_WATCH_UNCERTAIN;
+done:
+  free(logn), free(d), free(a), free(g), free(work);
+  return SPF_OK;
 }
 
 int spf_watch_first_settled(int n, const double *changed, double fraction)

@@ -61,11 +61,15 @@ done
 expect "restart: the same feedback but for the times" bash -c "diff <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|peak_rss_mib|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/a/feedback.jsonl') <(sed -E 's/,\"(arrived_unix|written_unix|latency_s|peak_rss_mib|t_[a-z0-9_]+)\":[^,}]*//g' '$tmp/b/feedback.jsonl')"
 expect "restart: no temporary or stale state left" bash -c "[ \$(ls '$tmp/b/state' | wc -l) -eq 3 ] && ! ls '$tmp/b' | grep -q tmp"
 
-# States of versions 2 (before each burst kept its data resolution) and 1 (nor its
-# fraction changed) are read: all four bursts ingested, nothing to do; a version this
-# build does not know is refused.
+# States of versions 3 (before each burst kept its intensity shell correlations), 2
+# (nor its data resolution) and 1 (nor its fraction changed) are read: all four bursts
+# ingested, nothing to do; a version this build does not know is refused.
 cp -r "$tmp/ra" "$tmp/rv"
 nf=$(awk '/^b /{print NF}' "$tmp/a/state/watch.state" | sort -u)
+expect "version 4: a curve after each burst's line" bash -c "[ \$(grep -c '^c ' '$tmp/rv/out/state/watch.state') -eq 4 ] && awk '/^b /{b=1; next} b&&!/^c /{exit 1} {b=0}' '$tmp/rv/out/state/watch.state'"
+sed -i -e 's/^spinifel watch state 4$/spinifel watch state 3/' -e '/^c /d' "$tmp/rv/out/state/watch.state"
+check "a version 3 state is read" 0 bash -c 'cd "$0/rv" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
+expect "version 3: nothing ingested again" bash -c "[ \$(wc -l < '$tmp/rv/out/feedback.jsonl') -eq 4 ]"
 sed -i -e 's/^spinifel watch state 3$/spinifel watch state 2/' \
   -e 's/^\(b \([^ ]* \)\{9\}\)[^ ]* /\1/' "$tmp/rv/out/state/watch.state"
 expect "a version 2 state as written before" bash -c "head -1 '$tmp/rv/out/state/watch.state' | grep -qx 'spinifel watch state 2' && [ \$(awk '/^b /{print NF}' '$tmp/rv/out/state/watch.state' | sort -u) = $((nf - 1)) ]"

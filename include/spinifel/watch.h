@@ -10,7 +10,8 @@
  *    all of them in the generations after;
  *  - feedback: the fraction of low-confidence images (spf_watch_low_confidence), the
  *    trend of resolution against the number of images and the count projected for a
- *    target resolution with its uncertainty (spf_watch_project), and the warnings
+ *    target resolution with its uncertainty (spf_watch_project_shells for the data
+ *    resolution, spf_watch_project for a line through resolutions), and the warnings
  *    (spf_watch_assess).
  *
  * Units: resolutions in Angstrom (d, smaller is better), image counts as doubles. */
@@ -57,7 +58,11 @@ typedef struct {
   int n_used;        /* points fitted */
   double a, b;       /* the line; b is the exponent of 1/d ~ N^b */
   double n_target;   /* projected images for d_target (NaN unless status is PROJECTED or REACHED) */
-  double n_low, n_high; /* one standard error either side */
+  double n_low, n_high; /* the range: one standard error either side (spf_watch_project), or
+                           the backtests' largest error (spf_watch_project_shells) */
+  double kappa;      /* spf_watch_project_shells: the backtests' largest error in log N per unit
+                        of log N extrapolated (NaN before there is one; infinite when a backtest
+                        did not reach a resolution the data did) */
 } spf_watch_projection;
 
 enum {
@@ -93,6 +98,33 @@ int spf_watch_first_settled(int n, const double *changed, double fraction);
 
 int spf_watch_project(int n, const double *n_images, const double *resolution_a, int window, double d_target,
                       spf_watch_projection *p);
+
+/* The trend of the data resolution shell by shell, and the count projected for d_target.
+ * Rows i = 0 .. n-1 of shell_corr (each (M - 1) / 2 + 1 wide: the halves' intensity shell
+ * correlation after a burst, shell 0 unread, a NaN shell as no correlation) at n_images[i]
+ * images (> 0, increasing). Each shell's correlation c is read as a signal-to-noise ratio
+ * c / (1 - c) (c clamped to [1e-3, 0.999]) and fitted, over the last `window` (>= 3) rows,
+ * as a power of N: log SNR = a_k + g_k log N with g_k at most 1, since independent images
+ * add signal-to-noise at most in proportion to their number (a faster rise is orientations
+ * still improving, which stops). The model's resolution at N is where its predicted curve
+ * falls below `threshold` for good (spf_fsc_resolution_outer, in the unit of voxel), and
+ * N* the first count, from the last row's on, where it reaches d_target (NOT_IMPROVING if
+ * not within 1000 times). Why shells and not a line through the resolutions: the
+ * resolution crawls where the outermost shells stop gaining (the detector's edge, the
+ * orientations' precision) while the inner ones still gain as N; a power law through
+ * the resolutions saw a constant exponent early, then bent, and projected 18-30% too few
+ * on the benchmark's stream, where this model projected within 20% (BENCHMARKS.md).
+ * The range is from backtests: each of the last `window` fits before the latest (3 rows
+ * or more) projects the resolutions the data reached after it; kappa is the largest error
+ * of those in log N per unit of log N it extrapolated, and the range is
+ * N* exp(-+ kappa log(N* / N_last)) (the lower end at least N_last): a model error
+ * measured on this stream, growing with the distance projected. A projection needs four
+ * rows (FEW_POINTS before: a fit of three has no backtest); UNCERTAIN when the range
+ * spans more than a factor 10 either way. a and b give the model's local line
+ * log(1/d) = a + b log N at the last row (b its exponent). The caller leaves out rows
+ * before the orientations settled and rows at Nyquist, as for spf_watch_project. */
+int spf_watch_project_shells(int n, const double *n_images, int64_t M, const double *shell_corr, double voxel,
+                             double threshold, int window, double d_target, spf_watch_projection *p);
 
 /* The data resolution: where the halves' intensity shell correlation (spf_shell_correlation,
  * each shell's mean removed; shell 0 NaN) falls below `threshold` for good, as
