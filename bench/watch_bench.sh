@@ -13,8 +13,9 @@
 #   BURSTS [8]   IMAGES [2000] per burst   PIXELS [64]   DISTANCE [0.06] m
 #   FLUENCE [1e14] photons/um^2 (about 370 photons per 64 x 64 image of the phantom)
 #   TARGET [12] A, the --target-resolution   THREADS [2]   WATCH_ARGS [] more watch flags
+#   SEED [1] the simulation's (noise and orientations)
 #   SPINIFEL_BENCH_KEEP=1 keeps the temporary directory (its path is printed)
-# The data: the built-in phantom, Poisson noise, one seed; the watch's defaults otherwise
+# The data: the built-in phantom, Poisson noise, one seed (SEED); the watch's defaults otherwise
 # (the Poisson model, EMC's 3,240 references, 16 generations for the first burst, 3 per
 # later burst, the data resolution at 0.5 as the trend's).
 set -euo pipefail
@@ -23,7 +24,7 @@ build="${1:-$root/build}"
 bin="$build/spinifel"
 [ -x "$bin" ] || { echo "watch_bench.sh: no $bin (build first: bash tools/build.sh)" >&2; exit 2; }
 BURSTS="${BURSTS:-8}" IMAGES="${IMAGES:-2000}" PIXELS="${PIXELS:-64}" DISTANCE="${DISTANCE:-0.06}"
-FLUENCE="${FLUENCE:-1e14}" TARGET="${TARGET:-12}" THREADS="${THREADS:-2}" WATCH_ARGS="${WATCH_ARGS:-}"
+FLUENCE="${FLUENCE:-1e14}" TARGET="${TARGET:-12}" THREADS="${THREADS:-2}" WATCH_ARGS="${WATCH_ARGS:-}" SEED="${SEED:-1}"
 out="$(mktemp -d /tmp/spinifel-watch-bench.XXXXXX)"
 wpid=""
 cleanup() {
@@ -32,14 +33,14 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "# bench/watch_bench.sh: BURSTS=$BURSTS IMAGES=$IMAGES PIXELS=$PIXELS DISTANCE=$DISTANCE FLUENCE=$FLUENCE" \
-  "TARGET=$TARGET THREADS=$THREADS WATCH_ARGS='$WATCH_ARGS'"
+  "TARGET=$TARGET THREADS=$THREADS SEED=$SEED WATCH_ARGS='$WATCH_ARGS'"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $("$bin" --version)"
 
 # All bursts first, into a staging folder on the same file system (mv is a rename there).
 mkdir -p "$out/stage" "$out/in"
 "$bin" simulate --bursts "$BURSTS" --images "$IMAGES" --pixels "$PIXELS" --distance "$DISTANCE" \
-  --fluence "$FLUENCE" --threads "$THREADS" --quiet -o "$out/stage" | tail -2
+  --fluence "$FLUENCE" --seed "$SEED" --threads "$THREADS" --quiet -o "$out/stage" | tail -2
 
 # shellcheck disable=SC2086
 "$bin" watch "$out/in" -o "$out/live" --target-resolution "$TARGET" --threads "$THREADS" --poll 0.2 \
