@@ -35,6 +35,24 @@ bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 check "uninterrupted watch" 0 bash -c 'cd "$0/ra" && "$1" watch ../in -o out --stop-after-idle 0.3 "${@:2}"' "$tmp" "$bin" "${small[@]}"
 expect "uninterrupted: four feedback lines" bash -c "[ \$(wc -l < '$tmp/a/feedback.jsonl') -eq 4 ]"
 
+# --trend density: the projection reads the density's FSC resolution through a line (no
+# backtests, no kappa). Every burst counted as settled (--settled-fraction 1), so the line
+# is fitted: its exponent is the least-squares slope of log(1/resolution_A) on log(images)
+# over the four lines (recomputed here), and the status follows from it.
+check "--trend density" 0 "$bin" watch "$tmp/in" -o "$tmp/td" --stop-after-idle 0.3 --trend density \
+  --settled-fraction 1 --target-resolution 30 "${small[@]}"
+expect "--trend density: every projection of the density's resolution, no kappa" \
+  bash -c "[ \$(grep -c '\"projection\":{\"target_A\":30,\"of\":\"resolution\",\"status\":\"[a-z_]*\",.*\"kappa\":null' '$tmp/td/feedback.jsonl') -eq 4 ]"
+field() { grep -o "\"$1\":[-0-9.e+]*" "$tmp/td/feedback.jsonl" | cut -d: -f2 | tr '\n' ' '; }
+slope=$(awk -v n="$(field images)" -v d="$(field resolution_A)" 'BEGIN {
+  split(n, N, " "); split(d, D, " "); for (i = 1; i <= 4; i++) { x = log(N[i]); y = -log(D[i]); sx += x; sy += y; sxx += x * x; sxy += x * y }
+  printf "%.9g", (sxy - sx * sy / 4) / (sxx - sx * sx / 4) }')
+b4=$(sed -n 4p "$tmp/td/feedback.jsonl" | grep -o '"exponent":[-0-9.e+]*' | cut -d: -f2)
+expect "--trend density: the exponent $b4 is the line's through the density's resolutions ($slope)" \
+  awk -v a="$b4" -v b="$slope" 'BEGIN { exit !(a != "" && (a - b) ^ 2 < (1e-5 * (b < 0 ? -b : b) + 1e-9) ^ 2) }'
+want=$(awk -v b="$b4" 'BEGIN { print (b < 0.05 ? "not_improving" : "(projected|uncertain)") }')
+expect "--trend density: the status follows the exponent ($want)" bash -c "sed -n 4p '$tmp/td/feedback.jsonl' | grep -qE '\"status\":\"$want\"'"
+
 # Killed with SIGKILL while it works on a burst after the first, then started again.
 (cd "$tmp/rb" && exec "$bin" watch ../in -o out --stop-after-idle 30 "${small[@]}" > /dev/null 2>&1) &
 pid=$!
