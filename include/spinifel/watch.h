@@ -113,7 +113,7 @@ int spf_watch_project(int n, const double *n_images, const double *resolution_a,
  * resolution crawls where the outermost shells stop gaining (the detector's edge, the
  * orientations' precision) while the inner ones still gain as N; a power law through
  * the resolutions saw a constant exponent early, then bent, and projected 18-30% too few
- * on the benchmark's stream, where this model projected within 20% (BENCHMARKS.md).
+ * on the benchmark's stream at 0.5, where this model projected within 20% (BENCHMARKS.md).
  * The range is from backtests: each of the last `window` fits before the latest (3 rows
  * or more) projects the resolutions the data reached after it; kappa is the largest error
  * of those in log N per unit of log N it extrapolated, and the range is
