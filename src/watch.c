@@ -223,12 +223,24 @@ int spf_watch_project_shells(int n, const double *n_images, int64_t M, const dou
   }
   for (int i = 0; i < n; i++) {
     logn[i] = log(n_images[i]);
-    d[i] = spf_fsc_resolution_outer(M, shell_corr + (size_t)i * ns, voxel, threshold);
+    d[i] = spf_watch_data_resolution(M, shell_corr + (size_t)i * ns, voxel, threshold);
   }
   const double x0 = logn[n - 1];
   if (d[n - 1] <= d_target) {
     p->status = SPF_WATCH_REACHED;
     p->n_target = p->n_low = p->n_high = n_images[n - 1];
+  }
+  /* Backtests: each of the last fits before this one (3 rows or more, ending two bursts or
+   * more before the last) projects the last row's resolution; kappa, the largest error in
+   * log N per unit of log N it had to extrapolate. The last row only: a burst or two ahead,
+   * the resolution's step is its noise, and the shape error shows over the longest span. */
+  double kappa = NAN;
+  for (int e = n - 2; p->status != SPF_WATCH_REACHED && e >= 3 && e >= n - window; e--) {
+    if (!(d[n - 1] < d[e - 1])) continue; /* not an improvement: nothing to project */
+    shell_fit(e - window > 0 ? e - window : 0, e, logn, shell_corr, ns, a, g);
+    const double xr = shell_reach(M, a, g, logn[e - 1], voxel, threshold, d[n - 1] * (1 + 1e-12), work);
+    const double r = isfinite(xr) ? fabs(xr - x0) / (x0 - logn[e - 1]) : INFINITY;
+    if (!(r <= kappa)) kappa = r;
   }
   if (n >= 3) {
     shell_fit(n - p->n_used, n, logn, shell_corr, ns, a, g);
@@ -240,19 +252,6 @@ int spf_watch_project_shells(int n, const double *n_images, int64_t M, const dou
     p->a = -log(shell_res(M, a, g, x0, voxel, threshold, work)) - p->b * x0;
   }
   if (p->status == SPF_WATCH_REACHED || n < 5) goto done;
-  /* Backtests: each of the last fits before this one (3 rows or more, ending two bursts or
-   * more before the last) projects the last row's resolution; kappa, the largest error in
-   * log N per unit of log N it had to extrapolate. The last row only: a burst or two ahead,
-   * the resolution's step is its noise, and the shape error shows over the longest span. */
-  double kappa = NAN;
-  for (int e = n - 2; e >= 3 && e >= n - window; e--) {
-    if (!(d[n - 1] < d[e - 1])) continue; /* not an improvement: nothing to project */
-    shell_fit(e - window > 0 ? e - window : 0, e, logn, shell_corr, ns, a, g);
-    const double xr = shell_reach(M, a, g, logn[e - 1], voxel, threshold, d[n - 1] * (1 + 1e-12), work);
-    const double r = isfinite(xr) ? fabs(xr - x0) / (x0 - logn[e - 1]) : INFINITY;
-    if (!(r <= kappa)) kappa = r;
-  }
-  shell_fit(n - p->n_used, n, logn, shell_corr, ns, a, g);
   const double xs = shell_reach(M, a, g, x0, voxel, threshold, d_target, work);
   p->kappa = kappa;
   if (!isfinite(xs)) {
