@@ -600,10 +600,10 @@ static int read_state(watch *w)
     snprintf(r->name, sizeof r->name, "%s", line + used);
     if (version >= 4) {
       /* The curve's line: "c" and WATCH_SHELLS numbers. */
-      char line2[8192], *c = line2, *end;
+      char *c, *end;
       int k = 0;
-      if (fgets(line2, sizeof line2, f) && line2[0] == 'c' && line2[1] == ' ')
-        for (c = line2 + 1; k < WATCH_SHELLS; k++, c = end) {
+      if (fgets(line, sizeof line, f) && line[0] == 'c' && line[1] == ' ')
+        for (c = line + 1; k < WATCH_SHELLS; k++, c = end) {
           r->shell_corr[k] = strtod(c, &end);
           if (end == c) break;
         }
