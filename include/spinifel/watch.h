@@ -65,6 +65,9 @@ typedef struct {
                         did not reach a resolution the data did) */
 } spf_watch_projection;
 
+/* The statuses, as spf_watch_project gives them; spf_watch_project_shells gives the same
+ * ones by its own rules (five rows; not reaching d_target within 1000 x N; its range past
+ * 10 N*: see there). */
 enum {
   SPF_WATCH_PROJECTED = 0,  /* n_target projected from the trend */
   SPF_WATCH_REACHED = 1,    /* the last point is already at or below d_target: n_target its N */
@@ -114,14 +117,16 @@ int spf_watch_project(int n, const double *n_images, const double *resolution_a,
  * orientations' precision) while the inner ones still gain as N; a power law through
  * the resolutions saw a constant exponent early, then bent, and projected 18-30% too few
  * on the benchmark's stream at 0.5, where this model projected within 20% (BENCHMARKS.md).
- * The range is from backtests: each of the last `window` fits before the latest (3 rows
- * or more) projects the resolutions the data reached after it; kappa is the largest error
- * of those in log N per unit of log N it extrapolated, and the range is
- * N* exp(-+ kappa log(N* / N_last)) (the lower end at least N_last): a model error
- * measured on this stream, growing with the distance projected. A projection needs four
- * rows (FEW_POINTS before: a fit of three has no backtest); UNCERTAIN when the range
- * spans more than a factor 10 either way. a and b give the model's local line
- * log(1/d) = a + b log N at the last row (b its exponent). The caller leaves out rows
+ * The range is from backtests: each of the last fits before the latest (3 rows or more,
+ * ending two rows or more before it, at most `window` of them) projects the last row's
+ * resolution; kappa is the largest error of those in log N per unit of log N it
+ * extrapolated. The range is every count whose distance from the last row the projection
+ * could miss by that share: log N_last + h / (1 + kappa) .. log N_last + h / (1 - kappa),
+ * h = log(N* / N_last) but at least the last burst's step in log N. A projection needs
+ * five rows (FEW_POINTS before: three to fit and two for a backtest); UNCERTAIN when the
+ * upper end passes 10 N*, kappa is 1 or more, or no backtest has one (the last row no
+ * finer than those before: kappa NaN, the range open above). a and b give the model's
+ * local line log(1/d) = a + b log N at the last row (b its exponent). The caller leaves out rows
  * before the orientations settled and rows at Nyquist, as for spf_watch_project. */
 int spf_watch_project_shells(int n, const double *n_images, int64_t M, const double *shell_corr, double voxel,
                              double threshold, int window, double d_target, spf_watch_projection *p);
