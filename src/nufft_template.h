@@ -65,7 +65,9 @@ struct PLAN_S {
   CPX *fine;                     /* nf_total + kpad (the tail lets rows be read whole) */
   FLT *fine_re;                  /* interpolate_real: Re fine, nf_total + kpad, made on demand */
   int fine_re_valid;             /*   1: it holds the loaded modes' grid */
-  FFTW(plan) fft;
+  FFTW(plan) fft;                /* the 3D FFT, when not pruned */
+  FFTW(plan) pass[7];            /* pruned FFT: 1D passes in the order they run */
+  int n_pass;
   spread_fn spread, spread_real;
   interp_fn interp;
   interp_real_fn interp_real;
@@ -513,6 +515,8 @@ static void free_scratch(struct PLAN_S *p)
 static void free_grid(struct PLAN_S *p)
 {
   if (p->fft) FFTW(destroy_plan)(p->fft);
+  for (int i = 0; i < p->n_pass; i++) FFTW(destroy_plan)(p->pass[i]);
+  p->n_pass = 0;
   if (p->fine) FFTW(free)(p->fine);
   free(p->fine_re);
   free(p->coef);
@@ -552,6 +556,67 @@ static int grid_sizes(const struct PLAN_S *p, double sigma, int width, int64_t n
   *total = t;
   /* FFTW's sizes are int; and a grid that does not fit in memory would swap or die. */
   return t <= INT_MAX / 2 && (double)t * sizeof(CPX) <= 0.8 * (double)phys_mem_bytes();
+}
+
+/* The FFT. Type 1 keeps only the modes, type 2 starts from them alone: along each
+ * dimension two runs of the fine grid, [0, ceil(N/2)) and [nf - floor(N/2), nf). In 3D
+ * the FFT then runs as 1D passes over just the lines that matter: type 1 all x-lines,
+ * the y-lines of the kept x, the z-lines of the kept (x, y); type 2 the reverse. At
+ * sigma 2 that is 7/12 of the work of the whole 3D FFT. Elsewhere one plan. */
+static int plan_fft(struct PLAN_S *p)
+{
+  const unsigned flags = p->fftw_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
+  const int fsign = p->sign > 0 ? FFTW_BACKWARD : FFTW_FORWARD;
+  FFTW(complex) *g = (FFTW(complex) *)p->fine;
+  /* MEASURE overwrites the array it plans on; the grid is zeroed before every use. */
+  const int prune = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
+  if (!prune) {
+    int n[3] = {(int)p->nf[2], (int)p->nf[1], (int)p->nf[0]};
+    p->fft = FFTW(plan_dft)(3, n, g, g, fsign, flags);
+    return p->fft ? SPF_OK : SPF_ERR_FFTW;
+  }
+  const int64_t stride[3] = {1, p->nf[0], p->nf[0] * p->nf[1]};
+  p->n_pass = 0;
+  for (int step = 0; step < 3; step++) {
+    const int d = p->type == 1 ? step : 2 - step;
+    /* Type 1 keeps the modes of the dimensions it has passed, x before y before z;
+     * type 2 has modes only in those it has yet to pass, z before y before x: in both,
+     * the dimensions below d are their runs of modes, the others whole. */
+    int64_t lo[3][2], len[3][2];
+    int nruns[3];
+    for (int e = 0; e < 3; e++) {
+      if (e >= d) {
+        lo[e][0] = 0;
+        len[e][0] = p->nf[e];
+        nruns[e] = 1;
+      } else {
+        const int64_t n = p->n_modes[e];
+        lo[e][0] = 0;
+        len[e][0] = (n + 1) / 2;
+        lo[e][1] = p->nf[e] - n / 2;
+        len[e][1] = n / 2;
+        nruns[e] = n / 2 > 0 ? 2 : 1;
+      }
+    }
+    const int e1 = d == 0 ? 1 : 0, e2 = d == 2 ? 1 : 2; /* the other two dimensions */
+    for (int r1 = 0; r1 < nruns[e1]; r1++)
+      for (int r2 = 0; r2 < nruns[e2]; r2++) {
+        FFTW(iodim) dim = {(int)p->nf[d], (int)stride[d], (int)stride[d]};
+        FFTW(iodim) many[2] = {{(int)len[e1][r1], (int)stride[e1], (int)stride[e1]},
+                               {(int)len[e2][r2], (int)stride[e2], (int)stride[e2]}};
+        const int64_t off = lo[e1][r1] * stride[e1] + lo[e2][r2] * stride[e2];
+        FFTW(plan) pl = FFTW(plan_guru_dft)(1, &dim, 2, many, g + off, g + off, fsign, flags);
+        if (!pl) return SPF_ERR_FFTW;
+        p->pass[p->n_pass++] = pl;
+      }
+  }
+  return SPF_OK;
+}
+
+static void run_fft(const struct PLAN_S *p)
+{
+  if (p->fft) FFTW(execute)(p->fft);
+  for (int i = 0; i < p->n_pass; i++) FFTW(execute)(p->pass[i]);
 }
 
 /* setup_grid's work; on failure it may leave parts made, which setup_grid frees. */
@@ -594,14 +659,7 @@ static int setup_grid_parts(struct PLAN_S *p, double sigma)
   memset(p->fine, 0, sizeof(CPX) * (size_t)(p->nf_total + p->kpad));
   spf_fftw_threads_init();
   FFTW(plan_with_nthreads)(p->nthreads);
-  {
-    int n[3] = {(int)p->nf[2], (int)p->nf[1], (int)p->nf[0]};
-    unsigned flags = p->fftw_measure ? FFTW_MEASURE : FFTW_ESTIMATE;
-    /* MEASURE overwrites the array it plans on; the grid is zeroed before every use. */
-    p->fft = FFTW(plan_dft)(3, n, (FFTW(complex) *)p->fine, (FFTW(complex) *)p->fine,
-                            p->sign > 0 ? FFTW_BACKWARD : FFTW_FORWARD, flags);
-    if (!p->fft) return SPF_ERR_FFTW;
-  }
+  if ((rc = plan_fft(p)) != SPF_OK) return rc;
   p->spread = spread_table[p->width];
   p->interp = interp_table[p->width];
   p->spread_real = spread_real_table[p->width];
@@ -929,7 +987,7 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, const FLT *c_real, CPX 
   }
   if (failed) return SPF_ERR_ALLOC;
   double t1 = omp_get_wtime();
-  FFTW(execute)(p->fft);
+  run_fft(p);
   double t2 = omp_get_wtime();
   deconvolve(p, f, 1);
   double t3 = omp_get_wtime();
@@ -945,7 +1003,7 @@ static void load_modes(struct PLAN_S *p, const CPX *f)
   zero_fine(p);
   deconvolve(p, (CPX *)f, 0);
   double t1 = omp_get_wtime();
-  FFTW(execute)(p->fft);
+  run_fft(p);
   p->modes_loaded = 1;
   p->fine_re_valid = 0;
   p->timing.deconvolve += t1 - t0;
