@@ -30,7 +30,9 @@
 #define BIN_X 16 /* bin sizes in fine-grid points: a bin's box fits in L1/L2 */
 #define BIN_Y 4
 #define BIN_Z 4
-#define DEFAULT_MAX_SUB 8192
+#define MIN_AUTO_SUB 8192     /* automatic subproblem sizes (choose_max_sub) */
+#define MAX_AUTO_SUB 65536
+#define MAX_AUTO_BOX (1 << 22) /* fine-grid points a subproblem's box may expect to span */
 #define INTERP_CHUNK 4096
 
 /* c: strengths as FLTs, interleaved (re, im) for complex strengths, one per point for real. */
@@ -54,7 +56,8 @@ struct PLAN_S {
   double tol;
   int fftw_measure, pow2_fine_grid;
   int grid_ready;                /* kernel, fine grid and FFT made (upsampfac 0: at set_points) */
-  int64_t max_sub;
+  int64_t max_sub_opt;           /* the option: 0 automatic */
+  int64_t max_sub, sub_cap;      /* points per subproblem now; scratch's capacity */
   int64_t n_modes[3], nf[3], n_modes_total, nf_total;
   double inv_nf[3];
   int collapsed[3];              /* a dimension with one mode: coordinate ignored */
@@ -705,6 +708,24 @@ static double choose_upsampfac(const struct PLAN_S *p, int64_t m)
   return best;
 }
 
+/* Points per spreading subproblem for m points (type 1). Each subproblem spreads into a
+ * private box, its points' extent plus a kernel-wide halo, added to the fine grid after:
+ * where points are sparse on the grid, small subproblems' boxes are mostly halo, and
+ * larger ones measured faster (64^3 modes, 10^6 points, double: 0.053-0.058 s at 65,536
+ * against 0.060-0.064 at 8,192; BENCHMARKS.md); where they are dense the size makes no
+ * difference. m / 16 keeps 16 subproblems to share among threads; the box cap bounds a
+ * box's memory when the grid is large for the points. A function of m and the grid
+ * alone, never of the thread count, so the result's bits do not depend on the latter. */
+static int64_t choose_max_sub(const struct PLAN_S *p, int64_t m)
+{
+  if (p->max_sub_opt > 0) return p->max_sub_opt;
+  int64_t s = m / 16;
+  if (s > MAX_AUTO_SUB) s = MAX_AUTO_SUB;
+  if (m > 0 && (double)s / (double)m * (double)p->nf_total > MAX_AUTO_BOX)
+    s = (int64_t)((double)MAX_AUTO_BOX * (double)m / (double)p->nf_total);
+  return s < MIN_AUTO_SUB ? MIN_AUTO_SUB : s;
+}
+
 int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntransf, double tol,
                    const spf_nufft_opts *opts_in, struct PLAN_S **plan_out)
 {
@@ -733,7 +754,8 @@ int PUB(make_plan)(int type, int dim, const int64_t *n_modes, int sign, int ntra
   p->kernel_eval = o.kernel_eval;
   p->deterministic = o.deterministic;
   p->sort = o.sort != 0;
-  p->max_sub = o.max_subproblem > 0 ? o.max_subproblem : DEFAULT_MAX_SUB;
+  p->max_sub_opt = o.max_subproblem;
+  p->max_sub = o.max_subproblem > 0 ? o.max_subproblem : MIN_AUTO_SUB;
   p->nthreads = o.nthreads > 0 ? o.nthreads : omp_get_max_threads();
   int rc = SPF_OK;
 
@@ -849,15 +871,21 @@ int PUB(set_points)(struct PLAN_S *p, int64_t n_points, const FLT *x, const FLT 
   for (int d = 0; d < 3; d++) p->coords[d] = xyz[d];
 
   /* Scratch for spreading: per-point offsets of one subproblem per thread. */
-  if (p->type == 1)
-    for (int t = 0; t < p->nthreads; t++) {
-      scratch_t *s = &p->scratch[t];
-      if (!s->l0) {
+  if (p->type == 1) {
+    p->max_sub = choose_max_sub(p, n_points);
+    if (p->max_sub > p->sub_cap) {
+      p->sub_cap = 0;
+      for (int t = 0; t < p->nthreads; t++) {
+        scratch_t *s = &p->scratch[t];
+        free(s->l0);
+        free(s->u);
         s->l0 = malloc(sizeof(int32_t) * 3 * (size_t)p->max_sub);
         s->u = malloc(sizeof(FLT) * 3 * (size_t)p->max_sub);
         if (!s->l0 || !s->u) return SPF_ERR_ALLOC;
       }
+      p->sub_cap = p->max_sub;
     }
+  }
   if (n_points > p->perm_cap) {
     free(p->perm);
     free(p->bin_of);

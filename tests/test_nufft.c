@@ -416,6 +416,49 @@ static void new_points_without_replanning_match_fresh_plan(void)
   free(x); free(c); free(f_re); free(f_fresh);
 }
 
+/* Subproblem sizes follow the point count (m / 16 from 8,192 to 65,536): a plan whose
+ * second set of points is much larger grows its scratch, and gives what a fresh plan
+ * gives, bit for bit, and the direct sum. */
+static void more_points_on_a_used_plan_grow_its_subproblems(void)
+{
+  int64_t n[3] = {12, 13, 10}, ntot = 12 * 13 * 10, m1 = 500, m2 = test_small_scale() ? 150000 : 400000;
+  double *x = malloc(sizeof(double) * 3 * (m1 + m2));
+  double complex *c = malloc(sizeof(double complex) * m2), *f_re = malloc(sizeof(double complex) * ntot),
+                 *f_fresh = malloc(sizeof(double complex) * ntot);
+  spf_rng r;
+  spf_rng_seed(&r, 11, 0);
+  for (int64_t j = 0; j < 3 * (m1 + m2); j++) x[j] = M_PI * (2 * spf_rng_uniform(&r) - 1);
+  for (int64_t j = 0; j < m2; j++) c[j] = rnd_c(&r);
+  spf_nufft_opts o;
+  spf_nufft_default_opts(&o);
+  o.upsampfac = 2.0;
+  o.fftw_measure = 0;
+  spf_nufft_plan p, q;
+  CHECK(spf_nufft_make_plan(1, 3, n, 1, 1, 1e-9, &o, &p) == SPF_OK, "make_plan");
+  CHECK(spf_nufft_set_points(p, m1, x, x + m1, x + 2 * m1) == SPF_OK, "set_points, few points");
+  CHECK(spf_nufft_execute(p, c, f_re) == SPF_OK, "execute, few points");
+  const double *x2 = x + 3 * m1;
+  CHECK(spf_nufft_set_points(p, m2, x2, x2 + m2, x2 + 2 * m2) == SPF_OK, "set_points, many points");
+  CHECK(spf_nufft_execute(p, c, f_re) == SPF_OK, "execute, many points");
+  CHECK(spf_nufft_make_plan(1, 3, n, 1, 1, 1e-9, &o, &q) == SPF_OK, "make_plan, fresh");
+  spf_nufft_set_points(q, m2, x2, x2 + m2, x2 + 2 * m2);
+  spf_nufft_execute(q, c, f_fresh);
+  CHECK(!memcmp(f_re, f_fresh, sizeof(double complex) * ntot), "re-used plan differs from a fresh one");
+  double err = 0, nrm = 0;
+  for (int s = 0; s < 20; s++) {
+    const int64_t a = (s * 389) % ntot, a1 = a % 12, a2 = (a / 12) % 13, a3 = a / (12 * 13);
+    const double k1 = a1 - 6, k2 = a2 - 6, k3 = a3 - 5; /* centred modes: -N/2 .. (N-1)/2 */
+    double complex ref = 0;
+    for (int64_t j = 0; j < m2; j++) ref += c[j] * cexp(I * (k1 * x2[j] + k2 * x2[m2 + j] + k3 * x2[2 * m2 + j]));
+    err += pow(cabs(f_re[a] - ref), 2);
+    nrm += pow(cabs(ref), 2);
+  }
+  CHECK(sqrt(err / nrm) < 1e-8, "many points: error %.2e against the direct sum", sqrt(err / nrm));
+  spf_nufft_destroy(p);
+  spf_nufft_destroy(q);
+  free(x); free(c); free(f_re); free(f_fresh);
+}
+
 static void bad_arguments_return_distinct_codes(void)
 {
   int64_t n[3] = {8, 8, 8}, zero[3] = {8, 0, 8}, neg[3] = {8, -3, 8}, huge[3] = {1 << 20, 1 << 20, 1 << 20};
@@ -809,6 +852,7 @@ int main(void)
   RUN_TEST(type1_and_type2_are_adjoint);
   RUN_TEST(thread_count_changes_results_only_by_rounding);
   RUN_TEST(new_points_without_replanning_match_fresh_plan);
+  RUN_TEST(more_points_on_a_used_plan_grow_its_subproblems);
   RUN_TEST(bad_arguments_return_distinct_codes);
   RUN_TEST(load_modes_then_interpolate_many_point_sets);
   RUN_TEST(interpolate_real_matches_direct_real_part);

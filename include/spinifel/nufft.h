@@ -51,7 +51,10 @@ typedef struct {
                            0: FFTW_ESTIMATE (instant planning, slower FFTs) */
   int kernel_eval;      /* 1: piecewise-polynomial kernel (default); 0: its Legendre series, directly (slow) */
   int sort;             /* 1: sort points into cache-sized bins (default); 0: input order */
-  int max_subproblem;   /* points per spreading subproblem; 0: default (8192, tuned at 128^3) */
+  int max_subproblem;   /* type 1: points per spreading subproblem; 0 (default): chosen at
+                           each set_points from the point count m and the fine grid,
+                           m / 16 within [8192, 65536] (larger subproblems spend less on
+                           their boxes' halos where points are sparse on the grid) */
   int pow2_fine_grid;   /* fine-grid sizes are 2,3,5-smooth; may they be powers of two?
                            -1: auto (default): yes for type 1, no for type 2, whose
                                interpolation halves in speed on 2^k rows (cache-set
