@@ -209,7 +209,7 @@ int main(int argc, char **argv)
 
   double mpts = (double)m / best / 1e6, ref = finufft_reference(&a);
   printf("type %d %-6s N %lld^3 M %.0e tol %.0e threads %d sigma %.2f w %d fine %lld^3 | plan %.2fs setpts %.3fs "
-         "exec %.3fs = %.2f Mpts/s | setpts warm %.3f spread %.3f fft %.3f deconv %.3f | rel err %.1e "
+         "exec %.4fs = %.2f Mpts/s | setpts warm %.4f spread %.4f fft %.4f deconv %.4f | rel err %.1e "
          "| peak %.2f GiB",
          a.type, a.prec_float ? "float" : "double", (long long)n, (double)m, a.tol, a.threads, info.upsampfac, info.width,
          (long long)info.n_fine[0], t_plan, t_setpts, best, mpts, t_setpts_warm, tbest.spread, tbest.fft,

@@ -585,33 +585,37 @@ static int plan_fft(struct PLAN_S *p)
     /* Type 1 keeps the modes of the dimensions it has passed, x before y before z;
      * type 2 has modes only in those it has yet to pass, z before y before x: in both,
      * the dimensions below d are their runs of modes, the others whole. */
-    int64_t lo[3][2], len[3][2];
+    int64_t len[3];
     int nruns[3];
     for (int e = 0; e < 3; e++) {
       if (e >= d) {
-        lo[e][0] = 0;
-        len[e][0] = p->nf[e];
+        len[e] = p->nf[e];
         nruns[e] = 1;
       } else {
         const int64_t n = p->n_modes[e];
-        lo[e][0] = 0;
-        len[e][0] = (n + 1) / 2;
-        lo[e][1] = p->nf[e] - n / 2;
-        len[e][1] = n / 2;
+        len[e] = (n + 1) / 2;
         nruns[e] = n / 2 > 0 ? 2 : 1;
       }
     }
     const int e1 = d == 0 ? 1 : 0, e2 = d == 2 ? 1 : 2; /* the other two dimensions */
-    for (int r1 = 0; r1 < nruns[e1]; r1++)
-      for (int r2 = 0; r2 < nruns[e2]; r2++) {
-        FFTW(iodim) dim = {(int)p->nf[d], (int)stride[d], (int)stride[d]};
-        FFTW(iodim) many[2] = {{(int)len[e1][r1], (int)stride[e1], (int)stride[e1]},
-                               {(int)len[e2][r2], (int)stride[e2], (int)stride[e2]}};
-        const int64_t off = lo[e1][r1] * stride[e1] + lo[e2][r2] * stride[e2];
-        FFTW(plan) pl = FFTW(plan_guru_dft)(1, &dim, 2, many, g + off, g + off, fsign, flags);
-        if (!pl) return SPF_ERR_FFTW;
-        p->pass[p->n_pass++] = pl;
+    /* A dimension's two runs as one more loop of the plan: both ceil(N/2) long, the
+     * second starting one line early when N is odd (a line outside the modes, which
+     * type 1 never reads and type 2 holds at zero), so each pass is one plan. */
+    FFTW(iodim) dim = {(int)p->nf[d], (int)stride[d], (int)stride[d]};
+    FFTW(iodim) many[4];
+    int nmany = 0;
+    const int es[2] = {e1, e2};
+    for (int q = 0; q < 2; q++) {
+      const int e = es[q];
+      many[nmany++] = (FFTW(iodim)){(int)len[e], (int)stride[e], (int)stride[e]};
+      if (nruns[e] == 2) {
+        const int64_t jump = p->nf[e] - len[e];
+        many[nmany++] = (FFTW(iodim)){2, (int)(jump * stride[e]), (int)(jump * stride[e])};
       }
+    }
+    FFTW(plan) pl = FFTW(plan_guru_dft)(1, &dim, nmany, many, g, g, fsign, flags);
+    if (!pl) return SPF_ERR_FFTW;
+    p->pass[p->n_pass++] = pl;
   }
   return SPF_OK;
 }
