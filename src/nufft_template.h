@@ -69,7 +69,7 @@ struct PLAN_S {
   FLT *fine_re;                  /* interpolate_real: Re fine, nf_total + kpad, made on demand */
   int fine_re_valid;             /*   1: it holds the loaded modes' grid */
   FFTW(plan) fft;                /* the 3D FFT, when not pruned */
-  FFTW(plan) pass[7];            /* pruned FFT: 1D passes in the order they run */
+  FFTW(plan) pass[3];            /* pruned FFT: one 1D pass per dimension, in the order they run */
   int n_pass;
   spread_fn spread, spread_real;
   interp_fn interp;
@@ -597,14 +597,13 @@ static int plan_fft(struct PLAN_S *p)
         nruns[e] = n / 2 > 0 ? 2 : 1;
       }
     }
-    const int e1 = d == 0 ? 1 : 0, e2 = d == 2 ? 1 : 2; /* the other two dimensions */
     /* A dimension's two runs as one more loop of the plan: both ceil(N/2) long, the
      * second starting one line early when N is odd (a line outside the modes, which
      * type 1 never reads and type 2 holds at zero), so each pass is one plan. */
     FFTW(iodim) dim = {(int)p->nf[d], (int)stride[d], (int)stride[d]};
     FFTW(iodim) many[4];
     int nmany = 0;
-    const int es[2] = {e1, e2};
+    const int es[2] = {d == 0 ? 1 : 0, d == 2 ? 1 : 2}; /* the other two dimensions */
     for (int q = 0; q < 2; q++) {
       const int e = es[q];
       many[nmany++] = (FFTW(iodim)){(int)len[e], (int)stride[e], (int)stride[e]};
