@@ -63,7 +63,8 @@ struct PLAN_S {
   int collapsed[3];              /* a dimension with one mode: coordinate ignored */
   spf_nufft_kernel ker;
   int width, kpad, degree;
-  FLT *coef;                     /* (degree + 1) * kpad, Horner order */
+  FLT *coef;                     /* (degree + 1) rows of kstride, Horner order, 64-byte aligned */
+  int kstride;                   /*   kpad rounded up to whole Horner vectors (kernel_lanes) */
   FLT *deconv[3];                /* 1/phihat per centred mode */
   CPX *fine;                     /* nf_total + kpad (the tail lets rows be read whole) */
   FLT *fine_re;                  /* interpolate_real: Re fine, nf_total + kpad, made on demand */
@@ -110,52 +111,70 @@ static ALWAYS_INLINE int64_t wrap(int64_t i, int64_t n)
   return i < 0 ? i + n : (i >= n ? i - n : i);
 }
 
-/* Kernel values at the kpad grid points starting at l0, for offset u in [-1, 1). */
-static ALWAYS_INLINE void eval_kernel(const struct PLAN_S *p, FLT u, FLT *ker, const int KP)
+/* Lanes of one Horner vector for kpad kernel values: all kpad in one 16- or 32-byte
+ * vector, else 64-byte vectors (the coefficient rows then pad to whole vectors). */
+static inline int kernel_lanes(int kpad)
 {
-  if (p->kernel_eval) {
-    const FLT *c = p->coef;
-#pragma omp simd
-    for (int i = 0; i < KP; i++) ker[i] = c[i];
-    for (int d = 1; d <= p->degree; d++) {
-      const FLT *cd = c + (size_t)d * KP;
-#pragma omp simd
-      for (int i = 0; i < KP; i++) ker[i] = ker[i] * u + cd[i];
-    }
-  } else {
-    const int w = p->width;
-    for (int i = 0; i < KP; i++) {
-      double z = 2.0 * (((double)u + 1.0) * 0.5 - 0.5 * w + i) / w;
-      ker[i] = (FLT)(i < w ? spf_nufft_kernel_eval(&p->ker, z) : 0.0);
-    }
-  }
+  return kpad * (int)sizeof(FLT) <= 32 ? kpad : 64 / (int)sizeof(FLT);
 }
 
-/* The three dimensions' kernels at once: three independent Horner chains side by side,
- * so the FMA latency of one chain hides behind the others (one at a time, the chains'
- * latency bounded the spreading of sparse points). */
+/* Horner on whole vectors for n offsets u at once (n independent chains hide the FMA
+ * latency), nc vectors a row, into B-aligned out[a]. Written with vector types because
+ * the plain loop over a runtime degree compiled to half-width FMAs whose results went
+ * through the stack and back at full width, a store-forwarding stall per point (7% of
+ * sparse type-1 time, BENCHMARKS.md). */
+#define KERNEL_HORNER(B)                                                                          \
+  typedef FLT kvec##B __attribute__((vector_size(B), may_alias));                                 \
+  static ALWAYS_INLINE void horner_##B(const FLT *coef, int degree, const int NC, const int N,    \
+                                       const FLT *u, FLT *const *out)                             \
+  {                                                                                               \
+    const kvec##B *c = (const kvec##B *)coef;                                                     \
+    for (int q = 0; q < NC; q++) {                                                                \
+      kvec##B v[3];                                                                               \
+      for (int a = 0; a < N; a++) v[a] = c[q];                                                    \
+      for (int d = 1; d <= degree; d++) {                                                         \
+        const kvec##B cd = c[d * NC + q];                                                         \
+        for (int a = 0; a < N; a++) v[a] = v[a] * u[a] + cd;                                      \
+      }                                                                                           \
+      for (int a = 0; a < N; a++) ((kvec##B *)out[a])[q] = v[a];                                  \
+    }                                                                                             \
+  }
+KERNEL_HORNER(16)
+KERNEL_HORNER(32)
+KERNEL_HORNER(64)
+
+/* Kernel values at the kpad grid points starting at l0, for n (1 or 3) offsets u in
+ * [-1, 1); out[a] are 64-byte aligned and hold kstride values. */
+static ALWAYS_INLINE void eval_kernel_n(const struct PLAN_S *p, const FLT *u, FLT *const *out, const int N,
+                                        const int KP)
+{
+  if (p->kernel_eval) {
+    const int L = kernel_lanes(KP), NC = (KP + L - 1) / L, bytes = L * (int)sizeof(FLT);
+    if (bytes == 16) horner_16(p->coef, p->degree, NC, N, u, out);
+    else if (bytes == 32) horner_32(p->coef, p->degree, NC, N, u, out);
+    else horner_64(p->coef, p->degree, NC, N, u, out);
+    return;
+  }
+  const int w = p->width;
+  for (int a = 0; a < N; a++)
+    for (int i = 0; i < KP; i++) {
+      double z = 2.0 * (((double)u[a] + 1.0) * 0.5 - 0.5 * w + i) / w;
+      out[a][i] = (FLT)(i < w ? spf_nufft_kernel_eval(&p->ker, z) : 0.0);
+    }
+}
+
+static ALWAYS_INLINE void eval_kernel(const struct PLAN_S *p, FLT u, FLT *ker, const int KP)
+{
+  FLT *const out[1] = {ker};
+  eval_kernel_n(p, &u, out, 1, KP);
+}
+
+/* The three dimensions' kernels at once. */
 static ALWAYS_INLINE void eval_kernel3(const struct PLAN_S *p, const FLT *u, FLT *kx, FLT *ky,
                                        FLT *kz, const int KP)
 {
-  if (!p->kernel_eval) {
-    eval_kernel(p, u[0], kx, KP);
-    eval_kernel(p, u[1], ky, KP);
-    eval_kernel(p, u[2], kz, KP);
-    return;
-  }
-  const FLT *c = p->coef;
-  const FLT ux = u[0], uy = u[1], uz = u[2];
-#pragma omp simd
-  for (int i = 0; i < KP; i++) kx[i] = ky[i] = kz[i] = c[i];
-  for (int d = 1; d <= p->degree; d++) {
-    const FLT *cd = c + (size_t)d * KP;
-#pragma omp simd
-    for (int i = 0; i < KP; i++) {
-      kx[i] = kx[i] * ux + cd[i];
-      ky[i] = ky[i] * uy + cd[i];
-      kz[i] = kz[i] * uz + cd[i];
-    }
-  }
+  FLT *const out[3] = {kx, ky, kz};
+  eval_kernel_n(p, u, out, 3, KP);
 }
 
 /* A point's kernels in every dimension that has more than one mode (a collapsed one keeps
@@ -223,7 +242,7 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
   FLT *box = s->box;
   memset(box, 0, need * sizeof(FLT));
 
-  FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], kc[2 * KPMAX];
+  _Alignas(64) FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], kc[2 * KPMAX];
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
   const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
@@ -320,7 +339,7 @@ static ALWAYS_INLINE void interp_generic(const struct PLAN_S *p, int64_t j0, int
   const FLT *fine = (const FLT *)p->fine;
   int wd[3];
   for (int d = 0; d < 3; d++) wd[d] = p->collapsed[d] ? 1 : W;
-  FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], acc[2 * KPMAX], tmp[2 * KPMAX];
+  _Alignas(64) FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], acc[2 * KPMAX], tmp[2 * KPMAX];
   int64_t iy[KPMAX], iz[KPMAX];
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
@@ -408,7 +427,7 @@ static ALWAYS_INLINE void interp_real_generic(const struct PLAN_S *p, int64_t j0
   const FLT *fine = p->fine_re;
   int wd[3];
   for (int d = 0; d < 3; d++) wd[d] = p->collapsed[d] ? 1 : W;
-  FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], tmp[KPMAX];
+  _Alignas(64) FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], tmp[KPMAX];
   int64_t iy[KPMAX], iz[KPMAX];
   for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = tmp[i] = 0;
   kx[0] = ky[0] = kz[0] = 1;
@@ -642,9 +661,14 @@ static int setup_grid_parts(struct PLAN_S *p, double sigma)
     double target = p->tol * 0.1 > 1e-14 ? p->tol * 0.1 : 1e-14;
     p->degree = spf_nufft_kernel_fit(&p->ker, target, coef, &fit_err);
     if (p->degree < 0) return SPF_ERR_TOLERANCE; /* every width 2..16 fits (tested) */
-    p->coef = malloc(sizeof(FLT) * (size_t)(p->degree + 1) * p->kpad);
+    const int lanes = kernel_lanes(p->kpad);
+    p->kstride = (p->kpad + lanes - 1) / lanes * lanes;
+    const size_t nc = (size_t)(p->degree + 1) * p->kstride;
+    p->coef = alloc_aligned(sizeof(FLT) * nc);
     if (!p->coef) return SPF_ERR_ALLOC;
-    for (int i = 0; i < (p->degree + 1) * p->kpad; i++) p->coef[i] = (FLT)coef[i];
+    memset(p->coef, 0, sizeof(FLT) * nc);
+    for (int d = 0; d <= p->degree; d++)
+      for (int i = 0; i < p->kpad; i++) p->coef[(size_t)d * p->kstride + i] = (FLT)coef[d * p->kpad + i];
   }
   for (int d = 0; d < 3; d++) {
     int64_t n = p->n_modes[d];
