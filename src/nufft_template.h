@@ -111,6 +111,16 @@ static ALWAYS_INLINE int64_t wrap(int64_t i, int64_t n)
   return i < 0 ? i + n : (i >= n ? i - n : i);
 }
 
+/* Index of the point whose permuted place a loop over sorted points should prefetch
+ * now. A permuted copy touches one random place per point, and the out-of-order window
+ * alone keeps too few of those misses in flight: prefetching 128 points ahead made a
+ * 10^6-point gather 2.7x faster (BENCHMARKS.md). Past the end it repeats the last one. */
+#define PERM_AHEAD 128
+static ALWAYS_INLINE int64_t perm_ahead(const int64_t *perm, int64_t j, int64_t m)
+{
+  return perm[j + PERM_AHEAD < m ? j + PERM_AHEAD : m - 1];
+}
+
 /* Lanes of one Horner vector for kpad kernel values: all kpad in one 16- or 32-byte
  * vector, else 64-byte vectors (the coefficient rows then pad to whole vectors). */
 static inline int kernel_lanes(int kpad)
@@ -945,7 +955,10 @@ int PUB(set_points)(struct PLAN_S *p, int64_t n_points, const FLT *x, const FLT 
     const double nf = (double)p->nf[d], inv = p->inv_nf[d];
     const int64_t *perm = p->perm;
 #pragma omp parallel for num_threads(p->nthreads) schedule(static)
-    for (int64_t j = 0; j < n_points; j++) t[j] = fold((double)v[perm ? perm[j] : j], nf, inv);
+    for (int64_t j = 0; j < n_points; j++) {
+      if (perm) __builtin_prefetch(v + perm_ahead(perm, j, n_points));
+      t[j] = fold((double)v[perm ? perm[j] : j], nf, inv);
+    }
   }
   p->n_points = n_points;
   p->timing.sort += omp_get_wtime() - t0;
@@ -1007,12 +1020,18 @@ static int execute_type1(struct PLAN_S *p, const CPX *c, const FLT *c_real, CPX 
   if (c_real) {
     FLT *csr = (FLT *)p->c_sorted; /* perm_cap complex numbers hold m reals */
 #pragma omp parallel for num_threads(p->nthreads) schedule(static)
-    for (int64_t j = 0; j < m; j++) csr[j] = c_real[perm ? perm[j] : j];
+    for (int64_t j = 0; j < m; j++) {
+      if (perm) __builtin_prefetch(c_real + perm_ahead(perm, j, m));
+      csr[j] = c_real[perm ? perm[j] : j];
+    }
     spread = p->spread_real;
   } else {
     CPX *csc = p->c_sorted;
 #pragma omp parallel for num_threads(p->nthreads) schedule(static)
-    for (int64_t j = 0; j < m; j++) csc[j] = c[perm ? perm[j] : j];
+    for (int64_t j = 0; j < m; j++) {
+      if (perm) __builtin_prefetch(c + perm_ahead(perm, j, m));
+      csc[j] = c[perm ? perm[j] : j];
+    }
   }
   int failed = 0;
 #pragma omp parallel num_threads(p->nthreads) reduction(|| : failed)
@@ -1077,7 +1096,10 @@ static void interpolate(struct PLAN_S *p, CPX *c)
   const int64_t *perm = p->perm;
   const CPX *cs = p->c_sorted;
 #pragma omp parallel for num_threads(p->nthreads) schedule(static)
-  for (int64_t j = 0; j < m; j++) c[perm ? perm[j] : j] = cs[j];
+  for (int64_t j = 0; j < m; j++) {
+    if (perm) __builtin_prefetch(c + perm_ahead(perm, j, m), 1);
+    c[perm ? perm[j] : j] = cs[j];
+  }
   p->timing.spread += omp_get_wtime() - t2;
 }
 
@@ -1162,7 +1184,10 @@ int PUB(interpolate_real)(struct PLAN_S *p, FLT *c)
   }
   const int64_t *perm = p->perm;
 #pragma omp parallel for num_threads(p->nthreads) schedule(static)
-  for (int64_t j = 0; j < m; j++) c[perm ? perm[j] : j] = cs[j];
+  for (int64_t j = 0; j < m; j++) {
+    if (perm) __builtin_prefetch(c + perm_ahead(perm, j, m), 1);
+    c[perm ? perm[j] : j] = cs[j];
+  }
   p->timing.spread += omp_get_wtime() - t0;
   return SPF_OK;
 }
