@@ -252,13 +252,20 @@ static ALWAYS_INLINE void spread_generic(struct PLAN_S *p, int64_t j0, int64_t j
   FLT *box = s->box;
   memset(box, 0, need * sizeof(FLT));
 
-  _Alignas(64) FLT kx[KPMAX], ky[KPMAX], kz[KPMAX], kc[2 * KPMAX];
-  for (int i = 0; i < KPMAX; i++) kx[i] = ky[i] = kz[i] = 0;
-  kx[0] = ky[0] = kz[0] = 1;
+  /* Kernels double-buffered: the next point's are evaluated before this point's rows,
+   * so their FMA chains run beside the row updates instead of stalling the next point. */
+  _Alignas(64) FLT kxb[2][KPMAX], kyb[2][KPMAX], kzb[2][KPMAX], kc[2 * KPMAX];
+  for (int b = 0; b < 2; b++) {
+    for (int i = 0; i < KPMAX; i++) kxb[b][i] = kyb[b][i] = kzb[b][i] = 0;
+    kxb[b][0] = kyb[b][0] = kzb[b][0] = 1;
+  }
   const int full3d = !p->collapsed[0] && !p->collapsed[1] && !p->collapsed[2];
+  if (n > 0) eval_kernels(p, s->u, full3d, kxb[0], kyb[0], kzb[0], KP);
   for (int64_t jj = 0; jj < n; jj++) {
     const FLT cre = c[NV * (j0 + jj)], cim = NV == 2 ? c[NV * (j0 + jj) + 1] : 0;
-    eval_kernels(p, s->u + 3 * jj, full3d, kx, ky, kz, KP);
+    const int cur = (int)(jj & 1);
+    const FLT *kx = kxb[cur], *ky = kyb[cur], *kz = kzb[cur];
+    if (jj + 1 < n) eval_kernels(p, s->u + 3 * (jj + 1), full3d, kxb[!cur], kyb[!cur], kzb[!cur], KP);
     if (NV == 2) {
 #pragma omp simd
       for (int i = 0; i < KP; i++) {
