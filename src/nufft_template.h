@@ -114,7 +114,7 @@ static ALWAYS_INLINE int64_t wrap(int64_t i, int64_t n)
 /* Index of the point whose permuted place a loop over sorted points should prefetch
  * now. A permuted copy touches one random place per point, and the out-of-order window
  * alone keeps too few of those misses in flight: prefetching 128 points ahead made a
- * 10^6-point gather 2.7x faster (BENCHMARKS.md). Past the end it repeats the last one. */
+ * 10^6-point gather ~3x faster (BENCHMARKS.md). Past the end it repeats the last one. */
 #define PERM_AHEAD 128
 static ALWAYS_INLINE int64_t perm_ahead(const int64_t *perm, int64_t j, int64_t m)
 {
