@@ -63,8 +63,8 @@ struct PLAN_S {
   int collapsed[3];              /* a dimension with one mode: coordinate ignored */
   spf_nufft_kernel ker;
   int width, kpad, degree;
-  FLT *coef;                     /* (degree + 1) rows of kstride, Horner order, 64-byte aligned */
-  int kstride;                   /*   kpad rounded up to whole Horner vectors (kernel_lanes) */
+  FLT *coef;                     /* (degree + 1) rows of kpad rounded up to whole Horner
+                                    vectors (kernel_lanes), Horner order, 64-byte aligned */
   FLT *deconv[3];                /* 1/phihat per centred mode */
   CPX *fine;                     /* nf_total + kpad (the tail lets rows be read whole) */
   FLT *fine_re;                  /* interpolate_real: Re fine, nf_total + kpad, made on demand */
@@ -154,7 +154,7 @@ KERNEL_HORNER(32)
 KERNEL_HORNER(64)
 
 /* Kernel values at the kpad grid points starting at l0, for n (1 or 3) offsets u in
- * [-1, 1); out[a] are 64-byte aligned and hold kstride values. */
+ * [-1, 1); out[a] are 64-byte aligned and hold a coefficient row's length. */
 static ALWAYS_INLINE void eval_kernel_n(const struct PLAN_S *p, const FLT *u, FLT *const *out, const int N,
                                         const int KP)
 {
@@ -679,13 +679,13 @@ static int setup_grid_parts(struct PLAN_S *p, double sigma)
     p->degree = spf_nufft_kernel_fit(&p->ker, target, coef, &fit_err);
     if (p->degree < 0) return SPF_ERR_TOLERANCE; /* every width 2..16 fits (tested) */
     const int lanes = kernel_lanes(p->kpad);
-    p->kstride = (p->kpad + lanes - 1) / lanes * lanes;
-    const size_t nc = (size_t)(p->degree + 1) * p->kstride;
+    const int kstride = (p->kpad + lanes - 1) / lanes * lanes;
+    const size_t nc = (size_t)(p->degree + 1) * kstride;
     p->coef = alloc_aligned(sizeof(FLT) * nc);
     if (!p->coef) return SPF_ERR_ALLOC;
     memset(p->coef, 0, sizeof(FLT) * nc);
     for (int d = 0; d <= p->degree; d++)
-      for (int i = 0; i < p->kpad; i++) p->coef[(size_t)d * p->kstride + i] = (FLT)coef[d * p->kpad + i];
+      for (int i = 0; i < p->kpad; i++) p->coef[(size_t)d * kstride + i] = (FLT)coef[d * p->kpad + i];
   }
   for (int d = 0; d < 3; d++) {
     int64_t n = p->n_modes[d];
